@@ -1,0 +1,276 @@
+"""The `umsearch` command: a thin layer that turns arguments into library calls and results into text."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional, TypeVar
+
+import typer
+
+from . import config
+from .errors import UmsearchError
+
+if TYPE_CHECKING:
+    from .embed import GmeEmbedder
+    from .store import Store
+
+app = typer.Typer(
+    name="umsearch",
+    help="Local, private, semantic photo search: find any photo by describing it, by showing another, or both.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+F = TypeVar("F", bound=Callable)
+
+EXIT_ERROR = 1
+EXIT_PARTIAL = 3  # the command finished, but some files could not be indexed
+EXIT_INTERRUPTED = 130
+
+DbOption = Annotated[
+    Optional[Path],
+    typer.Option("--db", envvar="UMSEARCH_DB", help="Index file [default: in the user data folder].", show_default=False),
+]
+ModelOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--model",
+        envvar="UMSEARCH_MODEL",
+        help=f"Hugging Face id or local folder of a GME model [default: the index's model, else {config.DEFAULT_MODEL}].",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+MinTokensOption = Annotated[
+    Optional[int], typer.Option("--min-image-tokens", min=4, help="Smallest visual token budget per image [default: 256].")
+]
+MaxTokensOption = Annotated[
+    Optional[int], typer.Option("--max-image-tokens", min=4, help="Largest visual token budget per image [default: 1280].")
+]
+
+
+def friendly_errors(command: F) -> F:
+    """Every expected failure becomes one line on stderr and a non-zero exit, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from . import present
+
+        try:
+            return command(*args, **kwargs)
+        except UmsearchError as exc:
+            present.error(str(exc))
+            raise typer.Exit(EXIT_ERROR) from None
+        except KeyboardInterrupt:
+            present.err.print("interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            if os.environ.get("UMSEARCH_DEBUG"):
+                raise
+            present.error(f"unexpected {type(exc).__name__}: {exc} (set UMSEARCH_DEBUG=1 to see the traceback)")
+            raise typer.Exit(EXIT_ERROR) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+# ---- shared plumbing ---------------------------------------------------------------------------
+def open_store(db: Path | None, *, create: bool) -> "Store":
+    from .store import Store
+
+    return Store.open(db or config.default_db_path(), create=create)
+
+
+def chosen_model(store: "Store", model: str | None) -> str:
+    """An explicit --model must match the index; without one, the index's own model is used."""
+    settings = store.settings()
+    if model is None:
+        return settings.model_id if settings else config.default_model()
+    model_id = config.normalize_model_spec(model)
+    store.check_model(model_id)
+    return model_id
+
+
+def token_budget(store: "Store", min_tokens: int | None, max_tokens: int | None) -> tuple[int, int]:
+    settings = store.settings()
+    low = min_tokens or (settings.min_image_tokens if settings else config.DEFAULT_MIN_IMAGE_TOKENS)
+    high = max_tokens or (settings.max_image_tokens if settings else config.DEFAULT_MAX_IMAGE_TOKENS)
+    if low > high:
+        raise UmsearchError(f"--min-image-tokens ({low}) is larger than --max-image-tokens ({high})")
+    return low, high
+
+
+def load_model(model_id: str, budget: tuple[int, int]) -> "GmeEmbedder":
+    from . import present
+    from .embed import load_embedder
+
+    with present.err.status(f"loading model {model_id} …"):
+        return load_embedder(model_id, min_image_tokens=budget[0], max_image_tokens=budget[1])
+
+
+def max_pixels(budget: tuple[int, int]) -> int:
+    return budget[1] * 28 * 28
+
+
+# ---- commands ----------------------------------------------------------------------------------
+@app.command()
+@friendly_errors
+def index(
+    paths: Annotated[list[Path], typer.Argument(help="Folders (or single photos) to index.", show_default=False)],
+    exclude: Annotated[
+        Optional[list[str]], typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")
+    ] = None,
+    db: DbOption = None,
+    model: ModelOption = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per model call.")] = config.DEFAULT_BATCH_SIZE,
+    min_image_tokens: MinTokensOption = None,
+    max_image_tokens: MaxTokensOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add new photos, re-embed changed ones, follow moves and drop deleted ones."""
+    from . import present
+    from .index import Indexer
+
+    with open_store(db, create=True) as store:
+        model_id = chosen_model(store, model)
+        budget = token_budget(store, min_image_tokens, max_image_tokens)
+        indexer = Indexer(
+            store,
+            lambda: load_model(model_id, budget),
+            max_pixels=max_pixels(budget),
+            batch_size=batch_size,
+            progress=present.BarProgress(),
+        )
+        summary = indexer.index(
+            [str(p) for p in paths],
+            exclude or (),
+            on_scan_error=lambda path, reason: present.warn(f"{path}: {reason}"),
+        )
+        present.print_summary(summary, as_json=as_json)
+    if summary.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if summary.failed:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command()
+@friendly_errors
+def query(
+    text: Annotated[Optional[str], typer.Argument(help="What to look for, in words.", show_default=False)] = None,
+    image: Annotated[
+        Optional[Path], typer.Option("--image", "-i", help="Find photos like this one (with TEXT: both at once).")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=4096, help="How many results.")] = config.DEFAULT_LIMIT,
+    instruction: Annotated[
+        Optional[str], typer.Option("--instruction", help="Override GME's task instruction for this query.")
+    ] = None,
+    db: DbOption = None,
+    model: ModelOption = None,
+    as_json: JsonOption = False,
+    paths_only: Annotated[bool, typer.Option("--paths", help="Print only paths, one per line.")] = False,
+) -> None:
+    """Search the index by text, by image (--image), or both fused into one query."""
+    from . import present
+    from .search import Query, query_vector, rank
+
+    request = Query(text=text, image=str(image) if image else None, instruction=instruction)
+    with open_store(db, create=False) as store:
+        model_id = chosen_model(store, model)
+        if store.counts().indexed == 0:
+            raise UmsearchError(f"index {store.path} has no photos yet: run 'umsearch index FOLDER' first")
+        budget = token_budget(store, None, None)
+        if request.image and not Path(request.image).is_file():
+            raise UmsearchError(f"{request.image}: no such file")
+        embedder = load_model(model_id, budget)
+        vector = query_vector(embedder, request, max_pixels(budget))
+        hits = rank(store, vector, limit)
+    present.print_hits(hits, as_json=as_json, paths_only=paths_only)
+
+
+@app.command()
+@friendly_errors
+def status(
+    db: DbOption = None,
+    as_json: JsonOption = False,
+    failures: Annotated[int, typer.Option("--failures", min=0, help="How many failed files to list.")] = 20,
+) -> None:
+    """What is indexed: counts, model, dimension, database path and size, failed files."""
+    from . import present
+
+    path = db or config.default_db_path()
+    if not path.exists():
+        report = {"db": str(path), "exists": False, "indexed": 0, "failed": 0, "model": None, "dim": None}
+        if as_json:
+            present.print_json(report)
+        else:
+            present.out.print(f"no index yet at {path}: run 'umsearch index FOLDER' to create it")
+        return
+    with open_store(path, create=False) as store:
+        counts = store.counts()
+        settings = store.settings()
+        failed_rows = store.failures(limit=failures)
+        report = {
+            "db": str(store.path),
+            "exists": True,
+            "db_bytes": store.size_bytes(),
+            "indexed": counts.indexed,
+            "failed": counts.failed,
+            "model": settings.model_id if settings else None,
+            "dim": settings.dim if settings else None,
+            "image_tokens": [settings.min_image_tokens, settings.max_image_tokens] if settings else None,
+            "failures": [{"path": row.path, "reason": row.error} for row in failed_rows],
+        }
+    if as_json:
+        present.print_json(report)
+        return
+    present.out.print(f"index     {report['db']} ({present.human_bytes(report['db_bytes'])})")
+    present.out.print(f"photos    {counts.indexed} indexed, {counts.failed} failed")
+    if settings:
+        present.out.print(f"model     {settings.model_id} ({settings.dim}-d)")
+        present.out.print(f"images    {settings.min_image_tokens}–{settings.max_image_tokens} visual tokens")
+    for row in failed_rows:
+        present.out.print(f"failed    {row.path}: {row.error}", markup=False)
+    if counts.failed > len(failed_rows):
+        present.out.print(f"          … and {counts.failed - len(failed_rows)} more (--failures N)")
+
+
+@app.command()
+@friendly_errors
+def embed(
+    text: Annotated[Optional[str], typer.Option("--text", help="Text to embed.")] = None,
+    image: Annotated[Optional[Path], typer.Option("--image", help="Image to embed.")] = None,
+    instruction: Annotated[Optional[str], typer.Option("--instruction", help="GME task instruction.")] = None,
+    model: ModelOption = None,
+    min_image_tokens: MinTokensOption = None,
+    max_image_tokens: MaxTokensOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print the GME vector of a text, an image, or both (a JSON list)."""
+    from . import present
+    from .search import Query, query_vector
+
+    request = Query(text=text, image=str(image) if image else None, instruction=instruction)
+    budget = (
+        min_image_tokens or config.DEFAULT_MIN_IMAGE_TOKENS,
+        max_image_tokens or config.DEFAULT_MAX_IMAGE_TOKENS,
+    )
+    if request.image and not Path(request.image).is_file():
+        raise UmsearchError(f"{request.image}: no such file")
+    embedder = load_model(config.normalize_model_spec(model or config.default_model()), budget)
+    vector = query_vector(embedder, request, max_pixels(budget))
+    present.print_json([round(float(x), 7) for x in vector])
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

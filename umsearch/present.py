@@ -1,0 +1,123 @@
+"""How results look in a terminal: tables, summaries, progress. No search logic lives here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from .index import IndexSummary
+from .search import Hit
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def print_json(value: object) -> None:
+    # Plain print: rich would wrap long lines and colour the JSON.
+    sys.stdout.write(json.dumps(value, ensure_ascii=False) + "\n")
+
+
+def error(message: str) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}")
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {escape(message)}")
+
+
+def hits_table(hits: Sequence[Hit]) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("score", justify="right")
+    table.add_column("path", overflow="fold")
+    for hit in hits:
+        table.add_row(str(hit.rank), f"{hit.score:.3f}", Text(hit.path))
+    return table
+
+
+def print_hits(hits: Sequence[Hit], *, as_json: bool, paths_only: bool) -> None:
+    if as_json:
+        print_json([hit.as_dict() for hit in hits])
+    elif paths_only:
+        for hit in hits:
+            sys.stdout.write(hit.path + "\n")
+    elif not hits:
+        err.print("no matches")
+    else:
+        out.print(hits_table(hits))
+
+
+def print_summary(summary: IndexSummary, *, as_json: bool, show_failures: int = 20) -> None:
+    if as_json:
+        print_json(summary.counters())
+    else:
+        parts = [f"{name} {count}" for name, count in summary.counters().items()]
+        state = "interrupted" if summary.interrupted else "done"
+        err.print(f"{state}: " + ", ".join(parts))
+    for path, reason in summary.failures[:show_failures]:
+        err.print(Text(f"  failed: {path}: {reason}", style="yellow"))
+    if len(summary.failures) > show_failures:
+        err.print(f"  … and {len(summary.failures) - show_failures} more ('umsearch status' lists them)")
+
+
+class RateColumn(ProgressColumn):
+    def render(self, task) -> Text:  # noqa: ANN001
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.1f} img/s" if speed else "– img/s", style="cyan")
+
+
+class BarProgress:
+    """The indexing progress bar (rate and ETA) on stderr; silent when stderr is not a terminal."""
+
+    def __init__(self, description: str = "embedding") -> None:
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            RateColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=err,
+            transient=False,
+            disable=not err.is_terminal,
+        )
+        self._description = description
+        self._task = None
+
+    def start(self, total: int) -> None:
+        self._progress.start()
+        self._task = self._progress.add_task(self._description, total=total)
+
+    def advance(self, count: int = 1) -> None:
+        if self._task is not None:
+            self._progress.advance(self._task, count)
+
+    def finish(self) -> None:
+        self._progress.stop()
+
+
+def human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"

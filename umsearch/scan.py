@@ -1,0 +1,143 @@
+"""Find candidate photo files under one or more roots, cheaply (stat only, no reads)."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".dib", ".tif", ".tiff"}
+)
+
+# Files that are still being written by browsers, sync tools and editors: never index them.
+TEMPORARY_SUFFIXES = (".part", ".crdownload", ".tmp", ".temp", ".download", ".partial", "~", ".swp", ".swx")
+
+
+@dataclass(frozen=True, slots=True)
+class FoundFile:
+    path: str
+    size: int
+    mtime_ns: int
+
+
+def is_hidden(name: str) -> bool:
+    # "._foo.jpg" are macOS resource forks: hidden by the leading dot too.
+    return name.startswith(".")
+
+
+def is_temporary(name: str) -> bool:
+    lower = name.lower()
+    return lower.endswith(TEMPORARY_SUFFIXES) or lower.startswith(".~") or lower.startswith("~$")
+
+
+def has_image_extension(name: str, extensions: frozenset[str] = IMAGE_EXTENSIONS) -> bool:
+    return os.path.splitext(name)[1].lower() in extensions
+
+
+def is_candidate_name(name: str, extensions: frozenset[str] = IMAGE_EXTENSIONS) -> bool:
+    """Whether a file name alone makes a file worth indexing (the watcher asks this too)."""
+    return not is_hidden(name) and not is_temporary(name) and has_image_extension(name, extensions)
+
+
+def is_excluded(path: str, excludes: Iterable[str]) -> bool:
+    """An exclude glob matches the whole path or any single component (`--exclude '*/cache/*'`, `--exclude raw`)."""
+    parts = path.split(os.sep)
+    for pattern in excludes:
+        if fnmatch.fnmatch(path, pattern) or any(fnmatch.fnmatch(part, pattern) for part in parts):
+            return True
+    return False
+
+
+def normalize_root(root: str | os.PathLike[str]) -> str:
+    """Absolute, user-expanded, without '..' — but symlinks kept, so paths read as the user sees them."""
+    return os.path.abspath(os.path.expanduser(os.fspath(root)))
+
+
+def scan(
+    roots: Iterable[str | os.PathLike[str]],
+    excludes: Iterable[str] = (),
+    extensions: frozenset[str] = IMAGE_EXTENSIONS,
+    on_error: "callable[[str, str], None] | None" = None,
+) -> Iterator[FoundFile]:
+    """Yield every image file below the roots, following symlinks without looping.
+
+    A root may also be a single file. Unreadable folders are reported through `on_error(path, reason)`
+    and skipped, so one bad folder never stops a scan.
+    """
+    excludes = tuple(excludes)
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[str] = set()
+    for root in roots:
+        top = normalize_root(root)
+        try:
+            st = os.stat(top)
+        except OSError as exc:
+            _report(on_error, top, exc)
+            continue
+        if stat.S_ISREG(st.st_mode):
+            if has_image_extension(top, extensions) and top not in seen_files:
+                seen_files.add(top)
+                yield FoundFile(top, st.st_size, st.st_mtime_ns)
+            continue
+        yield from _walk(top, excludes, extensions, seen_dirs, seen_files, on_error)
+
+
+def _walk(top, excludes, extensions, seen_dirs, seen_files, on_error) -> Iterator[FoundFile]:
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = os.stat(folder)
+        except OSError as exc:
+            _report(on_error, folder, exc)
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen_dirs:  # a symlink loop, or the same folder reached twice
+            continue
+        seen_dirs.add(key)
+        try:
+            with os.scandir(folder) as entries:
+                entries = sorted(entries, key=lambda e: e.name)
+        except OSError as exc:
+            _report(on_error, folder, exc)
+            continue
+        subfolders = []
+        for entry in entries:
+            name = entry.name
+            if is_hidden(name):
+                continue
+            path = entry.path
+            if excludes and is_excluded(path, excludes):
+                continue
+            try:
+                if entry.is_dir():  # follows symlinks
+                    subfolders.append(path)
+                    continue
+                if not is_candidate_name(name, extensions) or not entry.is_file():
+                    continue
+                info = entry.stat()  # follows symlinks; a broken link raises here and is skipped
+            except OSError:
+                continue
+            if path in seen_files:
+                continue
+            seen_files.add(path)
+            yield FoundFile(path, info.st_size, info.st_mtime_ns)
+        # Reverse so that popping visits folders in sorted order: stable, predictable runs.
+        stack.extend(reversed(subfolders))
+
+
+def _report(on_error, path: str, exc: OSError) -> None:
+    if on_error is not None:
+        on_error(path, exc.strerror or str(exc))
+
+
+def is_within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def file_ext(path: str) -> str:
+    return Path(path).suffix.lower().lstrip(".")
