@@ -21,8 +21,11 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from .index import IndexSummary
-from .search import Hit
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .index import IndexSummary
+    from .search import Hit
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -41,7 +44,7 @@ def warn(message: str) -> None:
     err.print(f"[yellow]warning:[/] {escape(message)}")
 
 
-def hits_table(hits: Sequence[Hit]) -> Table:
+def hits_table(hits: Sequence["Hit"]) -> Table:
     table = Table(box=None, pad_edge=False, header_style="bold")
     table.add_column("#", justify="right", style="dim")
     table.add_column("score", justify="right")
@@ -51,7 +54,7 @@ def hits_table(hits: Sequence[Hit]) -> Table:
     return table
 
 
-def print_hits(hits: Sequence[Hit], *, as_json: bool, paths_only: bool) -> None:
+def print_hits(hits: Sequence["Hit"], *, as_json: bool, paths_only: bool) -> None:
     if as_json:
         print_json([hit.as_dict() for hit in hits])
     elif paths_only:
@@ -63,7 +66,7 @@ def print_hits(hits: Sequence[Hit], *, as_json: bool, paths_only: bool) -> None:
         out.print(hits_table(hits))
 
 
-def print_summary(summary: IndexSummary, *, as_json: bool, show_failures: int = 20) -> None:
+def print_summary(summary: "IndexSummary", *, as_json: bool, show_failures: int = 20) -> None:
     if as_json:
         print_json(summary.counters())
     else:

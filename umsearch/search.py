@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from .errors import ImageLoadError, UmsearchError
 from .imageload import load_image
 from .store import Store
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .embed import Embedder
 
 
@@ -46,14 +46,14 @@ def load_query_image(path: str, max_pixels: int) -> "PIL.Image.Image":  # noqa: 
         raise UmsearchError(f"{path}: no such file") from None
 
 
-def query_vector(embedder: "Embedder", query: Query, max_pixels: int) -> np.ndarray:
+def query_vector(embedder: "Embedder", query: Query, max_pixels: int) -> "np.ndarray":
     """One GME input: text alone, image alone, or image and text fused into a single vector."""
     image = load_query_image(query.image, max_pixels) if query.image else None
     text = query.text if query.text and query.text.strip() else None
     return embedder.embed_query(text=text, image=image, instruction=query.instruction)
 
 
-def rank(store: Store, vector: np.ndarray, limit: int) -> list[Hit]:
+def rank(store: Store, vector: "np.ndarray", limit: int) -> list[Hit]:
     """The indexed photos nearest to `vector`, best first, with cosine similarity as the score."""
     nearest = store.knn(vector, limit)
     rows = store.files_by_id(file_id for file_id, _ in nearest)

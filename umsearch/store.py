@@ -12,14 +12,16 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .errors import ModelMismatchError, StoreError
 
 APPLICATION_ID = 0x756D7365  # "umse": marks the file as ours, so a foreign SQLite file is recognised
 BUSY_TIMEOUT_MS = 15_000
 VEC_TABLE = "vectors"
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,16 @@ def path_from_db(text: str) -> str:
     return text
 
 
+def sqlite_vec_path() -> str:
+    """The sqlite-vec loadable library, found without importing the package (which imports numpy)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sqlite_vec")
+    if spec is None or not spec.submodule_search_locations:
+        raise StoreError("the sqlite-vec package is not installed: pip install sqlite-vec")
+    return os.path.join(next(iter(spec.submodule_search_locations)), "vec0")
+
+
 def sqlite_route() -> str:
     """Which SQLite binding and library this build uses (shown by `umsearch doctor`)."""
     import apsw
@@ -108,7 +120,6 @@ class Store:
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, create: bool = True) -> "Store":
         import apsw
-        import sqlite_vec
 
         path = Path(path).expanduser()
         if path.is_dir():
@@ -121,7 +132,7 @@ class Store:
             db = apsw.Connection(str(path))
             db.setbusytimeout(BUSY_TIMEOUT_MS)
             db.enable_load_extension(True)
-            db.load_extension(sqlite_vec.loadable_path())
+            db.load_extension(sqlite_vec_path())
             db.enable_load_extension(False)
             store = cls(db, path)
             store._prepare()
@@ -298,7 +309,7 @@ class Store:
         size: int,
         mtime_ns: int,
         digest: str | None,
-        vector: np.ndarray | None = None,
+        vector: "np.ndarray | None" = None,
         error: str | None = None,
         width: int | None = None,
         height: int | None = None,
@@ -368,7 +379,7 @@ class Store:
         return len(ids)
 
     # ---- vectors -------------------------------------------------------------------------------
-    def _insert_vector(self, file_id: int, vector: np.ndarray) -> None:
+    def _insert_vector(self, file_id: int, vector: "np.ndarray") -> None:
         self.db.execute(
             f"INSERT INTO {VEC_TABLE} (rowid, embedding) VALUES (?, ?)", (file_id, _blob(vector))
         )
@@ -380,13 +391,15 @@ class Store:
         marks = ",".join("?" * len(ids))
         self.db.execute(f"DELETE FROM {VEC_TABLE} WHERE rowid IN ({marks})", list(ids))
 
-    def vector(self, file_id: int) -> np.ndarray:
+    def vector(self, file_id: int) -> "np.ndarray":
+        import numpy as np
+
         row = self.db.execute(f"SELECT embedding FROM {VEC_TABLE} WHERE rowid = ?", (file_id,)).fetchone()
         if row is None:
             raise StoreError(f"no vector stored for file id {file_id}")
         return np.frombuffer(row[0], dtype=np.float32).copy()
 
-    def knn(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+    def knn(self, vector: "np.ndarray", k: int) -> list[tuple[int, float]]:
         """The k nearest files by cosine similarity, best first, as (file id, similarity)."""
         if not self.has_vectors_table() or k <= 0:
             return []
@@ -427,7 +440,9 @@ def _row(r: Sequence) -> FileRow:
     return FileRow(r[0], path_from_db(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], r[8])
 
 
-def _blob(vector: np.ndarray) -> bytes:
+def _blob(vector: "np.ndarray") -> bytes:
+    import numpy as np
+
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
 
 
