@@ -10,9 +10,9 @@ Qwen2-VL preprocessor config and chat template.
 The tokenizer is always tiny (a few hundred entries trained on a built-in corpus);
 for "2b"/"7b" the config keeps the real vocab size and the special-token ids point
 into the tiny range, which the embedding table covers.  "2b"/"7b" weights are
-written in bfloat16 (about 4.4 GB and 16.6 GB; the real repos ship float32) and
-are tiled from one random pool so that writing is disk-bound rather than
-RNG-bound: good for timing, meaningless as a model.
+written in bfloat16 to halve the disk space (about 4.4 GB and 16.6 GB; the real
+2B repo ships float32) and are tiled from one random pool so that writing is
+disk-bound rather than RNG-bound: good for timing, meaningless as a model.
 """
 
 from __future__ import annotations
@@ -334,6 +334,8 @@ def _write_weights(path: Path, arch: dict[str, Any], seed: int, shard_bytes: int
         shards[-1].append(spec)
         used += nbytes
 
+    for stale in path.glob("*.safetensors"):  # from an earlier build of another size
+        stale.unlink()
     weight_map: dict[str, str] = {}
     for n, shard in enumerate(shards, start=1):
         name = f"model-{n:05d}-of-{len(shards):05d}.safetensors"

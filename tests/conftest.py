@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from umsearch.devmodel import build_model_dir
+from umsearch.embed import GmeEmbedder, load_embedder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight gme-Qwen2-VL model directory in the real hub layout (built once per session)."""
+    return build_model_dir(tmp_path_factory.mktemp("tiny-gme"), "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder(tiny_model_dir: Path) -> GmeEmbedder:
+    """The tiny model loaded in float32 on the CPU, so results do not depend on the test machine's GPU."""
+    return load_embedder(str(tiny_model_dir), device="cpu", quant="none")
