@@ -18,3 +18,15 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_embedder(tiny_model_dir: Path) -> GmeEmbedder:
     """The tiny model loaded in float32 on the CPU, so results do not depend on the test machine's GPU."""
     return load_embedder(str(tiny_model_dir), device="cpu", quant="none")
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test touches the real user data folder or the network: a private home and an offline hub."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("UMSEARCH_HOME", str(home))
+    monkeypatch.delenv("UMSEARCH_DB", raising=False)
+    monkeypatch.delenv("UMSEARCH_MODEL", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    return home

@@ -199,7 +199,10 @@ def _load_processors(path: Path, min_image_tokens: int, max_image_tokens: int) -
 def _load_model(path: Path, device: str, dtype: str, quant: str) -> Any:
     import torch
     from transformers import Qwen2VLModel
+    from transformers.utils import logging as hf_logging
 
+    # umsearch shows its own "loading model" status; transformers' per-tensor bar would be noise.
+    hf_logging.disable_progress_bar()
     torch_dtype = getattr(torch, dtype)
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "device_map": device}
     if quant != "none":
