@@ -319,3 +319,81 @@ class Indexer:
             summary.added += 1
         else:
             summary.updated += 1
+
+    def sync(
+        self,
+        paths: Sequence[str],
+        excludes: Sequence[str] = (),
+        *,
+        ready: Callable[[FoundFile], bool] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> "SyncResult":
+        """Bring just these files and folders in step with the disk (the watcher's reconcile step).
+
+        A path may be a file or a folder, present or gone: what is on disk below it is planned against what
+        the index holds below it, so moves between any of the paths keep their vectors. Files that `ready`
+        rejects (still being written) keep their old row and come back in `deferred`, as do jobs not started
+        because `should_stop` turned true (checked between batches).
+        """
+        scope = outermost_paths(normalize_root(p) for p in paths)
+        result = SyncResult()
+        found: list[FoundFile] = []
+        for item in found_in_scope(scope, excludes):
+            if ready is None or ready(item):
+                found.append(item)
+            else:
+                result.deferred.append(item.path)
+        plan = plan_changes(self.store, scope, found)
+        held = set(result.deferred)
+        plan.removals = [row for row in plan.removals if row.path not in held]
+        result.summary.unchanged = plan.unchanged
+        self._apply_moves_and_removals(plan, result.summary)
+        step = self.batch_size * 4  # a few batches per call: read-ahead stays useful, stops stay prompt
+        for start in range(0, len(plan.jobs), step):
+            if should_stop is not None and should_stop():
+                result.deferred.extend(job.found.path for job in plan.jobs[start:])
+                result.summary.interrupted = True
+                break
+            self.process(plan.jobs[start : start + step], result.summary)
+        return result
+
+
+@dataclass
+class SyncResult:
+    summary: IndexSummary = field(default_factory=IndexSummary)
+    deferred: list[str] = field(default_factory=list)  # paths to look at again later
+
+
+def outermost_paths(paths: Iterable[str]) -> list[str]:
+    """The paths that are not below another of them: a folder's scan already covers what is inside it."""
+    from .scan import is_within
+
+    kept: list[str] = []
+    for path in sorted(set(paths), key=lambda p: (p.count(os.sep), p)):
+        if not any(is_within(path, outer) for outer in kept):
+            kept.append(path)
+    return sorted(kept)
+
+
+def found_in_scope(scope: Sequence[str], excludes: Sequence[str] = ()) -> Iterator[FoundFile]:
+    """The candidate photos at or below each path; a single file is judged by its name, as a scan would."""
+    import stat
+
+    from .scan import is_candidate_name, is_excluded
+
+    folders = []
+    for path in scope:
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue  # gone: whatever the index holds there is planned away
+        if stat.S_ISDIR(info.st_mode):
+            folders.append(path)
+        elif (
+            stat.S_ISREG(info.st_mode)
+            and is_candidate_name(os.path.basename(path))
+            and not (excludes and is_excluded(path, excludes))
+        ):
+            yield FoundFile(path, info.st_size, info.st_mtime_ns)
+    if folders:
+        yield from scan(folders, excludes)
