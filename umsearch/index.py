@@ -348,14 +348,30 @@ class Indexer:
         plan.removals = [row for row in plan.removals if row.path not in held]
         result.summary.unchanged = plan.unchanged
         self._apply_moves_and_removals(plan, result.summary)
+        jobs = [job for job in plan.jobs if job.previous is not None or not self._claim_vanished_twin(job, result)]
         step = self.batch_size * 4  # a few batches per call: read-ahead stays useful, stops stay prompt
-        for start in range(0, len(plan.jobs), step):
+        for start in range(0, len(jobs), step):
             if should_stop is not None and should_stop():
-                result.deferred.extend(job.found.path for job in plan.jobs[start:])
+                result.deferred.extend(job.found.path for job in jobs[start:])
                 result.summary.interrupted = True
                 break
-            self.process(plan.jobs[start : start + step], result.summary)
+            self.process(jobs[start : start + step], result.summary)
         return result
+
+    def _claim_vanished_twin(self, job: Job, result: "SyncResult") -> bool:
+        """A new file with the bytes of an indexed file that is gone from disk was moved here from outside
+        the synced paths (another root, or the other half of a move reported later): its row follows it."""
+        try:
+            digest = content_hash(job.found.path)
+        except OSError:
+            return False
+        for row in self.store.ok_files_by_hash(digest):
+            if not os.path.exists(row.path):
+                found = job.found
+                self.store.move_file(row.id, found.path, size=found.size, mtime_ns=found.mtime_ns)
+                result.summary.moved += 1
+                return True
+        return False
 
 
 @dataclass

@@ -83,16 +83,18 @@ class DirtySet:
             return min((entry.due for entry in self._paths.values()), default=None)
 
     def take_due(self) -> tuple[list[str], bool]:
-        """The paths due now, and whether a full reconciliation is among them."""
+        """Once any path is due, all of them (the two halves of a move belong together), and whether a full
+        reconciliation is among them."""
         now = time.monotonic()
         with self._lock:
-            due = [path for path, entry in self._paths.items() if entry.due <= now]
-            for path in due:
-                del self._paths[path]
-            full = bool(self._full_paths.intersection(due))
-            self._full_paths.difference_update(due)
             self.changed.clear()
-            return due, full
+            if not any(entry.due <= now for entry in self._paths.values()):
+                return [], False
+            paths = list(self._paths)
+            self._paths.clear()
+            full = bool(self._full_paths)
+            self._full_paths.clear()
+            return paths, full
 
     def __len__(self) -> int:
         with self._lock:
@@ -206,7 +208,8 @@ class Watcher:
         self.dirty = DirtySet(options.debounce, options.max_delay)
         self.stability = Stability(options.quiet_period)
         self.rounds = 0
-        self.caught_up = threading.Event()  # the start-up reconciliation is done
+        self.caught_up = threading.Event()  # the start-up reconciliation is done and nothing is pending
+        self._full_done = False
         self._stop = threading.Event()
         self._busy = False
         self._observer = None
@@ -272,6 +275,8 @@ class Watcher:
                 if paths:
                     self._reconcile(paths, full)
                     continue
+                if self._full_done and not len(self.dirty):
+                    self.caught_up.set()
                 self._report("watching")
                 self.dirty.changed.wait(self._wait_time(next_rescan))
         finally:
@@ -309,7 +314,7 @@ class Watcher:
         for path in result.deferred:
             self.dirty.mark(path, delay=recheck)
         if full and not result.summary.interrupted:
-            self.caught_up.set()
+            self._full_done = True
         if self.on_round is not None:
             self.on_round(Round(result.summary, len(paths), len(deferred), time.monotonic() - started, full))
 
