@@ -210,6 +210,7 @@ class Watcher:
         self.rounds = 0
         self.caught_up = threading.Event()  # the start-up reconciliation is done and nothing is pending
         self._full_done = False
+        self._failures = 0  # consecutive failed reconcile steps, for back-off
         self._stop = threading.Event()
         self._busy = False
         self._observer = None
@@ -305,8 +306,18 @@ class Watcher:
             result = self.indexer.sync(
                 paths, self.options.excludes, ready=self.stability.ready, should_stop=self._stop.is_set
             )
+        except UmsearchError:
+            raise  # the model or the index itself is unusable: nothing to retry
+        except Exception as exc:  # e.g. a disk error: keep running, try these paths again a little later
+            self._failures += 1
+            delay = min(60.0, 2.0**self._failures)
+            self.on_message(f"could not update the index ({type(exc).__name__}: {exc}); retrying in {delay:.0f} s")
+            for path in paths:
+                self.dirty.mark(path, delay=delay, full=full)
+            return
         finally:
             self._busy = False
+        self._failures = 0
         self.rounds += 1
         deferred = set(result.deferred)
         self.stability.forget([p for p in paths if p not in deferred])
