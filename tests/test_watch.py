@@ -293,3 +293,27 @@ def test_sync_reconciles_only_the_paths_it_is_given(db, photos, small_embedder):
         result = indexer.sync([str(photos / "a"), str(photos / "c"), str(photos / "b")])
         assert (result.summary.moved, result.summary.added, result.summary.removed) == (1, 1, 0)
     assert index_state(db, photos) == folder_state(photos)
+
+
+def test_a_folder_given_with_files_inside_it_is_scanned_once():
+    from umsearch.index import outermost_paths
+
+    assert outermost_paths(["/a/b", "/a/b/c.jpg", "/a/bc.jpg", "/x/y/z", "/x"]) == ["/a/b", "/a/bc.jpg", "/x"]
+
+
+def test_a_file_is_ready_when_closed_after_writing_or_still_for_the_quiet_period(tmp_path):
+    from umsearch.scan import FoundFile
+    from umsearch.watch import Stability
+
+    stability = Stability(quiet_period=0.3)
+    now_ns = time.time_ns()
+    fresh = FoundFile(str(tmp_path / "a.jpg"), 10, now_ns)
+    assert not stability.ready(fresh)  # just written, not known to be closed
+    stability.closed(fresh.path)
+    assert stability.ready(fresh)
+    stability.writing(fresh.path)  # opened for writing again
+    assert not stability.ready(fresh)
+    grown = FoundFile(fresh.path, 20, now_ns)
+    assert not stability.ready(grown)  # still growing: the quiet period starts again
+    wait_for(lambda: stability.ready(grown), 5, "the quiet period to pass")
+    assert stability.ready(FoundFile(str(tmp_path / "old.jpg"), 10, now_ns - 10**10))  # untouched for 10 s

@@ -382,11 +382,13 @@ class SyncResult:
 
 def outermost_paths(paths: Iterable[str]) -> list[str]:
     """The paths that are not below another of them: a folder's scan already covers what is inside it."""
-    from .scan import is_within
-
-    kept: list[str] = []
-    for path in sorted(set(paths), key=lambda p: (p.count(os.sep), p)):
-        if not any(is_within(path, outer) for outer in kept):
+    unique = set(paths)
+    kept = []
+    for path in unique:
+        child, parent = path, os.path.dirname(path)
+        while parent != child and parent not in unique:  # walk up: O(depth), not O(number of paths)
+            child, parent = parent, os.path.dirname(parent)
+        if parent == child:  # reached the top without meeting another given path
             kept.append(path)
     return sorted(kept)
 

@@ -371,8 +371,10 @@ class Watcher:
         observer = kind()
         handler = _EventHandler(self)
         for root in self.roots:
-            folder = root if os.path.isdir(root) else os.path.dirname(root)
-            observer.schedule(handler, folder, recursive=True)
+            if os.path.isdir(root):
+                observer.schedule(handler, root, recursive=True)
+            else:  # a single photo: watch its folder, not what lies below it
+                observer.schedule(handler, os.path.dirname(root), recursive=False)
         observer.daemon = True
         try:
             observer.start()
