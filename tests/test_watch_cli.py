@@ -120,7 +120,7 @@ def test_sigterm_with_a_batch_in_flight_exits_promptly_and_loses_nothing(tmp_pat
     process = start_watch(photos, db, tiny_model_dir, "--batch-size", "4")
     try:
         wait_watching(db, process)
-        for i in range(300):
+        for i in range(200):
             write_photo(photos / f"IMG_{i:04d}.png", seed=i, size=(24, 16))
         wait_for(lambda: len(index_state(db, photos)) > 0, 90, "the first batch to land")
     finally:
@@ -133,6 +133,6 @@ def test_sigterm_with_a_batch_in_flight_exits_promptly_and_loses_nothing(tmp_pat
     embedder = load_embedder(str(tiny_model_dir), device="cpu", quant="none", min_image_tokens=MIN_TOKENS, max_image_tokens=MAX_TOKENS)
     with Store.open(db) as store:
         summary = Indexer(store, lambda: embedder, max_pixels=MAX_PIXELS, batch_size=32).index([str(photos)])
-    assert summary.added == 300 - indexed_at_stop and summary.removed == 0
+    assert summary.added == 200 - indexed_at_stop and summary.removed == 0
     wait_in_step(db, photos, timeout=1)
     assert_consistent(db)

@@ -342,6 +342,11 @@ def watch(
             finally:
                 restore()
     present.err.print("stopped", markup=False)
+    # Everything is committed and closed. Tearing down an interpreter that holds torch and the model can take
+    # seconds on a busy machine, and a service manager expects a prompt exit after SIGTERM: skip it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def main() -> None:
