@@ -222,7 +222,7 @@ def status(
 
     path = db or config.default_db_path()
     if not path.exists():
-        report = {"db": str(path), "exists": False, "indexed": 0, "failed": 0, "model": None, "dim": None}
+        report = {"db": str(path), "exists": False, "indexed": 0, "failed": 0, "model": None, "dim": None, "watcher": None}
         if as_json:
             present.print_json(report)
         else:
@@ -316,7 +316,13 @@ def watch(
     with open_store(db, create=True) as store:
         model_id = chosen_model(store, model)
         budget = token_budget(store, min_image_tokens, max_image_tokens)
-        indexer = Indexer(store, lambda: load_model(model_id, budget), max_pixels=max_pixels(budget), batch_size=batch_size)
+
+        def first_model():  # noqa: ANN202 - loaded once, when the first photo needs embedding
+            if watcher.lock is not None:
+                watcher.lock.report(f"loading model {model_id}")
+            return load_model(model_id, budget)
+
+        indexer = Indexer(store, first_model, max_pixels=max_pixels(budget), batch_size=batch_size)
         options = WatchOptions(
             excludes=tuple(exclude or ()), quiet_period=quiet_period, rescan_interval=rescan_interval, polling=polling
         )
