@@ -340,3 +340,18 @@ def test_a_broken_photo_is_recorded_as_failed_and_the_watcher_carries_on(db, pho
     os.rename(photos / "fine.jpg", photos / "still fine.jpg")
     wait_for(lambda: relative(index_state(db, photos), photos) == {"still fine.jpg"}, 60, "the rename")
     assert watch.model.images == 1
+
+
+def test_a_moved_file_not_ready_yet_keeps_its_old_row_until_it_is_read(db, photos, small_embedder):
+    write_photo(photos / "a.jpg", seed=1)
+    with Store.open(db) as store:
+        indexer = Indexer(store, lambda: small_embedder, max_pixels=MAX_PIXELS)
+        indexer.sync([str(photos)])
+        row_id = store.file_by_path(str(photos / "a.jpg")).id
+        os.rename(photos / "a.jpg", photos / "b.jpg")
+        waiting = indexer.sync([str(photos / "a.jpg"), str(photos / "b.jpg")], ready=lambda item: False)
+        assert sorted(waiting.deferred) == [str(photos / "a.jpg"), str(photos / "b.jpg")]
+        assert store.file_by_path(str(photos / "a.jpg")).id == row_id  # not removed: it may be b.jpg's source
+        done = indexer.sync(waiting.deferred)
+        assert (done.summary.moved, done.summary.added, done.deferred) == (1, 0, [])
+        assert store.file_by_path(str(photos / "b.jpg")).id == row_id

@@ -338,14 +338,19 @@ class Indexer:
         scope = outermost_paths(normalize_root(p) for p in paths)
         result = SyncResult()
         found: list[FoundFile] = []
+        waiting: list[FoundFile] = []
         for item in found_in_scope(scope, excludes):
-            if ready is None or ready(item):
-                found.append(item)
-            else:
-                result.deferred.append(item.path)
+            (found if ready is None or ready(item) else waiting).append(item)
+        result.deferred = [item.path for item in waiting]
         plan = plan_changes(self.store, scope, found)
-        held = set(result.deferred)
-        plan.removals = [row for row in plan.removals if row.path not in held]
+        if waiting:
+            # A gone row may be the source of a waiting file's move (same size): keep it until that file is
+            # read, and look at its path again then; a row at a waiting file's path stays as it is.
+            held = set(result.deferred)
+            held_sizes = {item.size for item in waiting}
+            kept = [row for row in plan.removals if row.path in held or row.size in held_sizes]
+            plan.removals = [row for row in plan.removals if row.path not in held and row.size not in held_sizes]
+            result.deferred.extend(row.path for row in kept if row.path not in held)
         result.summary.unchanged = plan.unchanged
         self._apply_moves_and_removals(plan, result.summary)
         jobs = [job for job in plan.jobs if job.previous is not None or not self._claim_vanished_twin(job, result)]

@@ -156,11 +156,12 @@ class _EventHandler:
         paths = [event.src_path]
         if kind == "moved" and event.dest_path:
             paths.append(event.dest_path)
-        for raw in paths:
+        for i, raw in enumerate(paths):
             path = os.fsdecode(raw)
             if not self.watcher.wants(path, is_dir=event.is_directory):
                 continue
-            if kind == "closed":
+            # A rename is how browsers, sync tools and cameras say a file is complete (`x.jpg.part` -> `x.jpg`).
+            if kind == "closed" or (kind == "moved" and i == 1):
                 self.watcher.stability.closed(path)
             elif kind in ("created", "modified"):
                 self.watcher.stability.writing(path)
