@@ -212,6 +212,7 @@ class Watcher:
         self.caught_up = threading.Event()  # the start-up reconciliation is done and nothing is pending
         self._full_done = False
         self._failures = 0  # consecutive failed reconcile steps, for back-off
+        self._next_observer_check = 0.0
         self._stop = threading.Event()
         self._busy = False
         self._observer = None
@@ -372,6 +373,8 @@ class Watcher:
         observer = kind()
         handler = _EventHandler(self)
         for root in self.roots:
+            if not os.path.exists(root):
+                continue  # unmounted: reconciled (and watched again) once a restart finds it back
             if os.path.isdir(root):
                 observer.schedule(handler, root, recursive=True)
             else:  # a single photo: watch its folder, not what lies below it
@@ -385,8 +388,13 @@ class Watcher:
         return observer
 
     def _keep_observer_alive(self) -> None:
-        observer = self._observer
-        if observer is None or observer.is_alive():
+        observer, now = self._observer, time.monotonic()
+        if observer is None or now < self._next_observer_check:
+            return
+        self._next_observer_check = now + 5.0
+        emitters = observer.emitters
+        present = sum(1 for root in self.roots if os.path.exists(root))
+        if observer.is_alive() and len(emitters) >= present and all(e.is_alive() for e in emitters):
             return
         self.on_message("the file system observer stopped; restarting it and reconciling")
         self._stop_observer()
