@@ -355,3 +355,17 @@ def test_a_moved_file_not_ready_yet_keeps_its_old_row_until_it_is_read(db, photo
         done = indexer.sync(waiting.deferred)
         assert (done.summary.moved, done.summary.added, done.deferred) == (1, 0, [])
         assert store.file_by_path(str(photos / "b.jpg")).id == row_id
+
+
+def test_a_vanished_folder_keeps_its_index_and_is_followed_again_when_it_returns(db, photos, watching):
+    write_photo(photos / "a.jpg", seed=1)
+    watch = watching()
+    wait_in_step(db, photos)
+    messages: list[str] = []
+    watch.watcher.on_message = messages.append
+    shutil.rmtree(photos)  # as an unmounted drive looks
+    wait_for(lambda: any("is not there" in m for m in messages), 30, "the watcher to notice")
+    assert relative(index_state(db, photos), photos) == {"a.jpg"}
+    photos.mkdir()
+    write_photo(photos / "b.jpg", seed=2)
+    assert relative(wait_in_step(db, photos), photos) == {"b.jpg"}
