@@ -331,9 +331,10 @@ class Indexer:
         """Bring just these files and folders in step with the disk (the watcher's reconcile step).
 
         A path may be a file or a folder, present or gone: what is on disk below it is planned against what
-        the index holds below it, so moves between any of the paths keep their vectors. Files that `ready`
-        rejects (still being written) keep their old row and come back in `deferred`, as do jobs not started
-        because `should_stop` turned true (checked between batches).
+        the index holds below it, so moves between any of the paths keep their vectors, and a new file whose
+        bytes match an indexed file gone from disk takes over its row. Files that `ready` rejects (still being
+        written) keep their old row and come back in `deferred` (with gone rows of the same size, which may be
+        their move's source), as do jobs not started because `should_stop` turned true (checked between batches).
         """
         scope = outermost_paths(normalize_root(p) for p in paths)
         result = SyncResult()
