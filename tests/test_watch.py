@@ -369,3 +369,48 @@ def test_a_vanished_folder_keeps_its_index_and_is_followed_again_when_it_returns
     photos.mkdir()
     write_photo(photos / "b.jpg", seed=2)
     assert relative(wait_in_step(db, photos), photos) == {"b.jpg"}
+
+
+class SlowModel(CountingEmbedder):
+    """The real model behind a call that outlasts the stop grace period (a big batch on a slow CPU)."""
+
+    def embed_images(self, images, batch_size: int = 8):  # noqa: ANN001, ANN201
+        result = super().embed_images(images, batch_size=batch_size)
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+        return result
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigterm_abandons_a_batch_that_outlasts_the_grace_period_and_keeps_the_index_whole(db, photos, small_embedder):
+    import signal
+
+    from umsearch.watch import install_stop_signals
+
+    for i in range(24):
+        write_photo(photos / f"p{i:02d}.png", seed=i, size=(24, 16))
+    with Store.open(db) as store:
+        model = SlowModel(small_embedder)
+        indexer = Indexer(store, lambda: model, max_pixels=MAX_PIXELS, batch_size=4)
+        watcher = Watcher(indexer, [str(photos)], WatchOptions(quiet_period=0, stop_grace=0.3))
+        signalled: list[float] = []
+
+        def terminate_during_the_second_batch() -> None:
+            wait_for(lambda: model.calls >= 2, 60, "the second batch to start")
+            signalled.append(time.monotonic())
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=terminate_during_the_second_batch, daemon=True).start()
+        restore = install_stop_signals(watcher)  # the watcher runs on this (the main) thread, as in the CLI
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                watcher.run()
+        finally:
+            restore()
+        assert watcher.stopping and time.monotonic() - signalled[0] < 1.5  # well before the batch would end
+        assert len(index_state(db, photos)) == 4  # the first batch, committed; the second never landed
+        ok_ids = {r[0] for r in store.db.execute("SELECT id FROM files WHERE status = 'ok'")}
+        assert ok_ids == {r[0] for r in store.db.execute("SELECT rowid FROM vectors")}
+        summary = Indexer(store, lambda: small_embedder, max_pixels=MAX_PIXELS).index([str(photos)])
+        assert (summary.added, summary.unchanged) == (20, 4)
