@@ -327,6 +327,7 @@ class Indexer:
         *,
         ready: Callable[[FoundFile], bool] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        claim_moves: bool = True,
     ) -> "SyncResult":
         """Bring just these files and folders in step with the disk (the watcher's reconcile step).
 
@@ -335,6 +336,8 @@ class Indexer:
         bytes match an indexed file gone from disk takes over its row. Files that `ready` rejects (still being
         written) keep their old row and come back in `deferred` (with gone rows of the same size, which may be
         their move's source), as do jobs not started because `should_stop` turned true (checked between batches).
+        `claim_moves=False` skips the gone-twin check (it reads each new file once more): for whole roots,
+        where every move is planned anyway.
         """
         scope = outermost_paths(normalize_root(p) for p in paths)
         result = SyncResult()
@@ -354,7 +357,11 @@ class Indexer:
             result.deferred.extend(row.path for row in kept if row.path not in held)
         result.summary.unchanged = plan.unchanged
         self._apply_moves_and_removals(plan, result.summary)
-        jobs = [job for job in plan.jobs if job.previous is not None or not self._claim_vanished_twin(job, result)]
+        jobs = [
+            job
+            for job in plan.jobs
+            if job.previous is not None or not (claim_moves and self._claim_vanished_twin(job, result))
+        ]
         step = self.batch_size * 4  # a few batches per call: read-ahead stays useful, stops stay prompt
         for start in range(0, len(jobs), step):
             if should_stop is not None and should_stop():

@@ -306,7 +306,11 @@ class Watcher:
         self._busy = True
         try:
             result = self.indexer.sync(
-                paths, self.options.excludes, ready=self.stability.ready, should_stop=self._stop.is_set
+                paths,
+                self.options.excludes,
+                ready=self.stability.ready,
+                should_stop=self._stop.is_set,
+                claim_moves=not full,  # a whole-roots pass plans every move itself
             )
         except UmsearchError:
             raise  # the model or the index itself is unusable: nothing to retry
