@@ -414,3 +414,13 @@ def test_sigterm_abandons_a_batch_that_outlasts_the_grace_period_and_keeps_the_i
         assert ok_ids == {r[0] for r in store.db.execute("SELECT rowid FROM vectors")}
         summary = Indexer(store, lambda: small_embedder, max_pixels=MAX_PIXELS).index([str(photos)])
         assert (summary.added, summary.unchanged) == (20, 4)
+
+
+def test_excluded_paths_are_never_indexed(db, photos, watching):
+    watching(excludes=("cache", "*_thumb.jpg"))
+    write_photo(photos / "cache" / "x.jpg", seed=1)
+    write_photo(photos / "y_thumb.jpg", seed=2)
+    write_photo(photos / "y.jpg", seed=3)  # indexed after the others' events were seen
+    wait_for(lambda: relative(index_state(db, photos), photos) == {"y.jpg"}, 60, "y.jpg alone to be indexed")
+    os.rename(photos / "y.jpg", photos / "cache" / "y.jpg")  # moved into an excluded folder: leaves the index
+    wait_for(lambda: index_state(db, photos) == {}, 60, "the moved photo to leave the index")
