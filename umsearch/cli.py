@@ -119,6 +119,22 @@ def max_pixels(budget: tuple[int, int]) -> int:
     return budget[1] * 28 * 28
 
 
+def watcher_report(db_path: Path) -> dict | None:
+    """The running watcher of this index (pid, activity, roots, last report), or None."""
+    from .watchstate import read_status
+
+    running = read_status(db_path)
+    if running is None:
+        return None
+    return {"pid": running.pid, "activity": running.activity, "roots": list(running.roots), "updated": running.updated}
+
+
+def describe_watcher(watcher: dict | None) -> str:
+    if watcher is None:
+        return "not running ('umsearch watch FOLDER' keeps the index live)"
+    return f"running (pid {watcher['pid']}): {watcher['activity']} — {', '.join(watcher['roots'])}"
+
+
 # ---- commands ----------------------------------------------------------------------------------
 @app.command()
 @friendly_errors
@@ -206,7 +222,7 @@ def status(
 
     path = db or config.default_db_path()
     if not path.exists():
-        report = {"db": str(path), "exists": False, "indexed": 0, "failed": 0, "model": None, "dim": None}
+        report = {"db": str(path), "exists": False, "indexed": 0, "failed": 0, "model": None, "dim": None, "watcher": None}
         if as_json:
             present.print_json(report)
         else:
@@ -227,6 +243,7 @@ def status(
             "image_tokens": [settings.min_image_tokens, settings.max_image_tokens] if settings else None,
             "failures": [{"path": row.path, "reason": row.error} for row in failed_rows],
         }
+    report["watcher"] = watcher_report(store.path)
     if as_json:
         present.print_json(report)
         return
@@ -235,6 +252,7 @@ def status(
     if settings:
         present.out.print(f"model     {settings.model_id} ({settings.dim}-d)")
         present.out.print(f"images    {settings.min_image_tokens}–{settings.max_image_tokens} visual tokens")
+    present.out.print(f"watcher   {describe_watcher(report['watcher'])}", markup=False)
     for row in failed_rows:
         present.out.print(f"failed    {row.path}: {row.error}", markup=False)
     if counts.failed > len(failed_rows):
@@ -266,6 +284,75 @@ def embed(
     embedder = load_model(config.normalize_model_spec(model or config.default_model()), budget)
     vector = query_vector(embedder, request, max_pixels(budget))
     present.print_json([round(float(x), 7) for x in vector])
+
+
+@app.command()
+@friendly_errors
+def watch(
+    paths: Annotated[list[Path], typer.Argument(help="Folders to keep indexed.", show_default=False)],
+    exclude: Annotated[
+        Optional[list[str]], typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")
+    ] = None,
+    db: DbOption = None,
+    model: ModelOption = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per model call.")] = config.DEFAULT_BATCH_SIZE,
+    min_image_tokens: MinTokensOption = None,
+    max_image_tokens: MaxTokensOption = None,
+    quiet_period: Annotated[
+        float, typer.Option("--quiet-period", min=0.0, help="Seconds a file must stand still before it is read (unless closed after writing).")
+    ] = 1.0,
+    rescan_interval: Annotated[
+        Optional[float], typer.Option("--rescan-interval", min=1.0, help="Also compare all folders with the index every N seconds (network drives).")
+    ] = None,
+    polling: Annotated[bool, typer.Option("--polling", help="Poll the folders instead of using file system events.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per change applied.")] = False,
+) -> None:
+    """Catch up, then keep the index in step as photos arrive, change, move and disappear (Ctrl-C stops)."""
+    from . import present
+    from .index import Indexer
+    from .watch import WatchOptions, Watcher, describe_round, install_stop_signals
+    from .watchstate import WatcherLock
+
+    with open_store(db, create=True) as store:
+        model_id = chosen_model(store, model)
+        budget = token_budget(store, min_image_tokens, max_image_tokens)
+
+        def first_model():  # noqa: ANN202 - loaded once, when the first photo needs embedding
+            if watcher.lock is not None:
+                watcher.lock.report(f"loading model {model_id}")
+            return load_model(model_id, budget)
+
+        indexer = Indexer(store, first_model, max_pixels=max_pixels(budget), batch_size=batch_size)
+        options = WatchOptions(
+            excludes=tuple(exclude or ()), quiet_period=quiet_period, rescan_interval=rescan_interval, polling=polling
+        )
+
+        def show(round_) -> None:  # noqa: ANN001
+            if as_json:
+                present.print_json({**round_.summary.counters(), "deferred": round_.deferred, "seconds": round(round_.seconds, 3)})
+            elif any(round_.summary.counters().values()) or round_.full:
+                present.err.print(describe_round(round_), markup=False)
+            for path, reason in round_.summary.failures:
+                present.warn(f"{path}: {reason}")
+
+        watcher = Watcher(indexer, [str(p) for p in paths], options, on_round=show, on_message=present.warn)
+        with WatcherLock(store.path, watcher.roots) as lock:
+            watcher.lock = lock
+            present.err.print(f"watching {', '.join(watcher.roots)} (Ctrl-C stops)", markup=False)
+            restore = install_stop_signals(watcher)
+            try:
+                watcher.run()
+            except KeyboardInterrupt:
+                if not watcher.stopping:
+                    raise
+            finally:
+                restore()
+    present.err.print("stopped", markup=False)
+    # Everything is committed and closed. Tearing down an interpreter that holds torch and the model can take
+    # seconds on a busy machine, and a service manager expects a prompt exit after SIGTERM: skip it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def main() -> None:

@@ -319,3 +319,112 @@ class Indexer:
             summary.added += 1
         else:
             summary.updated += 1
+
+    def sync(
+        self,
+        paths: Sequence[str],
+        excludes: Sequence[str] = (),
+        *,
+        ready: Callable[[FoundFile], bool] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        claim_moves: bool = True,
+    ) -> "SyncResult":
+        """Bring just these files and folders in step with the disk (the watcher's reconcile step).
+
+        A path may be a file or a folder, present or gone: what is on disk below it is planned against what
+        the index holds below it, so moves between any of the paths keep their vectors, and a new file whose
+        bytes match an indexed file gone from disk takes over its row. Files that `ready` rejects (still being
+        written) keep their old row and come back in `deferred` (with gone rows of the same size, which may be
+        their move's source), as do jobs not started because `should_stop` turned true (checked between batches).
+        `claim_moves=False` skips the gone-twin check (it reads each new file once more): for whole roots,
+        where every move is planned anyway.
+        """
+        scope = outermost_paths(normalize_root(p) for p in paths)
+        result = SyncResult()
+        found: list[FoundFile] = []
+        waiting: list[FoundFile] = []
+        for item in found_in_scope(scope, excludes):
+            (found if ready is None or ready(item) else waiting).append(item)
+        result.deferred = [item.path for item in waiting]
+        plan = plan_changes(self.store, scope, found)
+        if waiting:
+            # A gone row may be the source of a waiting file's move (same size): keep it until that file is
+            # read, and look at its path again then; a row at a waiting file's path stays as it is.
+            held = set(result.deferred)
+            held_sizes = {item.size for item in waiting}
+            kept = [row for row in plan.removals if row.path in held or row.size in held_sizes]
+            plan.removals = [row for row in plan.removals if row.path not in held and row.size not in held_sizes]
+            result.deferred.extend(row.path for row in kept if row.path not in held)
+        result.summary.unchanged = plan.unchanged
+        self._apply_moves_and_removals(plan, result.summary)
+        jobs = [
+            job
+            for job in plan.jobs
+            if job.previous is not None or not (claim_moves and self._claim_vanished_twin(job, result))
+        ]
+        step = self.batch_size * 4  # a few batches per call: read-ahead stays useful, stops stay prompt
+        for start in range(0, len(jobs), step):
+            if should_stop is not None and should_stop():
+                result.deferred.extend(job.found.path for job in jobs[start:])
+                result.summary.interrupted = True
+                break
+            self.process(jobs[start : start + step], result.summary)
+        return result
+
+    def _claim_vanished_twin(self, job: Job, result: "SyncResult") -> bool:
+        """A new file with the bytes of an indexed file that is gone from disk was moved here from outside
+        the synced paths (another root, or the other half of a move reported later): its row follows it."""
+        try:
+            digest = content_hash(job.found.path)
+        except OSError:
+            return False
+        for row in self.store.ok_files_by_hash(digest):
+            if not os.path.exists(row.path):
+                found = job.found
+                self.store.move_file(row.id, found.path, size=found.size, mtime_ns=found.mtime_ns)
+                result.summary.moved += 1
+                return True
+        return False
+
+
+@dataclass
+class SyncResult:
+    summary: IndexSummary = field(default_factory=IndexSummary)
+    deferred: list[str] = field(default_factory=list)  # paths to look at again later
+
+
+def outermost_paths(paths: Iterable[str]) -> list[str]:
+    """The paths that are not below another of them: a folder's scan already covers what is inside it."""
+    unique = set(paths)
+    kept = []
+    for path in unique:
+        child, parent = path, os.path.dirname(path)
+        while parent != child and parent not in unique:  # walk up: O(depth), not O(number of paths)
+            child, parent = parent, os.path.dirname(parent)
+        if parent == child:  # reached the top without meeting another given path
+            kept.append(path)
+    return sorted(kept)
+
+
+def found_in_scope(scope: Sequence[str], excludes: Sequence[str] = ()) -> Iterator[FoundFile]:
+    """The candidate photos at or below each path; a single file is judged by its name, as a scan would."""
+    import stat
+
+    from .scan import is_candidate_name, is_excluded
+
+    folders = []
+    for path in scope:
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue  # gone: whatever the index holds there is planned away
+        if stat.S_ISDIR(info.st_mode):
+            folders.append(path)
+        elif (
+            stat.S_ISREG(info.st_mode)
+            and is_candidate_name(os.path.basename(path))
+            and not (excludes and is_excluded(path, excludes))
+        ):
+            yield FoundFile(path, info.st_size, info.st_mtime_ns)
+    if folders:
+        yield from scan(folders, excludes)

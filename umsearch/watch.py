@@ -1,0 +1,466 @@
+"""Keep an index live: catch up, then follow file system events and reconcile what they touch.
+
+Events never change the index directly. They only mark paths (files or folders) dirty; a debounced loop
+hands the dirty set to `Indexer.sync`, which compares those paths with the disk. So a burst is embedded
+in batches, a folder renamed or moved keeps its vectors (same content hash), a deleted folder is removed,
+and a lost event (queue overflow, observer failure, a network drive) is repaired by marking the roots
+dirty: every case goes through the same reconcile step as `umsearch index`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .errors import UmsearchError
+from .index import IndexSummary, Indexer, check_roots
+from .scan import FoundFile, is_candidate_name, is_excluded, is_hidden, is_within
+from .watchstate import WatcherLock
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    excludes: tuple[str, ...] = ()
+    # A file is read once it was closed after writing (Linux tells us), or once its size and mtime have
+    # stood still this long: a photo still being copied is embedded once, complete.
+    quiet_period: float = 1.0
+    debounce: float = 0.2  # wait this long after the last event, so a burst becomes one reconcile
+    max_delay: float = 3.0  # ...but never hold a path longer than this while events keep coming
+    rescan_interval: float | None = None  # full reconcile every N seconds (network drives miss events)
+    polling: bool = False  # poll the folders instead of kernel events (network drives)
+    stop_grace: float = 2.0  # on stop, let the batch in flight finish this long before rolling it back
+
+
+@dataclass
+class Round:
+    """One reconcile step, as reported to the caller (the CLI prints it, tests and benchmarks time it)."""
+
+    summary: IndexSummary
+    paths: int  # dirty paths handled
+    deferred: int  # files still being written, looked at again later
+    seconds: float
+    full: bool  # a reconciliation of the whole roots (start-up, overflow, rescan)
+
+
+@dataclass
+class _Dirty:
+    first: float
+    due: float
+
+
+class DirtySet:
+    """Paths waiting to be reconciled, each due a little after its last event (thread-safe)."""
+
+    def __init__(self, debounce: float, max_delay: float) -> None:
+        self.debounce = debounce
+        self.max_delay = max_delay
+        self._paths: dict[str, _Dirty] = {}
+        self._full_paths: set[str] = set()
+        self._lock = threading.Lock()
+        self.changed = threading.Event()
+
+    def mark(self, path: str, *, delay: float | None = None, full: bool = False) -> None:
+        now = time.monotonic()
+        wait = self.debounce if delay is None else delay
+        with self._lock:
+            entry = self._paths.get(path)
+            if entry is None:
+                self._paths[path] = _Dirty(now, now + wait)
+            else:
+                entry.due = min(max(entry.due, now + wait), entry.first + max(self.max_delay, wait))
+            if full:
+                self._full_paths.add(path)
+        self.changed.set()
+
+    def next_due(self) -> float | None:
+        with self._lock:
+            return min((entry.due for entry in self._paths.values()), default=None)
+
+    def take_due(self) -> tuple[list[str], bool]:
+        """Once any path is due, all of them (the two halves of a move belong together), and whether a full
+        reconciliation is among them."""
+        now = time.monotonic()
+        with self._lock:
+            self.changed.clear()
+            if not any(entry.due <= now for entry in self._paths.values()):
+                return [], False
+            paths = list(self._paths)
+            self._paths.clear()
+            full = bool(self._full_paths)
+            self._full_paths.clear()
+            return paths, full
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._paths)
+
+
+class Stability:
+    """Decides whether a file is complete enough to read (thread-safe; events feed it, the loop asks it)."""
+
+    def __init__(self, quiet_period: float) -> None:
+        self.quiet_period = quiet_period
+        self._closed: set[str] = set()
+        self._seen: dict[str, tuple[int, int, float]] = {}  # path -> (size, mtime_ns, first seen so)
+        self._lock = threading.Lock()
+
+    def closed(self, path: str) -> None:
+        with self._lock:
+            self._closed.add(path)
+
+    def writing(self, path: str) -> None:
+        with self._lock:
+            self._closed.discard(path)
+
+    def forget(self, paths: Sequence[str]) -> None:
+        with self._lock:
+            for path in paths:
+                self._closed.discard(path)
+                self._seen.pop(path, None)
+
+    def ready(self, item: FoundFile) -> bool:
+        if self.quiet_period <= 0:
+            return True
+        with self._lock:
+            if item.path in self._closed:
+                return True
+            if time.time() - item.mtime_ns / 1e9 >= self.quiet_period:
+                return True
+            # The mtime may be in the future (another machine's clock): then our own clock decides.
+            now = time.monotonic()
+            size, mtime_ns, since = self._seen.get(item.path, (-1, -1, now))
+            if (size, mtime_ns) != (item.size, item.mtime_ns):
+                self._seen[item.path] = (item.size, item.mtime_ns, now)
+                return False
+            return now - since >= self.quiet_period
+
+
+class _EventHandler:
+    """Turns watchdog events into dirty paths; ignores what the index would never hold."""
+
+    def __init__(self, watcher: "Watcher") -> None:
+        self.watcher = watcher
+
+    def dispatch(self, event) -> None:  # noqa: ANN001 - watchdog's FileSystemEvent
+        kind = event.event_type
+        if kind in ("opened", "closed_no_write"):
+            return
+        if event.is_directory and kind in ("modified", "attrib", "closed"):
+            return  # a folder's own mtime changes with every file created in it: the file's event says more
+        paths = [event.src_path]
+        if kind == "moved" and event.dest_path:
+            paths.append(event.dest_path)
+        for i, raw in enumerate(paths):
+            path = os.fsdecode(raw)
+            if not self.watcher.wants(path, is_dir=event.is_directory):
+                continue
+            # A rename is how browsers, sync tools and cameras say a file is complete (`x.jpg.part` -> `x.jpg`).
+            if kind == "closed" or (kind == "moved" and i == 1):
+                self.watcher.stability.closed(path)
+            elif kind in ("created", "modified"):
+                self.watcher.stability.writing(path)
+            self.watcher.dirty.mark(path)
+
+
+class _OverflowSpotter(logging.Handler):
+    """watchdog repairs its own watches after an inotify queue overflow and only logs it: we reconcile."""
+
+    def __init__(self, on_overflow: Callable[[], None]) -> None:
+        super().__init__(logging.WARNING)
+        self.on_overflow = on_overflow
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self.on_overflow()
+
+
+_OVERFLOW_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
+
+
+class Watcher:
+    """Keeps the index of `roots` in step with the disk until stopped.
+
+    `run()` blocks (the CLI calls it on the main thread); `start()` runs it on a thread and `stop()` ends it
+    (tests and the TUI). The model is loaded once, by the indexer, when the first photo needs embedding.
+    """
+
+    def __init__(
+        self,
+        indexer: Indexer,
+        roots: Sequence[str],
+        options: WatchOptions = WatchOptions(),
+        *,
+        lock: WatcherLock | None = None,
+        on_round: Callable[[Round], None] | None = None,
+        on_message: Callable[[str], None] | None = None,
+    ) -> None:
+        self.indexer = indexer
+        self.roots = tuple(check_roots(roots))
+        self.options = options
+        self.lock = lock
+        self.on_round = on_round
+        self.on_message = on_message or (lambda message: log.warning(message))
+        self.dirty = DirtySet(options.debounce, options.max_delay)
+        self.stability = Stability(options.quiet_period)
+        self.rounds = 0
+        self.caught_up = threading.Event()  # the start-up reconciliation is done and nothing is pending
+        self._full_done = False
+        self._failures = 0  # consecutive failed reconcile steps, for back-off
+        self._next_observer_check = 0.0
+        self._stop = threading.Event()
+        self._busy = False
+        self._observer = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._overflow = _OverflowSpotter(self.reconcile_all)
+
+    # ---- control -------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Run on a background thread; errors come back from `stop()`."""
+        self._thread = threading.Thread(target=self._run_captured, name="umsearch-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.request_stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise UmsearchError(f"the watcher did not stop within {timeout:.0f} s")
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        self.dirty.changed.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def busy(self) -> bool:
+        """Whether a reconcile step (possibly embedding a batch) is in flight."""
+        return self._busy
+
+    def reconcile_all(self) -> None:
+        """Compare every root with the index again (after lost events)."""
+        for root in self.roots:
+            self.dirty.mark(root, delay=0.0, full=True)
+
+    def _run_captured(self) -> None:
+        try:
+            self.run()
+        except BaseException as exc:  # handed to stop(), which re-raises on the caller's thread
+            self._error = exc
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def run(self) -> None:
+        for name in _OVERFLOW_LOGGERS:
+            logging.getLogger(name).addHandler(self._overflow)
+        try:
+            self._start_observer()
+            self.reconcile_all()  # catch up: whatever changed while no watcher ran
+            next_rescan = self._next_rescan()
+            while not self._stop.is_set():
+                self._keep_observer_alive()
+                if next_rescan is not None and time.monotonic() >= next_rescan:
+                    self.reconcile_all()
+                    next_rescan = self._next_rescan()
+                paths, full = self.dirty.take_due()
+                if paths:
+                    self._reconcile(paths, full)
+                    continue
+                if self._full_done and not len(self.dirty):
+                    self.caught_up.set()
+                self._report("watching")
+                self.dirty.changed.wait(self._wait_time(next_rescan))
+        finally:
+            self._stop_observer()
+            for name in _OVERFLOW_LOGGERS:
+                logging.getLogger(name).removeHandler(self._overflow)
+
+    def _wait_time(self, next_rescan: float | None) -> float:
+        now = time.monotonic()
+        deadlines = [t for t in (self.dirty.next_due(), next_rescan) if t is not None]
+        wait = min(deadlines) - now if deadlines else 1.0
+        return min(max(wait, 0.005), 1.0)  # wake at least each second to check on the observer
+
+    def _next_rescan(self) -> float | None:
+        interval = self.options.rescan_interval
+        return time.monotonic() + interval if interval else None
+
+    def _reconcile(self, paths: list[str], full: bool) -> None:
+        paths = self._present_roots_only(paths)
+        if not paths:
+            return
+        started = time.monotonic()
+        self._report("catching up" if not self.caught_up.is_set() else f"indexing {len(paths)} changed paths")
+        self._busy = True
+        try:
+            result = self.indexer.sync(
+                paths,
+                self.options.excludes,
+                ready=self.stability.ready,
+                should_stop=self._stop.is_set,
+                claim_moves=not full,  # a whole-roots pass plans every move itself
+            )
+        except UmsearchError:
+            raise  # the model or the index itself is unusable: nothing to retry
+        except Exception as exc:  # e.g. a disk error: keep running, try these paths again a little later
+            self._failures += 1
+            delay = min(60.0, 2.0**self._failures)
+            self.on_message(f"could not update the index ({type(exc).__name__}: {exc}); retrying in {delay:.0f} s")
+            for path in paths:
+                self.dirty.mark(path, delay=delay, full=full)
+            return
+        finally:
+            self._busy = False
+        self._failures = 0
+        self.rounds += 1
+        deferred = set(result.deferred)
+        self.stability.forget([p for p in paths if p not in deferred])
+        recheck = min(self.options.quiet_period / 2, 0.25) if self.options.quiet_period > 0 else 0.05
+        for path in result.deferred:
+            self.dirty.mark(path, delay=recheck)
+        if full and not result.summary.interrupted:
+            self._full_done = True
+        if self.on_round is not None:
+            self.on_round(Round(result.summary, len(paths), len(deferred), time.monotonic() - started, full))
+
+    def _present_roots_only(self, paths: list[str]) -> list[str]:
+        """A root that vanished is an unmounted drive, not a deleted library: keep its index untouched."""
+        missing = [root for root in self.roots if not os.path.isdir(root) and not os.path.isfile(root)]
+        if not missing:
+            return paths
+        for root in missing:
+            self.on_message(f"{root} is not there (unmounted?); its index is kept as it is")
+        return [path for path in paths if not any(is_within(path, root) for root in missing)]
+
+    def _report(self, activity: str) -> None:
+        if self.lock is not None:
+            self.lock.report(activity)
+
+    # ---- which paths matter --------------------------------------------------------------------
+    def wants(self, path: str, *, is_dir: bool) -> bool:
+        root = next((root for root in self.roots if is_within(path, root)), None)
+        if root is None:
+            return False
+        relative = os.path.relpath(path, root)
+        if relative != "." and any(is_hidden(part) for part in relative.split(os.sep)):
+            return False
+        if self.options.excludes and is_excluded(path, self.options.excludes):
+            return False
+        return is_dir or path == root or is_candidate_name(os.path.basename(path))
+
+    # ---- the observer --------------------------------------------------------------------------
+    def _start_observer(self) -> None:
+        from watchdog.observers import Observer
+        from watchdog.observers.polling import PollingObserver
+
+        if not self.options.polling:
+            try:
+                self._observer = self._new_observer(Observer)
+                return
+            except OSError as exc:  # e.g. the inotify watch limit (fs.inotify.max_user_watches)
+                self.on_message(f"cannot use file system events ({exc.strerror or exc}); polling instead")
+        self._observer = self._new_observer(PollingObserver)
+
+    def _new_observer(self, kind):  # noqa: ANN001, ANN202 - a watchdog observer class
+        observer = kind()
+        handler = _EventHandler(self)
+        for root in self.roots:
+            if not os.path.exists(root):
+                continue  # unmounted: reconciled (and watched again) once a restart finds it back
+            if os.path.isdir(root):
+                observer.schedule(handler, root, recursive=True)
+            else:  # a single photo: watch its folder, not what lies below it
+                observer.schedule(handler, os.path.dirname(root), recursive=False)
+        observer.daemon = True
+        try:
+            observer.start()
+        except BaseException:
+            observer.stop()
+            raise
+        return observer
+
+    def _keep_observer_alive(self) -> None:
+        observer, now = self._observer, time.monotonic()
+        if observer is None or now < self._next_observer_check:
+            return
+        self._next_observer_check = now + 5.0
+        emitters = observer.emitters
+        present = sum(1 for root in self.roots if os.path.exists(root))
+        if observer.is_alive() and len(emitters) >= present and all(e.is_alive() for e in emitters):
+            return
+        self.on_message("the file system observer stopped; restarting it and reconciling")
+        self._stop_observer()
+        try:
+            self._start_observer()
+        except OSError as exc:
+            self.on_message(f"cannot restart the observer: {exc.strerror or exc}")
+            return
+        self.reconcile_all()
+
+    def _stop_observer(self) -> None:
+        observer, self._observer = self._observer, None
+        if observer is None:
+            return
+        try:
+            observer.stop()
+            observer.join(timeout=2.0)
+        except Exception as exc:  # a dying observer must not keep us from stopping
+            log.debug("stopping the observer: %s", exc)
+
+
+def install_stop_signals(watcher: Watcher) -> Callable[[], None]:
+    """SIGINT/SIGTERM stop the watcher: the batch in flight gets `stop_grace` seconds to finish, then it is
+    rolled back (its transaction never commits, so nothing half-written remains); a second signal rolls back
+    at once. Returns a function that restores the previous handlers."""
+    import _thread
+    import signal
+
+    state = {"timer": None}
+
+    def abort_if_busy() -> None:
+        if watcher.busy:
+            _thread.interrupt_main(signal.SIGINT)  # lands in `handle` below, on the main thread
+
+    def handle(signum, frame) -> None:  # noqa: ANN001
+        if watcher.stopping:
+            if watcher.busy:
+                raise KeyboardInterrupt  # the transaction in flight rolls back
+            return
+        watcher.request_stop()
+        timer = threading.Timer(watcher.options.stop_grace, abort_if_busy)
+        timer.daemon = True
+        timer.start()
+        state["timer"] = timer
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        if state["timer"] is not None:
+            state["timer"].cancel()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
+
+
+def describe_round(round_: Round) -> str:
+    """One line for the log: what a reconcile step changed."""
+    counters = {name: count for name, count in round_.summary.counters().items() if count}
+    if round_.full:
+        counters.pop("unchanged", None)
+    changes = ", ".join(f"{name} {count}" for name, count in counters.items()) or "no changes"
+    what = "caught up" if round_.full else "updated"
+    later = f"; {round_.deferred} still being written" if round_.deferred else ""
+    return f"{time.strftime('%H:%M:%S')} {what}: {changes} ({round_.seconds:.1f} s){later}"
