@@ -268,6 +268,25 @@ def embed(
     present.print_json([round(float(x), 7) for x in vector])
 
 
+@app.command()
+@friendly_errors
+def tui(
+    db: DbOption = None,
+    model: ModelOption = None,
+    images: Annotated[
+        str, typer.Option("--images", help="How to draw photos: auto, tgp, sixel, halfcell or unicode.")
+    ] = "auto",
+) -> None:
+    """Search and browse photos interactively in the terminal."""
+    from .tui.app import make_app  # Textual is imported only for this command
+    from .tui.widgets.images import IMAGE_MODES
+
+    if images not in IMAGE_MODES:
+        raise UmsearchError(f"--images must be one of {', '.join(IMAGE_MODES)}, not '{images}'")
+
+    make_app(db, model, image_mode=images).run()
+
+
 def main() -> None:
     app()
 
