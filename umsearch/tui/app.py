@@ -192,12 +192,13 @@ class UmsearchApp(App[None]):
         self.query_one("#message").remove_class("loading")
         listing = self.query_one("#results", ResultList)
         listing.clear()
-        listing.extend(ResultRow(result, self.image_class) for result in results)
+        rows = [ResultRow(result, self.image_class) for result in results]
+        listing.extend(rows)
         if results:
             listing.index = 0
         else:
             self.query_one("#preview", Preview).clear()
-        self._load_thumbnails(generation, results)
+        self._load_thumbnails(generation, rows)
 
     def _summary(self, text: str, like: Result | None, results: list[Result]) -> str:
         if not text.strip() and like is None:
@@ -213,20 +214,14 @@ class UmsearchApp(App[None]):
 
     # ---- thumbnails and preview ---------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="thumbs")
-    def _load_thumbnails(self, generation: int, results: list[Result]) -> None:
+    def _load_thumbnails(self, generation: int, rows: list[ResultRow]) -> None:
+        """Decode thumbnails in list order (the visible rows first), each handed to its row when ready."""
         worker = get_current_worker()
-        for index, result in enumerate(results):
+        for row in rows:
             if worker.is_cancelled or generation != self.generation:
                 return
-            image = self.thumbs.get(result.path)
-            self._from_thread(self._set_thumbnail, generation, index, image)
-
-    def _set_thumbnail(self, generation: int, index: int, image) -> None:
-        if generation != self.generation:
-            return
-        rows = self.query_one("#results", ResultList).children
-        if index < len(rows) and isinstance(rows[index], ResultRow):
-            rows[index].set_thumbnail(image)
+            image = self.thumbs.get(row.result.path)
+            self._from_thread(row.set_thumbnail, image)
 
     @on(ListView.Highlighted, "#results")
     def _highlighted(self, event: ListView.Highlighted) -> None:
@@ -293,6 +288,7 @@ class UmsearchApp(App[None]):
         query = self.query_one("#query", Input)
         with query.prevent(Input.Changed):
             query.value = ""
+        query.focus()  # words typed next refine the search
         self.search("", chosen)
 
     def action_copy_path(self) -> None:
@@ -356,6 +352,10 @@ def make_app(
 
 
 def _default_embedder_factory(model_id: str, budget: tuple[int, int]):
+    from transformers.utils import logging as hf_logging
+
     from ..embed import load_embedder
+
+    hf_logging.disable_progress_bar()  # a progress bar on stderr would scribble over the screen
 
     return load_embedder(model_id, min_image_tokens=budget[0], max_image_tokens=budget[1])

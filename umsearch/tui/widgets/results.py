@@ -23,16 +23,17 @@ class ResultRow(ListItem):
     def __init__(self, result: Result, image_class: type[Widget]) -> None:
         super().__init__()
         self.result = result
-        self._image_class = image_class
+        # Made here, not in compose: a thumbnail may arrive before the row is mounted.
+        self.thumb = image_class(None, classes="thumb")
 
     def compose(self):
         with Horizontal(classes="row"):
-            yield self._image_class(None, classes="thumb")
+            yield self.thumb
             yield Label(row_label(self.result), classes="row-text", markup=False)
 
     def set_thumbnail(self, image) -> None:
         if image is not None:
-            self.query_one(".thumb").image = image
+            self.thumb.image = image
 
 
 class ResultList(ListView):
