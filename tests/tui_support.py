@@ -61,3 +61,32 @@ def screen_text(app) -> str:
     console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, record=True)
     console.print(app.screen._compositor.render_update(full=True))
     return console.export_text()
+
+
+async def settle(pilot, rounds: int = 8) -> None:
+    """Wait until no worker runs and the callbacks they queued have been handled."""
+    app = pilot.app
+    for _ in range(rounds):
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.05)
+        if not any(worker.is_running for worker in app.workers):
+            return
+
+
+async def type_and_wait(pilot, text: str, *, debounce_s: float = 0.5) -> None:
+    """Type like a person (no Enter) and wait past the as-you-type pause for the search to land."""
+    await pilot.press(*text)
+    await pilot.pause(debounce_s)
+    await settle(pilot)
+
+
+def run_async(test):
+    """Run an async test body on a fresh event loop (no pytest asyncio plugin needed)."""
+    import asyncio
+    import functools
+
+    @functools.wraps(test)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(test(*args, **kwargs))
+
+    return wrapper

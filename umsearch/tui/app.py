@@ -68,6 +68,7 @@ class UmsearchApp(App[None]):
         self.generation = 0  # bumped by every search; results of older searches are dropped
         self.like: Result | None = None  # the photo that "more like this" searches from
         self.model_state = "loading…"
+        self.model_error: str | None = None  # stays on screen until a search that works replaces it
         self.results: list[Result] = []
         self._debounce: Timer | None = None
 
@@ -131,6 +132,7 @@ class UmsearchApp(App[None]):
 
     def _model_done(self, error: str | None) -> None:
         self.model_state = "not loaded" if error else ""
+        self.model_error = error
         self.refresh_status()
         if error:
             self.show_message(error, error=True)
@@ -188,7 +190,10 @@ class UmsearchApp(App[None]):
         if generation != self.generation:
             return  # a newer search is on its way
         self.results = results
-        self.show_message(self._summary(text, like, results))
+        if self.model_error and not text.strip() and like is None:
+            self.show_message(self.model_error, error=True)  # browsing works, but searching by words won't
+        else:
+            self.show_message(self._summary(text, like, results))
         self.query_one("#message").remove_class("loading")
         listing = self.query_one("#results", ResultList)
         listing.clear()
