@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from textual.containers import Vertical
 from textual.widget import Widget
 from textual.widgets import Static
@@ -11,10 +13,12 @@ from ..service import Details
 
 
 def describe(details: Details) -> str:
-    lines = [details.path]
+    folder, name = os.path.split(details.path)
+    lines = [name, folder + os.sep]
+    size = human_bytes(details.size)
     if details.width and details.height:
-        lines.append(f"{details.width} × {details.height} px")
-    lines.append(human_bytes(details.size))
+        size = f"{details.width} × {details.height} px · {size}"
+    lines.append(size)
     if details.date is not None:
         lines.append(details.date.strftime("%Y-%m-%d %H:%M"))
     return "\n".join(lines)
