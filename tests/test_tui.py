@@ -118,8 +118,10 @@ async def test_enter_runs_at_once_and_only_the_latest_query_is_shown(app: Umsear
         await pilot.press("slash", *"cats", "enter")  # "/" selects the old words: typing replaces them
         await settle(pilot)
         assert "6 results for “cats”" in message(app)
+        first = app.results[0]
+        assert first.path.endswith(str(app.query_one("#preview-meta").render()).splitlines()[0])
         shown = shown_paths(app)
-        app._show_results(app.generation - 1, "forest", None, [])  # a late answer to a superseded search
+        await app._show_results(app.generation - 1, "forest", None, [])  # a late answer to a superseded search
         assert "“cats”" in message(app) and shown_paths(app) == shown
         assert app.focused is app.query_one("#results")
 

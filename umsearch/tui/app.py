@@ -186,7 +186,7 @@ class UmsearchApp(App[None]):
         if generation == self.generation:
             self.show_message(message, error=True)
 
-    def _show_results(self, generation: int, text: str, like: Result | None, results: list[Result]) -> None:
+    async def _show_results(self, generation: int, text: str, like: Result | None, results: list[Result]) -> None:
         if generation != self.generation:
             return  # a newer search is on its way
         self.results = results
@@ -196,11 +196,12 @@ class UmsearchApp(App[None]):
             self.show_message(self._summary(text, like, results))
         self.query_one("#message").remove_class("loading")
         listing = self.query_one("#results", ResultList)
-        listing.clear()
         rows = [ResultRow(result, self.image_class) for result in results]
-        listing.extend(rows)
-        if results:
+        await listing.clear()
+        await listing.extend(rows)
+        if rows:
             listing.index = 0
+            self._load_preview(rows[0].result)  # also when the index was 0 before: no highlight event then
         else:
             self.query_one("#preview", Preview).clear()
         self._load_thumbnails(generation, rows)
