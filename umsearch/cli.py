@@ -284,7 +284,15 @@ def tui(
     if images not in IMAGE_MODES:
         raise UmsearchError(f"--images must be one of {', '.join(IMAGE_MODES)}, not '{images}'")
 
-    make_app(db, model, image_mode=images).run()
+    from .tui.service import background_work_running
+
+    tui_app = make_app(db, model, image_mode=images)
+    tui_app.run()
+    if background_work_running():
+        # A model load or embedding is still running on a daemon thread: quitting must not wait for it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(tui_app.return_code or 0)
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from textual.widgets import Footer, Input, ListView, Static
 from textual.worker import get_current_worker
 
 from ..errors import UmsearchError
-from .service import Result, SearchService, StatusInfo, Superseded
+from .service import Result, SearchService, StatusInfo, Superseded, call_in_background
 from .thumbs import PREVIEW_PIXELS, ThumbnailCache
 from .viewer import open_in_viewer
 from .widgets.images import image_widget_class
@@ -121,8 +121,11 @@ class UmsearchApp(App[None]):
     @work(thread=True, exclusive=True, group="model")
     def load_model(self) -> None:
         assert self.service is not None
+        worker = get_current_worker()
         try:
-            self.service.load_model()
+            call_in_background(self.service.load_model, lambda: worker.is_cancelled)
+        except Superseded:
+            return  # the app is closing
         except UmsearchError as exc:
             self.call_from_thread(self._model_done, str(exc))
         except Exception as exc:  # noqa: BLE001  (a broken model must not take the UI down)
@@ -164,7 +167,10 @@ class UmsearchApp(App[None]):
             return worker.is_cancelled or generation != self.generation
 
         try:
-            results = self.service.run(text, like.file_id if like else None, cancelled=cancelled)
+            service = self.service
+            results = call_in_background(
+                lambda: service.run(text, like.file_id if like else None, cancelled=cancelled), cancelled
+            )
         except Superseded:
             return
         except UmsearchError as exc:
@@ -176,11 +182,11 @@ class UmsearchApp(App[None]):
         self._from_thread(self._show_results, generation, text, like, results)
 
     def _from_thread(self, callback, *args) -> None:
-        if not get_current_worker().is_cancelled or self.is_running:
-            try:
-                self.call_from_thread(callback, *args)
-            except RuntimeError:  # the app closed while this worker ran
-                pass
+        """Hand a worker's result to the UI thread; dropped quietly when the app has closed meanwhile."""
+        try:
+            self.call_from_thread(callback, *args)
+        except RuntimeError:
+            pass
 
     def _search_failed(self, generation: int, message: str) -> None:
         if generation == self.generation:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ..errors import ModelError, StoreError, UmsearchError
 from ..store import FileRow, Store
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ..embed import Embedder
     from ..search import Hit
 
+T = TypeVar("T")
 IMAGE_PREFIX = "@"
 RECENT_LIMIT = 60
 DEFAULT_LIMIT = 60
@@ -63,6 +64,39 @@ class StatusInfo:
     failed: int
     model: str | None
     watcher: str | None  # what the running watcher is doing, None when none runs
+
+
+BACKGROUND_THREAD = "umsearch-background"
+
+
+def call_in_background(fn: Callable[[], T], cancelled: Callable[[], bool], poll_s: float = 0.05) -> T:
+    """Run `fn` on a daemon thread and wait for it, unless `cancelled()` turns true first (Superseded).
+
+    A model load or an embedding cannot be interrupted; waiting for it from a daemon thread means a
+    superseded search or quitting the app never waits for the model (the work ends on its own).
+    """
+    box: dict[str, object] = {}
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001  (re-raised in the waiting thread)
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name=BACKGROUND_THREAD, daemon=True).start()
+    while not done.wait(poll_s):
+        if cancelled():
+            raise Superseded
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
+
+
+def background_work_running() -> bool:
+    return any(t.name == BACKGROUND_THREAD and t.is_alive() for t in threading.enumerate())
 
 
 def parse_query(typed: str) -> ParsedQuery:
