@@ -264,3 +264,48 @@ async def test_a_missing_model_is_one_line_in_the_ui_and_browsing_still_works(li
         await settle(pilot)
         assert "does not exist" in message(app)
         assert app.is_running
+
+
+@run_async
+async def test_a_search_typed_while_the_model_loads_waits_visibly_and_then_runs(
+    library, tiny_model_dir, shared_embedder
+) -> None:
+    import threading
+
+    db, _ = library
+    release = threading.Event()
+
+    def slow_load(model_id: str, budget: tuple[int, int]):
+        release.wait(30)  # a big model still loading from disk
+        return shared_embedder(model_id, budget)
+
+    app = make_app(db, str(tiny_model_dir), image_mode="halfcell", embedder_factory=slow_load)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.2)
+        assert "loading" in str(app.query_one("#status").render())
+        await pilot.press(*"harbour", "enter")
+        await pilot.pause(0.2)
+        assert "loading the model" in message(app)
+        await pilot.press("j", "k")  # the UI answers keys meanwhile
+        release.set()
+        await settle(pilot)
+        assert "6 results for “harbour”" in message(app)
+        assert "loading" not in str(app.query_one("#status").render())
+
+
+@run_async
+async def test_quitting_does_not_wait_for_a_model_still_loading(library, tiny_model_dir) -> None:
+    import threading
+    import time
+
+    db, _ = library
+    release = threading.Event()
+    app = make_app(db, str(tiny_model_dir), image_mode="halfcell", embedder_factory=lambda *a: release.wait(30))
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(0.2)
+            started = time.monotonic()
+            await pilot.press("down", "q")
+        assert time.monotonic() - started < 5 and not app.is_running
+    finally:
+        release.set()

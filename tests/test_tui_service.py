@@ -139,3 +139,18 @@ def test_the_viewer_gets_an_absolute_path_that_cannot_read_as_an_option(tmp_path
     assert argv == ["open", str(tmp_path / "-rf.jpg")] and argv[1].startswith(os.sep)
     monkeypatch.setattr("shutil.which", lambda name: "/usr/bin/xdg-open")
     assert viewer_command("--help.png", platform="linux") == ["/usr/bin/xdg-open", str(tmp_path / "--help.png")]
+
+
+# ---- waiting for slow work ----------------------------------------------------------------------------
+def test_waiting_for_background_work_stops_when_cancelled_and_passes_errors_on() -> None:
+    import threading
+
+    from umsearch.tui.service import Superseded, call_in_background
+
+    release = threading.Event()
+    with pytest.raises(Superseded):
+        call_in_background(lambda: release.wait(30), cancelled=lambda: True)
+    release.set()
+    assert call_in_background(lambda: 42, cancelled=lambda: False) == 42
+    with pytest.raises(UmsearchError, match="boom"):
+        call_in_background(lambda: (_ for _ in ()).throw(UmsearchError("boom")), cancelled=lambda: False)
