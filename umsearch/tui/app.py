@@ -79,7 +79,7 @@ class UmsearchApp(App[None]):
             yield Input(placeholder="Describe a photo, or @path/to/image.jpg …", id="query")
         yield Static("", id="message", markup=False)
         with Horizontal(id="body"):
-            yield ResultList(id="results")
+            yield ResultList(self.image_class, id="results")
             yield Preview(self.image_class, id="preview")
         yield Static("", id="status", markup=False)
         yield Footer()
@@ -202,12 +202,9 @@ class UmsearchApp(App[None]):
             self.show_message(self._summary(text, like, results))
         self.query_one("#message").remove_class("loading")
         listing = self.query_one("#results", ResultList)
-        rows = [ResultRow(result, self.image_class) for result in results]
-        await listing.clear()
-        await listing.extend(rows)
+        rows = await listing.show_results(results, self.thumbs.peek)
         if rows:
-            listing.index = 0
-            self._load_preview(rows[0].result)  # also when the index was 0 before: no highlight event then
+            self._load_preview(rows[0].result)
         else:
             self.query_one("#preview", Preview).clear()
         self._load_thumbnails(generation, rows)
@@ -232,8 +229,11 @@ class UmsearchApp(App[None]):
         for row in rows:
             if worker.is_cancelled or generation != self.generation:
                 return
-            image = self.thumbs.get(row.result.path)
-            self._from_thread(row.set_thumbnail, image)
+            result = row.result
+            if self.thumbs.peek(result.path) is not None:
+                continue  # shown already, straight from the cache
+            image = self.thumbs.get(result.path)
+            self._from_thread(row.set_thumbnail, result, image)
 
     @on(ListView.Highlighted, "#results")
     def _highlighted(self, event: ListView.Highlighted) -> None:

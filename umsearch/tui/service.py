@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 IMAGE_PREFIX = "@"
-RECENT_LIMIT = 60
-DEFAULT_LIMIT = 60
+RECENT_LIMIT = 30
+DEFAULT_LIMIT = 30  # a screenful or five: more rows only cost layout time in the UI
 
 
 class Superseded(Exception):

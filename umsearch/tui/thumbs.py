@@ -41,6 +41,14 @@ class ThumbnailCache:
                 self._items.popitem(last=False)
         return image
 
+    def peek(self, path: str, pixels: int = THUMB_PIXELS, *, square: bool = True) -> "Image.Image | None":
+        """The cached image, or None when it is not cached (never decodes: safe on the UI thread)."""
+        with self._lock:
+            image = self._items.get((path, pixels, square))
+            if image is not None:
+                self._items.move_to_end((path, pixels, square))
+            return image
+
     def cached(self, path: str, pixels: int = THUMB_PIXELS, *, square: bool = True) -> bool:
         with self._lock:
             return (path, pixels, square) in self._items

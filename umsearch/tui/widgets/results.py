@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 from textual.binding import Binding
-from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.widgets import Label, ListItem, ListView
 
@@ -25,14 +24,21 @@ class ResultRow(ListItem):
         self.result = result
         # Made here, not in compose: a thumbnail may arrive before the row is mounted.
         self.thumb = image_class(None, classes="thumb")
+        self.label = Label(row_label(result), classes="row-text", markup=False)
 
     def compose(self):
-        with Horizontal(classes="row"):
-            yield self.thumb
-            yield Label(row_label(self.result), classes="row-text", markup=False)
+        # Two widgets per row, laid out by the stylesheet: every extra widget costs layout time per result.
+        yield self.thumb
+        yield self.label
 
-    def set_thumbnail(self, image) -> None:
-        if image is not None:
+    def show(self, result: Result, thumbnail=None) -> None:
+        """Reuse this row for another photo (far cheaper than removing and mounting rows)."""
+        self.result = result
+        self.label.update(row_label(result))
+        self.thumb.image = thumbnail
+
+    def set_thumbnail(self, result: Result, image) -> None:
+        if image is not None and result == self.result:  # the row may show another photo by now
             self.thumb.image = image
 
 
@@ -44,6 +50,31 @@ class ResultList(ListView):
         Binding("j", "cursor_down", "Down", show=False),
         Binding("k", "cursor_up", "Up", show=False),
     ]
+
+    def __init__(self, image_class: type[Widget], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._image_class = image_class
+
+    async def show_results(self, results: list[Result], cached_thumbnail) -> list[ResultRow]:
+        """Show `results`, reusing the rows already mounted; returns the rows in order."""
+        rows = [row for row in self.children if isinstance(row, ResultRow)]
+        for row, result in zip(rows, results):
+            row.show(result, cached_thumbnail(result.path))
+        if len(rows) > len(results):
+            await self.remove_children(rows[len(results) :])
+            rows = rows[: len(results)]
+        if len(results) > len(rows):
+            new = [ResultRow(result, self._image_class) for result in results[len(rows) :]]
+            for row in new:
+                row.show(row.result, cached_thumbnail(row.result.path))
+            await self.extend(new)
+            rows += new
+        self.scroll_home(animate=False)
+        if rows:
+            # Re-highlight the first row even when the index was 0 already (it shows another photo now).
+            self.index = None
+            self.index = 0
+        return rows
 
     def action_open_selected(self) -> None:
         self.app.action_open_selected()
