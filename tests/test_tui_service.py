@@ -154,3 +154,34 @@ def test_waiting_for_background_work_stops_when_cancelled_and_passes_errors_on()
     assert call_in_background(lambda: 42, cancelled=lambda: False) == 42
     with pytest.raises(UmsearchError, match="boom"):
         call_in_background(lambda: (_ for _ in ()).throw(UmsearchError("boom")), cancelled=lambda: False)
+
+
+# ---- the command ------------------------------------------------------------------------------------
+def test_the_tui_command_builds_the_app_from_its_options(monkeypatch, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    import umsearch.tui.app as tui_app
+    from umsearch.cli import app
+
+    built: list[tuple] = []
+
+    class Recorder:
+        return_code = 0
+
+        def run(self) -> None:
+            built.append(("run",))
+
+    monkeypatch.setattr(tui_app, "make_app", lambda db, model, image_mode: built.append((db, model, image_mode)) or Recorder())
+    result = CliRunner().invoke(app, ["tui", "--db", str(tmp_path / "x.db"), "--model", "m", "--images", "halfcell"])
+    assert result.exit_code == 0, result.output
+    assert built == [(tmp_path / "x.db", "m", "halfcell"), ("run",)]
+
+
+def test_an_unknown_image_mode_is_a_one_line_error() -> None:
+    from typer.testing import CliRunner
+
+    from umsearch.cli import app
+
+    result = CliRunner().invoke(app, ["tui", "--images", "crayons"])
+    assert result.exit_code == 1
+    assert "--images must be one of auto, tgp, sixel, halfcell, unicode" in result.output

@@ -278,11 +278,11 @@ def tui(
     ] = "auto",
 ) -> None:
     """Search and browse photos interactively in the terminal."""
-    from .tui.app import make_app  # Textual is imported only for this command
-    from .tui.widgets.images import IMAGE_MODES
+    from .tui.widgets.images import IMAGE_MODES  # no Textual import yet
 
     if images not in IMAGE_MODES:
         raise UmsearchError(f"--images must be one of {', '.join(IMAGE_MODES)}, not '{images}'")
+    from .tui.app import make_app  # Textual is imported only for this command
 
     from .tui.service import background_work_running
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from textual.widget import Widget
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from textual.widget import Widget
 
 IMAGE_MODES = ("auto", "tgp", "sixel", "halfcell", "unicode")
 
 
-def image_widget_class(mode: str = "auto") -> type[Widget]:
+def image_widget_class(mode: str = "auto") -> "type[Widget]":
     """`auto` lets textual-image probe the terminal (Kitty graphics, Sixel, else coloured half blocks)."""
     from textual_image import widget
 
