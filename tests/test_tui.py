@@ -309,3 +309,26 @@ async def test_quitting_does_not_wait_for_a_model_still_loading(library, tiny_mo
         assert time.monotonic() - started < 5 and not app.is_running
     finally:
         release.set()
+
+
+@run_async
+async def test_the_status_line_shows_a_running_watcher(app: UmsearchApp, library) -> None:
+    from umsearch.watchstate import WatcherLock
+
+    db, photos = library
+    with WatcherLock(db, (str(photos),)) as lock:
+        lock.report("watching")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            assert "watcher: watching" in str(app.query_one("#status").render())
+
+
+@run_async
+async def test_escape_in_the_search_box_clears_it_and_shows_the_recent_photos(app: UmsearchApp) -> None:
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await type_and_wait(pilot, "boats")
+        assert "results for “boats”" in message(app)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert app.query_one("#query").value == "" and "most recent photos" in message(app)
