@@ -13,7 +13,7 @@ from pathlib import Path
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal
 from textual.timer import Timer
 from textual.widgets import Footer, Input, ListView, Static
 from textual.worker import get_current_worker
@@ -127,11 +127,11 @@ class UmsearchApp(App[None]):
         except Superseded:
             return  # the app is closing
         except UmsearchError as exc:
-            self.call_from_thread(self._model_done, str(exc))
+            self._from_thread(self._model_done, str(exc))
         except Exception as exc:  # noqa: BLE001  (a broken model must not take the UI down)
-            self.call_from_thread(self._model_done, f"cannot load the model: {type(exc).__name__}: {exc}")
+            self._from_thread(self._model_done, f"cannot load the model: {type(exc).__name__}: {exc}")
         else:
-            self.call_from_thread(self._model_done, None)
+            self._from_thread(self._model_done, None)
 
     def _model_done(self, error: str | None) -> None:
         self.model_state = "not loaded" if error else ""

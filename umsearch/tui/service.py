@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from ..errors import ModelError, StoreError, UmsearchError
+from ..errors import StoreError, UmsearchError
 from ..store import FileRow, Store
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ class SearchService:
         - plain words: a text query.
         Raises Superseded when `cancelled()` turns true before the (slow) model call.
         """
-        from ..search import Query, query_vector, rank
+        from ..search import Query, query_vector
 
         parsed = parse_query(text)
         if like_file_id is not None and parsed.image is None:
@@ -259,16 +259,3 @@ def check_ready(store: Store) -> None:
     """A one-line reason why searching cannot work yet, raised as an error (the TUI shows it)."""
     if store.counts().indexed == 0:
         raise StoreError(f"index {store.path} has no photos yet: run 'umsearch index FOLDER' first")
-
-
-__all__ = [
-    "Details",
-    "ModelError",
-    "ParsedQuery",
-    "Result",
-    "SearchService",
-    "StatusInfo",
-    "Superseded",
-    "parse_query",
-    "photo_date",
-]
