@@ -20,7 +20,10 @@ from tests.tui_support import build_index, embedder_factory, fresh_dir, settle, 
 from umsearch.store import Store  # noqa: E402
 from umsearch.tui.app import make_app  # noqa: E402
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [
+    pytest.mark.timeout(180),
+    pytest.mark.filterwarnings("ignore:Image.Image.getdata is deprecated:DeprecationWarning"),
+]
 
 # A fixed folder, because the preview shows full paths (a per-run tmp folder would change every snapshot).
 SNAP_ROOT = Path("/tmp/umsearch-tui-snapshots")
@@ -63,7 +66,9 @@ def test_opening_screen_shows_recent_photos(snap_compare, snap_library: Path) ->
 def test_text_search_results(snap_compare, snap_library: Path) -> None:
     async def run_before(pilot) -> None:
         await settle(pilot)
-        await pilot.press(*"red boat", "enter", "down")
+        await pilot.press(*"red boat", "enter")
+        await settle(pilot)
+        await pilot.press("down")
         await settle(pilot)
 
     assert snap_compare(_app(snap_library), run_before=run_before)

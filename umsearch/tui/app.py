@@ -71,6 +71,7 @@ class UmsearchApp(App[None]):
         self.model_error: str | None = None  # stays on screen until a search that works replaces it
         self.results: list[Result] = []
         self._debounce: Timer | None = None
+        self.debounce_s = DEBOUNCE_S  # the pause in typing after which the words are searched
 
     # ---- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -261,7 +262,7 @@ class UmsearchApp(App[None]):
             self._debounce = None
             self.show_recent()
             return
-        self._debounce = self.set_timer(DEBOUNCE_S, self._run_typed)
+        self._debounce = self.set_timer(self.debounce_s, self._run_typed)
 
     @on(Input.Submitted, "#query")
     def _submitted(self, event: Input.Submitted) -> None:
