@@ -339,3 +339,12 @@ async def test_escape_in_the_search_box_clears_it_and_shows_the_recent_photos(ap
         await pilot.press("escape")
         await settle(pilot)
         assert app.query_one("#query").value == "" and "most recent photos" in message(app)
+
+
+@run_async
+async def test_a_model_other_than_the_index_s_is_explained(library) -> None:
+    db, _ = library
+    app = make_app(db, "Some-Org/another-model", image_mode="halfcell")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert "was built with model" in message(app) and "Some-Org/another-model" in message(app)

@@ -65,9 +65,15 @@ def screen_text(app) -> str:
 
 async def settle(pilot, rounds: int = 8) -> None:
     """Wait until no worker runs and the callbacks they queued have been handled."""
+    from textual.worker import WorkerCancelled
+
     app = pilot.app
     for _ in range(rounds):
-        await app.workers.wait_for_complete()
+        for worker in list(app.workers):
+            try:
+                await worker.wait()
+            except WorkerCancelled:  # replaced by a newer search: what exclusive workers are for
+                pass
         await pilot.pause(0.05)
         if not any(worker.is_running for worker in app.workers):
             return

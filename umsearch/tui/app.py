@@ -110,13 +110,24 @@ class UmsearchApp(App[None]):
         message.set_class(error, "error")
 
     def refresh_status(self) -> None:
-        if self.service is None:
-            return
+        if self.service is not None:
+            self._status_worker()
+
+    @work(thread=True, exclusive=True, group="status")
+    def _status_worker(self) -> None:
+        """Counting a large index takes a moment: never on the UI thread."""
+        assert self.service is not None
         try:
             info = self.service.status()
-        except UmsearchError as exc:
-            self.show_message(str(exc), error=True)
+        except Exception as exc:  # noqa: BLE001  (e.g. the index file vanished: say so, keep running)
+            self._from_thread(self._show_error, f"cannot read the index: {exc}")
             return
+        self._from_thread(self._show_status, info)
+
+    def _show_error(self, text: str) -> None:
+        self.show_message(text, error=True)
+
+    def _show_status(self, info: StatusInfo) -> None:
         self.query_one("#status", Static).update(status_text(info, self.model_state))
 
     @work(thread=True, exclusive=True, group="model")
