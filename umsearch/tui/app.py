@@ -163,7 +163,7 @@ class UmsearchApp(App[None]):
         if self.service is None:
             return
         self.generation += 1
-        if text.strip() and not self.service.model_loaded and not (like and not text.strip()):
+        if text.strip() and not self.service.model_loaded:
             self.show_message("loading the model … your search runs as soon as it is ready")
             self.query_one("#message").add_class("loading")
         elif text.strip() or like:
@@ -208,6 +208,9 @@ class UmsearchApp(App[None]):
         if generation != self.generation:
             return  # a newer search is on its way
         self.results = results
+        if text.strip() and self.model_error:  # the model answered after all (e.g. downloaded meanwhile)
+            self.model_error, self.model_state = None, ""
+            self.refresh_status()
         if self.model_error and not text.strip() and like is None:
             self.show_message(self.model_error, error=True)  # browsing works, but searching by words won't
         else:
