@@ -355,6 +355,33 @@ def watch(
     os._exit(0)
 
 
+@app.command()
+@friendly_errors
+def tui(
+    db: DbOption = None,
+    model: ModelOption = None,
+    images: Annotated[
+        str, typer.Option("--images", help="How to draw photos: auto, tgp, sixel, halfcell or unicode.")
+    ] = "auto",
+) -> None:
+    """Search and browse photos interactively in the terminal."""
+    from .tui.widgets.images import IMAGE_MODES  # no Textual import yet
+
+    if images not in IMAGE_MODES:
+        raise UmsearchError(f"--images must be one of {', '.join(IMAGE_MODES)}, not '{images}'")
+    from .tui.app import make_app  # Textual is imported only for this command
+
+    from .tui.service import background_work_running
+
+    tui_app = make_app(db, model, image_mode=images)
+    tui_app.run()
+    if background_work_running():
+        # A model load or embedding is still running on a daemon thread: quitting must not wait for it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(tui_app.return_code or 0)
+
+
 def main() -> None:
     app()
 

@@ -302,6 +302,14 @@ class Store:
         )
         return [_row(r) for r in rows]
 
+    def recent_files(self, limit: int) -> list[FileRow]:
+        """The indexed photos most recently modified, newest first (the TUI's opening screen)."""
+        rows = self.db.execute(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE status = 'ok' ORDER BY mtime_ns DESC, id DESC LIMIT ?",
+            (int(limit),),
+        )
+        return [_row(r) for r in rows]
+
     def put_file(
         self,
         path: str,

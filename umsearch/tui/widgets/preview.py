@@ -1,0 +1,42 @@
+"""The preview pane: a larger picture of the selected photo and what is known about it."""
+
+from __future__ import annotations
+
+import os
+
+from textual.containers import Vertical
+from textual.widget import Widget
+from textual.widgets import Static
+
+from ...present import human_bytes
+from ..service import Details
+
+
+def describe(details: Details) -> str:
+    folder, name = os.path.split(details.path)
+    lines = [name, folder + os.sep]
+    size = human_bytes(details.size)
+    if details.width and details.height:
+        size = f"{details.width} × {details.height} px · {size}"
+    lines.append(size)
+    if details.date is not None:
+        lines.append(details.date.strftime("%Y-%m-%d %H:%M"))
+    return "\n".join(lines)
+
+
+class Preview(Vertical):
+    def __init__(self, image_class: type[Widget], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._image_class = image_class
+
+    def compose(self):
+        with Vertical(id="preview-image-box"):
+            yield self._image_class(None, id="preview-image")
+        yield Static("", id="preview-meta", markup=False)
+
+    def show(self, details: Details | None, image) -> None:
+        self.query_one("#preview-image").image = image
+        self.query_one("#preview-meta", Static).update(describe(details) if details else "")
+
+    def clear(self) -> None:
+        self.show(None, None)
