@@ -151,7 +151,7 @@ def index(
         summary = indexer.index(
             [str(p) for p in paths],
             exclude or (),
-            on_scan_error=lambda path, reason: present.warn(f"{path}: {reason}"),
+            on_scan_error=lambda path, reason: present.warn(f"{present.display_path(path)}: {reason}"),
         )
         present.print_summary(summary, as_json=as_json)
     if summary.interrupted:
@@ -236,7 +236,7 @@ def status(
         present.out.print(f"model     {settings.model_id} ({settings.dim}-d)")
         present.out.print(f"images    {settings.min_image_tokens}–{settings.max_image_tokens} visual tokens")
     for row in failed_rows:
-        present.out.print(f"failed    {row.path}: {row.error}", markup=False)
+        present.out.print(f"failed    {present.display_path(row.path)}: {row.error}", markup=False)
     if counts.failed > len(failed_rows):
         present.out.print(f"          … and {counts.failed - len(failed_rows)} more (--failures N)")
 

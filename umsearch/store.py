@@ -7,6 +7,7 @@ SQLite is reached through apsw, which ships its own current SQLite and can alway
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -84,13 +85,36 @@ def m001_create_tables(db: "apsw.Connection") -> None:  # noqa: F821
 MIGRATIONS: list[Callable[["apsw.Connection"], None]] = [m001_create_tables]  # noqa: F821
 
 
+# File names are bytes on Linux; Python keeps undecodable bytes as lone surrogates (U+DC80-U+DCFF), which
+# SQLite's UTF-8 text cannot hold. Each becomes ESCAPE + a private-use character (and a literal ESCAPE is
+# doubled), character by character, so the mapping is reversible and keeps folder prefixes (range scans).
+_ESCAPE = "\U0010FE00"
+_SURROGATE_BASE = 0x10FE00 - 0xDC00  # U+DC80..U+DCFF <-> U+10FE80..U+10FEFF
+_TO_DB = re.compile("[\udc80-\udcff\U0010FE00]")
+_FROM_DB = re.compile("\U0010FE00(.)", re.DOTALL)
+
+
 def path_to_db(path: str) -> str:
     """The one place that turns a file system path into the text stored in the index."""
-    return path
+    if path.isascii():
+        return path
+    return _TO_DB.sub(_escape_char, path)
 
 
 def path_from_db(text: str) -> str:
-    return text
+    if text.isascii() or _ESCAPE not in text:
+        return text
+    return _FROM_DB.sub(_unescape_char, text)
+
+
+def _escape_char(match: "re.Match[str]") -> str:
+    char = match.group()
+    return _ESCAPE + (char if char == _ESCAPE else chr(ord(char) + _SURROGATE_BASE))
+
+
+def _unescape_char(match: "re.Match[str]") -> str:
+    char = match.group(1)
+    return char if char == _ESCAPE else chr(ord(char) - _SURROGATE_BASE)
 
 
 def sqlite_vec_path() -> str:
@@ -319,6 +343,8 @@ class Store:
             raise ValueError("a file has either a vector or an error")
         stored = path_to_db(path)
         status = "ok" if vector is not None else "failed"
+        if error is not None:  # a decoder's message may quote undecodable bytes of the file name
+            error = error.encode("utf-8", "backslashreplace").decode("utf-8")
         with self.transaction():
             existing = self.db.execute("SELECT id FROM files WHERE path = ?", (stored,)).fetchone()
             values = (size, mtime_ns, digest, status, error, width, height, time.time())
