@@ -75,6 +75,12 @@ def friendly_errors(command: F) -> F:
         except Exception as exc:
             if os.environ.get("UMSEARCH_DEBUG"):
                 raise
+            if type(exc).__module__ == "apsw" and (
+                type(exc).__name__ in ("CorruptError", "NotADBError") or "blob read error" in str(exc)
+            ):
+                # damage found only when a page is read (after the index opened fine)
+                present.error(f"the index is corrupt ({exc}); move it away and re-index")
+                raise typer.Exit(EXIT_ERROR) from None
             present.error(f"unexpected {type(exc).__name__}: {exc} (set UMSEARCH_DEBUG=1 to see the traceback)")
             raise typer.Exit(EXIT_ERROR) from None
 

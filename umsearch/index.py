@@ -75,6 +75,7 @@ class Loaded:
     digest: str | None
     image: LoadedImage | None
     error: str | None
+    vanished: bool = False  # deleted between the scan and the read: not a failure, just gone
 
 
 def content_hash(path: str) -> str:
@@ -240,6 +241,8 @@ class Indexer:
     def _load(self, job: Job) -> Loaded:
         try:
             digest = content_hash(job.found.path)
+        except FileNotFoundError:
+            return Loaded(job, None, None, None, vanished=True)
         except OSError as exc:
             return Loaded(job, None, None, exc.strerror or str(exc))
         if job.previous is not None and job.previous.hash == digest:
@@ -247,11 +250,18 @@ class Indexer:
         try:
             return Loaded(job, digest, load_image(job.found.path, self.max_pixels), None)
         except ImageLoadError as exc:
+            if not os.path.exists(job.found.path):
+                return Loaded(job, None, None, None, vanished=True)
             return Loaded(job, digest, None, str(exc))
 
     def _resolve_without_model(self, loaded: Loaded, summary: IndexSummary) -> bool:
         """Failures, touched files and copies of indexed files are stored without running the model."""
         found, previous = loaded.job.found, loaded.job.previous
+        if loaded.vanished:
+            if previous is not None:
+                self.store.delete_files([previous.id])
+                summary.removed += 1
+            return True
         if loaded.error is not None:
             self.store.put_file(
                 found.path, size=found.size, mtime_ns=found.mtime_ns, digest=loaded.digest, error=loaded.error

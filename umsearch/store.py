@@ -190,6 +190,12 @@ class Store:
         db = self.db
         db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
         done = {r[0] for r in db.execute("SELECT name FROM migrations")}
+        unknown = done - {migration.__name__ for migration in MIGRATIONS}
+        if unknown:
+            raise StoreError(
+                f"{self.path} was written by a newer umsearch (schema step {sorted(unknown)[-1]}); "
+                "upgrade umsearch to use it"
+            )
         for migration in MIGRATIONS:
             if migration.__name__ in done:
                 continue
