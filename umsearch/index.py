@@ -53,7 +53,7 @@ class NoProgress:
         pass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Job:
     """A file that needs reading: new or changed since the index last saw it."""
 

@@ -35,7 +35,7 @@ class IndexSettings:
     max_image_tokens: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per indexed file while planning: keep it small
 class FileRow:
     id: int
     path: str
