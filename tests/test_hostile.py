@@ -211,3 +211,22 @@ def test_damaged_or_foreign_index_gives_one_clear_line(tmp_path, tiny_embedder, 
     assert {"random-bytes": "not an umsearch index", "foreign-sqlite": "another application",
             "truncated": "corrupt", "newer-schema": "newer umsearch"}[kind] in lines[0]
     assert Path(db).read_bytes() == before  # a foreign file is never modified
+
+
+def test_an_unreadable_folder_keeps_its_indexed_photos(tmp_path, tiny_embedder, monkeypatch):
+    write_photo(tmp_path / "locked" / "a.jpg", 1)
+    write_photo(tmp_path / "open" / "b.jpg", 2)
+    with Store.open(tmp_path / "i.db") as store:
+        indexer(store, tiny_embedder).index([str(tmp_path)])
+        real_scandir = os.scandir
+
+        def scandir(path):
+            if os.fspath(path).endswith("locked"):
+                raise PermissionError(13, "Permission denied", os.fspath(path))
+            return real_scandir(path)
+
+        monkeypatch.setattr(os, "scandir", scandir)  # as a folder chmod 000 does for a normal user
+        reported = []
+        summary = indexer(store, tiny_embedder).index([str(tmp_path)], on_scan_error=lambda p, r: reported.append(p))
+        assert reported == [str(tmp_path / "locked")]
+        assert summary.removed == 0 and store.file_by_path(str(tmp_path / "locked" / "a.jpg")) is not None

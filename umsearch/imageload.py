@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import threading
+import warnings
 from dataclasses import dataclass
 
 from .errors import ImageLoadError
@@ -42,6 +44,7 @@ def load_image(path: str, max_pixels: int) -> LoadedImage:
     """
     from PIL import Image
 
+    _quiet_pillow()
     ext = os.path.splitext(path)[1].lower()
     try:
         if ext in RAW_EXTENSIONS:
@@ -101,6 +104,13 @@ def _shrink(img: "PIL.Image.Image", limit: int) -> "PIL.Image.Image":
     scale = math.sqrt(limit / (width * height))
     size = (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale)))
     return img.resize(size, reducing_gap=3.0)
+
+
+@functools.cache
+def _quiet_pillow() -> None:
+    """Pillow warns about odd-but-decodable files (corrupt EXIF, palette transparency) without naming the
+    file; on a progress bar that is noise. Real failures still arrive as exceptions with a reason."""
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 
 _heif_registered: bool | None = None

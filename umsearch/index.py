@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from .errors import ImageLoadError, UmsearchError
 from .imageload import LoadedImage, load_image
-from .scan import FoundFile, normalize_root, scan
+from .scan import FoundFile, is_within, normalize_root, scan
 from .store import FileRow, IndexSettings, Store
 
 if TYPE_CHECKING:
@@ -180,7 +180,16 @@ class Indexer:
     ) -> IndexSummary:
         roots = check_roots(roots)
         summary = IndexSummary()
-        plan = plan_changes(self.store, roots, scan(roots, excludes, on_error=on_scan_error))
+        unreadable: list[str] = []
+
+        def scan_error(path: str, reason: str) -> None:
+            unreadable.append(path)
+            if on_scan_error is not None:
+                on_scan_error(path, reason)
+
+        plan = plan_changes(self.store, roots, scan(roots, excludes, on_error=scan_error))
+        if unreadable:  # a folder that could not be listed is not a folder whose photos were deleted
+            plan.removals = [row for row in plan.removals if not any(is_within(row.path, f) for f in unreadable)]
         summary.unchanged = plan.unchanged
         self._apply_moves_and_removals(plan, summary)
         try:
