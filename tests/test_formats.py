@@ -112,3 +112,41 @@ def test_pillow_reads_avif_itself_without_the_extra(tmp_path):
         capture_output=True, text=True, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
     ).stdout.split()
     assert out == ["ok"]
+
+
+def test_a_dng_is_read_through_its_embedded_jpeg_preview(tmp_path):
+    pytest.importorskip("rawpy")
+    from .dng_support import write_dng
+
+    preview = picture(5, size=(48, 36))
+    path = write_dng(tmp_path / "shot.dng", picture(6, size=(96, 72)), preview=preview)
+    loaded = load_image(str(path), BUDGET)
+    assert loaded.image.size == (48, 36)  # the preview, not the sensor data
+    assert (loaded.width, loaded.height) == (96, 72)  # reported: the photo's own size
+    assert all(abs(a - b) < 30 for a, b in zip(loaded.image.getpixel((3, 3)), preview.getpixel((3, 3))))
+
+
+def test_a_dng_without_a_preview_is_developed(tmp_path):
+    pytest.importorskip("rawpy")
+    from .dng_support import write_dng
+
+    path = write_dng(tmp_path / "bare.dng", picture(7, size=(64, 48)))
+    loaded = load_image(str(path), BUDGET)
+    assert loaded.image.mode == "RGB" and loaded.image.size == (64, 48)
+
+
+def test_raw_and_heic_photos_are_indexed_and_raw_is_skipped_beside_its_jpeg(tmp_path, tiny_embedder):
+    pytest.importorskip("rawpy")
+    from umsearch.index import Indexer
+    from umsearch.store import Store
+
+    from .dng_support import write_dng
+
+    write_dng(tmp_path / "solo.dng", picture(8, size=(64, 48)), preview=picture(8, size=(32, 24)))
+    write_dng(tmp_path / "pair.dng", picture(9, size=(64, 48)), preview=picture(9, size=(32, 24)))
+    write_photo(tmp_path / "pair.jpg", 9)
+    write_heif(tmp_path / "phone.heic", 10)
+    with Store.open(tmp_path / "i.db") as store:
+        summary = Indexer(store, lambda: tiny_embedder, max_pixels=BUDGET).index([str(tmp_path)])
+        assert (summary.added, summary.failed) == (3, 0)
+        assert {Path(row.path).name for row in store.iter_files()} == {"solo.dng", "pair.jpg", "phone.heic"}

@@ -162,6 +162,7 @@ def _load_raw(path: str, max_pixels: int) -> LoadedImage:
     try:
         with rawpy.imread(path) as raw:
             flip = raw.sizes.flip
+            width, height = raw.sizes.width, raw.sizes.height
             try:
                 thumb = raw.extract_thumb()
             except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
@@ -179,7 +180,10 @@ def _load_raw(path: str, max_pixels: int) -> LoadedImage:
         transpose = {3: Image.Transpose.ROTATE_180, 5: Image.Transpose.ROTATE_90, 6: Image.Transpose.ROTATE_270}
         if flip in transpose:
             img = img.transpose(transpose[flip])
-    return _decode(img, max_pixels)
+    if flip in (5, 6):
+        width, height = height, width
+    loaded = _decode(img, max_pixels)
+    return LoadedImage(loaded.image, width, height)  # the sensor's size, not the preview's
 
 
 def _draft(img: "PIL.Image.Image", max_pixels: int) -> None:
