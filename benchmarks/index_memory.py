@@ -1,6 +1,7 @@
 """Peak RSS while indexing N tiny distinct photos with the tiny random model: does memory stay flat?
 
     PYTHONPATH=. python benchmarks/index_memory.py --files 10000 [--files 100000] [--workdir /tmp/umsearch-mem]
+    PYTHONPATH=. python benchmarks/index_memory.py --plan-only 10000 --plan-only 100000
 
 Each N runs in a fresh child process (so peaks are independent). The child samples its RSS every 1% of the
 work; the report shows RSS after the model load and at 25/50/100% of the files. Bounded means the growth
@@ -105,15 +106,91 @@ def child(count: int, workdir: Path, model_dir: Path) -> None:
     }))
 
 
+class PeakSampler:
+    """The highest RSS seen while the block runs (a thread samples every 5 ms)."""
+
+    def __enter__(self) -> "PeakSampler":
+        import threading
+
+        self.peak = rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, rss_mb())
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_mb())
+
+
+def plan_only(count: int, workdir: Path) -> None:
+    """Scan + plan of N files without the model: the only per-file state an index run keeps.
+
+    Measured twice: against an empty index (N new files to read) and against an index that already
+    holds a row for every file (N unchanged files, the common re-run)."""
+    import gc
+
+    from umsearch.index import plan_changes
+    from umsearch.scan import scan
+    from umsearch.store import Store
+
+    folder = workdir / f"photos-{count}"
+    make_photos(folder, count)
+    db = workdir / f"plan-{count}.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    result = {"files": count, "mode": "plan-only"}
+    with Store.open(db) as store:
+        gc.collect()
+        base = rss_mb()
+        with PeakSampler() as sampler:
+            plan = plan_changes(store, [str(folder)], scan([str(folder)]))
+        result["jobs"] = len(plan.jobs)
+        result["rss_plan_all_new_mb"] = round(sampler.peak - base, 1)
+        with store.transaction():
+            for job in plan.jobs:  # record every file (as failed rows: no model needed)
+                found = job.found
+                store.put_file(found.path, size=found.size, mtime_ns=found.mtime_ns, digest=None, error="x")
+        del plan, job, found
+        gc.collect()
+        base = rss_mb()
+        started = time.perf_counter()
+        with PeakSampler() as sampler:
+            plan = plan_changes(store, [str(folder)], scan([str(folder)]))
+        result["unchanged"] = plan.unchanged
+        result["plan_unchanged_seconds"] = round(time.perf_counter() - started, 1)
+        result["rss_plan_all_unchanged_mb"] = round(sampler.peak - base, 1)
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(json.dumps(result))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, action="append", help="N (repeatable); default 1000 and 10000")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/umsearch-index-memory"))
+    parser.add_argument("--plan-only", type=int, action="append", default=[],
+                        help="N (repeatable): measure scan + plan only, without the model (fits 100k+)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child-plan", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.workdir, args.model_dir)
+        return
+    if args.plan_only and not args.files:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        for count in args.plan_only:
+            out = subprocess.run([sys.executable, __file__, "--child-plan", str(count), "--workdir", str(args.workdir)],
+                                 check=True, capture_output=True, text=True).stdout
+            print(out.strip().splitlines()[-1], flush=True)
+        return
+    if args.child_plan:
+        plan_only(args.child_plan, args.workdir)
         return
     from umsearch.devmodel import build_model_dir
 
