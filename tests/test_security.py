@@ -86,3 +86,16 @@ def test_file_names_that_look_like_options_are_just_files(tmp_path, tiny_model_d
     by_image = runner.invoke(app, ["query", "--db", db, "--json", "--image", "-rf.jpg"])
     assert by_image.exit_code == 0, by_image.output
     assert json.loads(by_image.stdout)[0]["path"] == str(rf_photo)
+
+
+def test_the_index_file_and_its_wal_are_private_even_in_a_shared_folder(tmp_path, tiny_embedder):
+    from umsearch.index import Indexer
+    from umsearch.store import Store
+
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    write_photo(tmp_path / "photos" / "a.jpg", 1)
+    with Store.open(shared / "index.db") as store:
+        Indexer(store, lambda: tiny_embedder, max_pixels=1280 * 28 * 28).index([str(tmp_path / "photos")])
+        for name in ("index.db", "index.db-wal", "index.db-shm"):
+            assert stat.S_IMODE((shared / name).stat().st_mode) == 0o600, name

@@ -152,6 +152,7 @@ class Store:
             if not create:
                 raise StoreError(f"no index at {path}: run 'umsearch index FOLDER' first")
             _make_private_parent(path)
+            _create_private_file(path)
         try:
             db = apsw.Connection(str(path))
             db.setbusytimeout(BUSY_TIMEOUT_MS)
@@ -466,6 +467,17 @@ def _make_private_parent(path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
         raise StoreError(f"cannot create the folder for index {path}: {exc.strerror or exc}") from None
+
+
+def _create_private_file(path: Path) -> None:
+    """The index file itself is owner-only too (an empty file is a valid empty SQLite database, and SQLite
+    gives its -wal and -shm files the same permissions), so `--db` in a shared folder stays private."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StoreError(f"cannot create index {path}: {exc.strerror or exc}") from None
 
 
 def _row(r: Sequence) -> FileRow:
