@@ -65,7 +65,7 @@ def load_image(path: str, max_pixels: int) -> LoadedImage:
             raise ImageLoadError("not a recognised image format (empty file)") from None
         raise ImageLoadError("not a recognised image format") from None
     except OSError as exc:
-        raise ImageLoadError(_describe_os_error(exc)) from None
+        raise ImageLoadError(describe_os_error(exc)) from None
     except (ValueError, SyntaxError, EOFError, IndexError, TypeError, MemoryError, RuntimeError) as exc:
         # Pillow's plugins raise all of these on malformed data.
         raise ImageLoadError(f"cannot decode image: {exc or type(exc).__name__}") from None
@@ -243,7 +243,7 @@ def _scale_to_8bit(img: "PIL.Image.Image", full_scale: int | None) -> "PIL.Image
     return Image.fromarray(scaled, mode="L")
 
 
-def _describe_os_error(exc: OSError) -> str:
+def describe_os_error(exc: OSError) -> str:
     if exc.strerror:
         return exc.strerror.lower() if exc.errno else exc.strerror
     text = str(exc)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from .errors import ImageLoadError, UmsearchError
-from .imageload import LoadedImage, load_image
+from .imageload import LoadedImage, describe_os_error, load_image
 from .scan import FoundFile, is_within, normalize_root, scan
 from .store import FileRow, IndexSettings, Store
 
@@ -253,7 +253,7 @@ class Indexer:
         except FileNotFoundError:
             return Loaded(job, None, None, None, vanished=True)
         except OSError as exc:
-            return Loaded(job, None, None, exc.strerror or str(exc))
+            return Loaded(job, None, None, describe_os_error(exc))
         if job.previous is not None and job.previous.hash == digest:
             return Loaded(job, digest, None, None)  # touched, same bytes: no decode needed
         try:
