@@ -41,16 +41,19 @@ def _rows(db: Path) -> int:
         return -1  # not created yet, or mid-migration
 
 
-def _kill_when(proc: subprocess.Popen, db: Path, rows_at_least: int, deadline_s: float = 60) -> None:
+def _kill_when(proc: subprocess.Popen, db: Path, rows_at_least: int, deadline_s: float = 60) -> bool:
+    """SIGKILL once the index has that many rows (plus a random moment); True if it was still running."""
     end = time.monotonic() + deadline_s
     while proc.poll() is None and time.monotonic() < end:
         if db.exists() and _rows(db) >= rows_at_least:
             break
         time.sleep(0.02)
     time.sleep(random.uniform(0, 0.3))  # land anywhere: mid-batch, mid-commit, mid-load
-    if proc.poll() is None:
+    alive = proc.poll() is None
+    if alive:
         proc.send_signal(signal.SIGKILL)
     proc.wait()
+    return alive
 
 
 @pytest.mark.timeout(600)
@@ -61,9 +64,10 @@ def test_repeated_kill_9_during_indexing_always_recovers(tmp_path, tiny_model_di
         write_photo(folder / f"p{k:02d}.jpg", k, size=(64 + k, 48))
     (folder / "bad.jpg").write_bytes(b"not a photo")
     next_seed = 100
+    killed = 0
     for round_ in range(KILLS):
         proc = _start_index(db, tiny_model_dir, folder)
-        _kill_when(proc, db, rows_at_least=random.randint(0, 28))
+        killed += _kill_when(proc, db, rows_at_least=random.randint(0, 28))
         # the library changes between runs too: new photos, deletions, a rename
         write_photo(folder / f"new{round_}.jpg", next_seed)
         next_seed += 1
@@ -72,6 +76,7 @@ def test_repeated_kill_9_during_indexing_always_recovers(tmp_path, tiny_model_di
         victim = sorted(folder.glob("p*.jpg"))[0]
         victim.rename(folder / f"renamed{round_}.jpg")
 
+    assert killed >= KILLS // 2  # most runs really were cut short
     final = subprocess.run(
         [sys.executable, "-m", "umsearch", "index", "--db", str(db), "--model", str(tiny_model_dir), str(folder)],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
