@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 import umsearch.index as index_module
 from umsearch.cli import app
+from umsearch.errors import ImageLoadError
 from umsearch.imageload import load_image
 from umsearch.index import Indexer
 from umsearch.store import Store
@@ -230,3 +231,14 @@ def test_an_unreadable_folder_keeps_its_indexed_photos(tmp_path, tiny_embedder, 
         summary = indexer(store, tiny_embedder).index([str(tmp_path)], on_scan_error=lambda p, r: reported.append(p))
         assert reported == [str(tmp_path / "locked")]
         assert summary.removed == 0 and store.file_by_path(str(tmp_path / "locked" / "a.jpg")) is not None
+
+
+def test_a_non_jpeg_over_the_limit_is_refused_before_decoding_and_pillow_keeps_its_own_guard(tmp_path):
+    from PIL import Image as PILImage
+
+    from .hostile_support import png_bomb
+
+    path = png_bomb(tmp_path / "100mp.png", 10_000, 10_000)  # over 89.5 MP, under Pillow's hard 179 MP
+    with pytest.raises(ImageLoadError, match="decompression bomb .*100000000 pixels"):
+        load_image(str(path), BUDGET)
+    assert PILImage.MAX_IMAGE_PIXELS == 89_478_485  # untouched for the rest of the program (a viewer, say)

@@ -20,8 +20,10 @@ class LoadedImage:
     height: int
 
 
-# Pillow's own bomb check runs inside Image.open, before the format is known; umsearch checks after opening
-# instead, against the pixels it will really decode (JPEG draft mode decodes big files at 1/2..1/8 scale).
+# Pillow's bomb check runs inside Image.open, before the format is known: it warns above 89.5 MP and refuses
+# above twice that. umsearch leaves that refusal in place (other code, like a viewer, relies on it), ignores
+# the warning, and checks the pixels it will really decode (JPEG draft mode decodes at 1/2..1/8 scale), so a
+# 150 MP JPEG panorama is fine and a 100 MP PNG is refused.
 MAX_DECODED_PIXELS = 89_478_485  # Pillow's default limit (a 0.25 GB RGBA image)
 # Decodes larger than this (non-JPEG panoramas) take turns, so 4 loader threads never hold 4 of them at once.
 BIG_DECODE_PIXELS = 16_000_000
@@ -51,7 +53,6 @@ def load_image(path: str, max_pixels: int) -> LoadedImage:
             return _load_raw(path, max_pixels)
         if ext in HEIF_EXTENSIONS:
             _register_heif()
-        Image.MAX_IMAGE_PIXELS = None  # checked below, per format, by _check_pixels
         with Image.open(path) as img:
             return _decode(img, max_pixels)
     except ImageLoadError:
@@ -110,7 +111,10 @@ def _shrink(img: "PIL.Image.Image", limit: int) -> "PIL.Image.Image":
 def _quiet_pillow() -> None:
     """Pillow warns about odd-but-decodable files (corrupt EXIF, palette transparency) without naming the
     file; on a progress bar that is noise. Real failures still arrive as exceptions with a reason."""
+    from PIL import Image
+
     warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # _check_pixels decides
 
 
 _heif_registered: bool | None = None
