@@ -7,6 +7,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import groupby
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -99,18 +100,34 @@ def check_roots(roots: Sequence[str]) -> list[str]:
 
 
 def plan_changes(store: Store, roots: Sequence[str], found: Iterable[FoundFile]) -> Plan:
-    """Compare the disk with the index below the roots: what to read, move, remove, or leave alone."""
+    """Compare the disk with the index below the roots: what to read, move, remove, or leave alone.
+
+    The scan yields each folder's files together, so the index is read one folder at a time: memory
+    grows with the largest folder and the number of changes, not with the size of the library.
+    """
     plan = Plan()
-    known = {row.path: row for row in store.iter_files(roots)}
     new_files: list[FoundFile] = []
-    for item in found:
-        row = known.pop(item.path, None)
-        if row is None:
-            new_files.append(item)
-        elif row.size == item.size and row.mtime_ns == item.mtime_ns:
-            plan.unchanged += 1
-        else:
-            plan.jobs.append(Job(item, row))
+    known: dict[str, FileRow] = {}  # rows of visited folders not (yet) seen on disk
+    visited: set[str] = set()
+    for folder, items in groupby(found, key=lambda item: os.path.dirname(item.path)):
+        if folder not in visited:
+            visited.add(folder)
+            known.update(
+                (row.path, row) for row in store.files_in_folder(folder) if any(is_within(row.path, r) for r in roots)
+            )
+        for item in items:
+            row = known.pop(item.path, None)
+            if row is None:
+                new_files.append(item)
+            elif row.size == item.size and row.mtime_ns == item.mtime_ns:
+                plan.unchanged += 1
+            else:
+                plan.jobs.append(Job(item, row))
+    # Folders the scan never reached (deleted, excluded, unreadable): all their rows are gone.
+    for folder in store.folders_under(roots) - visited:
+        known.update(
+            (row.path, row) for row in store.files_in_folder(folder) if any(is_within(row.path, r) for r in roots)
+        )
     gone = list(known.values())
     # A moved file keeps its size; only hash new files whose size matches a vanished one.
     gone_by_size: dict[int, list[FileRow]] = {}

@@ -314,6 +314,24 @@ class Store:
         )
         yield from (_row(r) for r in rows)
 
+    def files_in_folder(self, folder: str) -> list[FileRow]:
+        """The files directly in one folder (not below it): planning reads the index a folder at a time."""
+        rows = self.db.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE folder = ?", (path_to_db(folder),))
+        return [_row(r) for r in rows]
+
+    def folders_under(self, roots: Sequence[str]) -> set[str]:
+        """Every folder holding an indexed file at or below the roots."""
+        folders: set[str] = set()
+        for root in roots:
+            stored = path_to_db(root)
+            prefix = stored.rstrip(os.sep) + os.sep
+            rows = self.db.execute(
+                "SELECT DISTINCT folder FROM files WHERE path = ? OR (path >= ? AND path < ?)",
+                (stored, prefix, prefix + "\U0010ffff"),
+            )
+            folders.update(path_from_db(r[0]) for r in rows)
+        return folders
+
     def file_by_path(self, path: str) -> FileRow | None:
         row = self.db.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE path = ?", (path_to_db(path),)).fetchone()
         return _row(row) if row else None
