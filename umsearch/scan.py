@@ -78,8 +78,11 @@ def scan(
     excludes = tuple(excludes)
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[str] = set()
-    for root in roots:
-        top = normalize_root(root)
+    tops = [normalize_root(root) for root in roots]
+    # Folders are walked once each (seen_dirs), so only a file given as its own root can come up twice;
+    # remembering just those keeps memory independent of the library's size.
+    file_roots = frozenset(top for top in tops if os.path.isfile(top))
+    for top in tops:
         try:
             st = os.stat(top)
         except OSError as exc:
@@ -90,10 +93,10 @@ def scan(
                 seen_files.add(top)
                 yield FoundFile(top, st.st_size, st.st_mtime_ns)
             continue
-        yield from _walk(top, excludes, extensions, seen_dirs, seen_files, on_error)
+        yield from _walk(top, excludes, extensions, seen_dirs, file_roots, on_error)
 
 
-def _walk(top, excludes, extensions, seen_dirs, seen_files, on_error) -> Iterator[FoundFile]:
+def _walk(top, excludes, extensions, seen_dirs, file_roots, on_error) -> Iterator[FoundFile]:
     stack = [top]
     while stack:
         folder = stack.pop()
@@ -132,9 +135,8 @@ def _walk(top, excludes, extensions, seen_dirs, seen_files, on_error) -> Iterato
                 info = entry.stat()  # follows symlinks; a broken link raises here and is skipped
             except OSError:
                 continue
-            if path in seen_files:
+            if path in file_roots:  # yielded by its own root
                 continue
-            seen_files.add(path)
             yield FoundFile(path, info.st_size, info.st_mtime_ns)
         # Reverse so that popping visits folders in sorted order: stable, predictable runs.
         stack.extend(reversed(subfolders))
