@@ -25,6 +25,15 @@ def rss_mb() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def anon_mb() -> float:
+    """Heap-like memory only (RssAnon): without the index file's memory-mapped pages, which the kernel can drop."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def make_photos(folder: Path, count: int) -> None:
     from PIL import Image
 
@@ -113,6 +122,7 @@ class PeakSampler:
         import threading
 
         self.peak = rss_mb()
+        self.peak_anon = anon_mb()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -121,11 +131,13 @@ class PeakSampler:
     def _run(self) -> None:
         while not self._stop.wait(0.005):
             self.peak = max(self.peak, rss_mb())
+            self.peak_anon = max(self.peak_anon, anon_mb())
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, rss_mb())
+        self.peak_anon = max(self.peak_anon, anon_mb())
 
 
 def plan_only(count: int, workdir: Path) -> None:
@@ -147,24 +159,26 @@ def plan_only(count: int, workdir: Path) -> None:
     result = {"files": count, "mode": "plan-only"}
     with Store.open(db) as store:
         gc.collect()
-        base = rss_mb()
+        base, base_anon = rss_mb(), anon_mb()
         with PeakSampler() as sampler:
             plan = plan_changes(store, [str(folder)], scan([str(folder)]))
         result["jobs"] = len(plan.jobs)
         result["rss_plan_all_new_mb"] = round(sampler.peak - base, 1)
+        result["anon_plan_all_new_mb"] = round(sampler.peak_anon - base_anon, 1)
         with store.transaction():
             for job in plan.jobs:  # record every file (as failed rows: no model needed)
                 found = job.found
                 store.put_file(found.path, size=found.size, mtime_ns=found.mtime_ns, digest=None, error="x")
         del plan, job, found
         gc.collect()
-        base = rss_mb()
+        base, base_anon = rss_mb(), anon_mb()
         started = time.perf_counter()
         with PeakSampler() as sampler:
             plan = plan_changes(store, [str(folder)], scan([str(folder)]))
         result["unchanged"] = plan.unchanged
         result["plan_unchanged_seconds"] = round(time.perf_counter() - started, 1)
         result["rss_plan_all_unchanged_mb"] = round(sampler.peak - base, 1)
+        result["anon_plan_all_unchanged_mb"] = round(sampler.peak_anon - base_anon, 1)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(json.dumps(result))
 
