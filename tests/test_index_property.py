@@ -1,8 +1,9 @@
-"""Property: after any sequence of create / modify / rename / delete and an index run, the index equals the folder."""
+"""Property: after any sequence of create / modify / rename / delete (files or a folder) and an index run, the index equals the folder."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -22,6 +23,7 @@ operation = st.one_of(
     st.tuples(st.just("corrupt"), name, st.just(0)),
     st.tuples(st.just("rename"), name, name),
     st.tuples(st.just("delete"), name, st.just(0)),
+    st.tuples(st.just("delete folder"), st.just("sub"), st.just(0)),
     st.tuples(st.just("index"), st.just(""), st.just(0)),
 )
 
@@ -51,6 +53,8 @@ class Folder:
             path.rename(target)
         elif op == "delete" and path.exists():
             path.unlink()
+        elif op == "delete folder" and path.exists():
+            shutil.rmtree(path)
 
     def files(self) -> set[str]:
         return {str(p) for p in self.root.rglob("*") if p.is_file()}
@@ -67,7 +71,7 @@ def check_index_equals_folder(store: Store, folder: Folder) -> None:
     assert vector_ids == ok_ids
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(operation, min_size=1, max_size=12))
 def test_index_always_equals_the_folder(tiny_embedder, ops):
     with tempfile.TemporaryDirectory() as tmp:
