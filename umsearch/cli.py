@@ -75,6 +75,12 @@ def friendly_errors(command: F) -> F:
         except Exception as exc:
             if os.environ.get("UMSEARCH_DEBUG"):
                 raise
+            if type(exc).__module__ == "apsw" and (
+                type(exc).__name__ in ("CorruptError", "NotADBError") or "blob read error" in str(exc)
+            ):
+                # damage found only when a page is read (after the index opened fine)
+                present.error(f"the index is corrupt ({exc}); move it away and re-index")
+                raise typer.Exit(EXIT_ERROR) from None
             present.error(f"unexpected {type(exc).__name__}: {exc} (set UMSEARCH_DEBUG=1 to see the traceback)")
             raise typer.Exit(EXIT_ERROR) from None
 
@@ -167,7 +173,7 @@ def index(
         summary = indexer.index(
             [str(p) for p in paths],
             exclude or (),
-            on_scan_error=lambda path, reason: present.warn(f"{path}: {reason}"),
+            on_scan_error=lambda path, reason: present.warn(f"{present.display_path(path)}: {reason}"),
         )
         present.print_summary(summary, as_json=as_json)
     if summary.interrupted:
@@ -254,7 +260,7 @@ def status(
         present.out.print(f"images    {settings.min_image_tokens}–{settings.max_image_tokens} visual tokens")
     present.out.print(f"watcher   {describe_watcher(report['watcher'])}", markup=False)
     for row in failed_rows:
-        present.out.print(f"failed    {row.path}: {row.error}", markup=False)
+        present.out.print(f"failed    {present.display_path(row.path)}: {row.error}", markup=False)
     if counts.failed > len(failed_rows):
         present.out.print(f"          … and {counts.failed - len(failed_rows)} more (--failures N)")
 

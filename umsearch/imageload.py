@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
+import os
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -16,40 +20,174 @@ class LoadedImage:
     height: int
 
 
+# Pillow's bomb check runs inside Image.open, before the format is known: it warns above 89.5 MP and refuses
+# above twice that. umsearch leaves that refusal in place (other code, like a viewer, relies on it), ignores
+# the warning, and checks the pixels it will really decode (JPEG draft mode decodes at 1/2..1/8 scale), so a
+# 150 MP JPEG panorama is fine and a 100 MP PNG is refused.
+MAX_DECODED_PIXELS = 89_478_485  # Pillow's default limit (a 0.25 GB RGBA image)
+# Decodes larger than this (non-JPEG panoramas) take turns, so 4 loader threads never hold 4 of them at once.
+BIG_DECODE_PIXELS = 16_000_000
+_big_decode = threading.BoundedSemaphore(1)
+
+HEIF_EXTENSIONS = frozenset({".heic", ".heif", ".hif", ".avif"})
+RAW_EXTENSIONS = frozenset(
+    {".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".orf", ".rw2", ".raf",
+     ".pef", ".srw", ".x3f", ".3fr", ".iiq", ".erf", ".kdc", ".mrw", ".rwl"}
+)
+INSTALL_ALL = "pip install 'umsearch[all]'"
+
+
 def load_image(path: str, max_pixels: int) -> LoadedImage:
     """Open `path`, apply EXIF orientation, take the first frame, convert to RGB.
 
     Where the format allows (JPEG draft mode), decode at a reduced scale that still has at least
-    `max_pixels`, so memory stays bounded for 100-megapixel files.
+    `max_pixels`, so memory stays bounded for 100-megapixel files. HEIC/HEIF come through pillow-heif and
+    camera RAW files through their embedded preview (rawpy), when the `all` extra is installed.
     """
-    from PIL import Image, ImageOps
+    from PIL import Image
 
+    _quiet_pillow()
+    ext = os.path.splitext(path)[1].lower()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                width, height = img.size
-                if _orientation(img) in (5, 6, 7, 8):  # these EXIF orientations swap the axes
-                    width, height = height, width
-                _draft(img, max_pixels)
-                img.seek(0)
-                upright = ImageOps.exif_transpose(img)
-                rgb = to_rgb(upright)
-                rgb.load()
+        if ext in RAW_EXTENSIONS:
+            return _load_raw(path, max_pixels)
+        if ext in HEIF_EXTENSIONS:
+            _register_heif()
+        with Image.open(path) as img:
+            return _decode(img, max_pixels)
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as exc:
         raise ImageLoadError(f"too many pixels, refused as a possible decompression bomb ({exc})") from None
-    except Image.DecompressionBombWarning as exc:
-        raise ImageLoadError(f"too many pixels, refused as a possible decompression bomb ({exc})") from None
     except Image.UnidentifiedImageError:
+        if _looks_like_heif(path) and not _register_heif():
+            raise ImageLoadError(f"unsupported format HEIC/HEIF ({INSTALL_ALL})") from None
+        if _is_empty(path):
+            raise ImageLoadError("not a recognised image format (empty file)") from None
         raise ImageLoadError("not a recognised image format") from None
     except OSError as exc:
-        raise ImageLoadError(_describe_os_error(exc)) from None
+        raise ImageLoadError(describe_os_error(exc)) from None
     except (ValueError, SyntaxError, EOFError, IndexError, TypeError, MemoryError, RuntimeError) as exc:
         # Pillow's plugins raise all of these on malformed data.
         raise ImageLoadError(f"cannot decode image: {exc or type(exc).__name__}") from None
+
+
+def _decode(img: "PIL.Image.Image", max_pixels: int) -> LoadedImage:
+    from PIL import ImageOps
+
+    width, height = img.size
+    if _orientation(img) in (5, 6, 7, 8):  # these EXIF orientations swap the axes
+        width, height = height, width
+    _draft(img, max_pixels)
+    img.seek(0)
+    decoded = img.size[0] * img.size[1]
+    _check_pixels(decoded)
+    with _big_decode if decoded > BIG_DECODE_PIXELS else contextlib.nullcontext():
+        upright = ImageOps.exif_transpose(img)
+        rgb = _shrink(to_rgb(upright), 4 * max_pixels)
+        rgb.load()
     return LoadedImage(rgb, width, height)
+
+
+def _check_pixels(pixels: int) -> None:
+    if pixels > MAX_DECODED_PIXELS:
+        raise ImageLoadError(
+            f"too many pixels, refused as a possible decompression bomb ({pixels} pixels to decode, "
+            f"limit {MAX_DECODED_PIXELS})"
+        )
+
+
+def _shrink(img: "PIL.Image.Image", limit: int) -> "PIL.Image.Image":
+    """Huge non-JPEG images are reduced right after decoding, so the read-ahead queue stays small."""
+    width, height = img.size
+    if width * height <= limit:
+        return img
+    scale = math.sqrt(limit / (width * height))
+    size = (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale)))
+    return img.resize(size, reducing_gap=3.0)
+
+
+@functools.cache
+def _quiet_pillow() -> None:
+    """Pillow warns about odd-but-decodable files (corrupt EXIF, palette transparency) without naming the
+    file; on a progress bar that is noise. Real failures still arrive as exceptions with a reason."""
+    from PIL import Image
+
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # _check_pixels decides
+
+
+_heif_registered: bool | None = None
+
+
+def _register_heif() -> bool:
+    """Teach Pillow HEIC/HEIF (and AVIF where Pillow lacks it) through pillow-heif, if it is installed."""
+    global _heif_registered
+    if _heif_registered is None:
+        try:
+            import pillow_heif
+        except ImportError:
+            _heif_registered = False
+        else:
+            pillow_heif.register_heif_opener()
+            _heif_registered = True
+    return _heif_registered
+
+
+def _looks_like_heif(path: str) -> bool:
+    """An ISO-BMFF 'ftyp' box with a HEIF or AVIF brand, whatever the file is called."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(32)
+    except OSError:
+        return False
+    return head[4:8] == b"ftyp" and any(
+        brand in head[8:32] for brand in (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")
+    )
+
+
+def _is_empty(path: str) -> bool:
+    try:
+        return os.path.getsize(path) == 0
+    except OSError:
+        return False
+
+
+def _load_raw(path: str, max_pixels: int) -> LoadedImage:
+    """A camera RAW file through the preview the camera embedded (fast, already developed)."""
+    try:
+        import rawpy
+    except ImportError:
+        raise ImageLoadError(f"unsupported format camera RAW ({INSTALL_ALL})") from None
+    import io
+
+    from PIL import Image
+
+    try:
+        with rawpy.imread(path) as raw:
+            flip = raw.sizes.flip
+            width, height = raw.sizes.width, raw.sizes.height
+            try:
+                thumb = raw.extract_thumb()
+            except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
+                thumb = None
+            if thumb is not None and thumb.format == rawpy.ThumbFormat.JPEG:
+                img = Image.open(io.BytesIO(thumb.data))
+                oriented = _orientation(img) != 1
+            else:
+                array = thumb.data if thumb is not None else raw.postprocess(half_size=True, use_camera_wb=True)
+                img = Image.fromarray(array)
+                oriented = False
+    except rawpy.LibRawError as exc:
+        raise ImageLoadError(f"cannot decode camera RAW file: {exc or type(exc).__name__}") from None
+    if not oriented:  # LibRaw's flip: 3 = 180°, 5 = 90° counter-clockwise, 6 = 90° clockwise
+        transpose = {3: Image.Transpose.ROTATE_180, 5: Image.Transpose.ROTATE_90, 6: Image.Transpose.ROTATE_270}
+        if flip in transpose:
+            img = img.transpose(transpose[flip])
+    if flip in (5, 6):
+        width, height = height, width
+    loaded = _decode(img, max_pixels)
+    return LoadedImage(loaded.image, width, height)  # the sensor's size, not the preview's
 
 
 def _draft(img: "PIL.Image.Image", max_pixels: int) -> None:
@@ -109,7 +247,7 @@ def _scale_to_8bit(img: "PIL.Image.Image", full_scale: int | None) -> "PIL.Image
     return Image.fromarray(scaled, mode="L")
 
 
-def _describe_os_error(exc: OSError) -> str:
+def describe_os_error(exc: OSError) -> str:
     if exc.strerror:
         return exc.strerror.lower() if exc.errno else exc.strerror
     text = str(exc)

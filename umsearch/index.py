@@ -7,12 +7,13 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import groupby
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from .errors import ImageLoadError, UmsearchError
-from .imageload import LoadedImage, load_image
-from .scan import FoundFile, normalize_root, scan
+from .imageload import LoadedImage, describe_os_error, load_image
+from .scan import FoundFile, is_within, normalize_root, scan
 from .store import FileRow, IndexSettings, Store
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ class NoProgress:
         pass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Job:
     """A file that needs reading: new or changed since the index last saw it."""
 
@@ -75,6 +76,7 @@ class Loaded:
     digest: str | None
     image: LoadedImage | None
     error: str | None
+    vanished: bool = False  # deleted between the scan and the read: not a failure, just gone
 
 
 def content_hash(path: str) -> str:
@@ -98,18 +100,34 @@ def check_roots(roots: Sequence[str]) -> list[str]:
 
 
 def plan_changes(store: Store, roots: Sequence[str], found: Iterable[FoundFile]) -> Plan:
-    """Compare the disk with the index below the roots: what to read, move, remove, or leave alone."""
+    """Compare the disk with the index below the roots: what to read, move, remove, or leave alone.
+
+    The scan yields each folder's files together, so the index is read one folder at a time: memory
+    grows with the largest folder and the number of changes, not with the size of the library.
+    """
     plan = Plan()
-    known = {row.path: row for row in store.iter_files(roots)}
     new_files: list[FoundFile] = []
-    for item in found:
-        row = known.pop(item.path, None)
-        if row is None:
-            new_files.append(item)
-        elif row.size == item.size and row.mtime_ns == item.mtime_ns:
-            plan.unchanged += 1
-        else:
-            plan.jobs.append(Job(item, row))
+    known: dict[str, FileRow] = {}  # rows of visited folders not (yet) seen on disk
+    visited: set[str] = set()
+    for folder, items in groupby(found, key=lambda item: os.path.dirname(item.path)):
+        if folder not in visited:
+            visited.add(folder)
+            known.update(
+                (row.path, row) for row in store.files_in_folder(folder) if any(is_within(row.path, r) for r in roots)
+            )
+        for item in items:
+            row = known.pop(item.path, None)
+            if row is None:
+                new_files.append(item)
+            elif row.size == item.size and row.mtime_ns == item.mtime_ns:
+                plan.unchanged += 1
+            else:
+                plan.jobs.append(Job(item, row))
+    # Folders the scan never reached (deleted, excluded, unreadable): all their rows are gone.
+    for folder in store.folders_under(roots) - visited:
+        known.update(
+            (row.path, row) for row in store.files_in_folder(folder) if any(is_within(row.path, r) for r in roots)
+        )
     gone = list(known.values())
     # A moved file keeps its size; only hash new files whose size matches a vanished one.
     gone_by_size: dict[int, list[FileRow]] = {}
@@ -179,7 +197,16 @@ class Indexer:
     ) -> IndexSummary:
         roots = check_roots(roots)
         summary = IndexSummary()
-        plan = plan_changes(self.store, roots, scan(roots, excludes, on_error=on_scan_error))
+        unreadable: list[str] = []
+
+        def scan_error(path: str, reason: str) -> None:
+            unreadable.append(path)
+            if on_scan_error is not None:
+                on_scan_error(path, reason)
+
+        plan = plan_changes(self.store, roots, scan(roots, excludes, on_error=scan_error))
+        if unreadable:  # a folder that could not be listed is not a folder whose photos were deleted
+            plan.removals = [row for row in plan.removals if not any(is_within(row.path, f) for f in unreadable)]
         summary.unchanged = plan.unchanged
         self._apply_moves_and_removals(plan, summary)
         try:
@@ -240,18 +267,27 @@ class Indexer:
     def _load(self, job: Job) -> Loaded:
         try:
             digest = content_hash(job.found.path)
+        except FileNotFoundError:
+            return Loaded(job, None, None, None, vanished=True)
         except OSError as exc:
-            return Loaded(job, None, None, exc.strerror or str(exc))
+            return Loaded(job, None, None, describe_os_error(exc))
         if job.previous is not None and job.previous.hash == digest:
             return Loaded(job, digest, None, None)  # touched, same bytes: no decode needed
         try:
             return Loaded(job, digest, load_image(job.found.path, self.max_pixels), None)
         except ImageLoadError as exc:
+            if not os.path.exists(job.found.path):
+                return Loaded(job, None, None, None, vanished=True)
             return Loaded(job, digest, None, str(exc))
 
     def _resolve_without_model(self, loaded: Loaded, summary: IndexSummary) -> bool:
         """Failures, touched files and copies of indexed files are stored without running the model."""
         found, previous = loaded.job.found, loaded.job.previous
+        if loaded.vanished:
+            if previous is not None:
+                self.store.delete_files([previous.id])
+                summary.removed += 1
+            return True
         if loaded.error is not None:
             self.store.put_file(
                 found.path, size=found.size, mtime_ns=found.mtime_ns, digest=loaded.digest, error=loaded.error

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -32,8 +34,35 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def print_json(value: object) -> None:
-    # Plain print: rich would wrap long lines and colour the JSON.
-    sys.stdout.write(json.dumps(value, ensure_ascii=False) + "\n")
+    # Plain print: rich would wrap long lines and colour the JSON. Undecodable file-name bytes (lone
+    # surrogates) become \udcXX escapes, which json.loads turns back into the same path.
+    text = json.dumps(value, ensure_ascii=False)
+    sys.stdout.write(_LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def display_path(path: str) -> str:
+    """A path as a terminal can show it: undecodable bytes as \\xNN, newlines and controls escaped."""
+    if path.isprintable() and not _LONE_SURROGATE.search(path):
+        return path
+    return _UNPRINTABLE.sub(_escape_unprintable, path)
+
+
+def _escape_unprintable(match: "re.Match[str]") -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code - 0xDC00:02x}"
+    return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(match.group(), f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def write_path_line(path: str) -> None:
+    """`--paths` output: the file name's own bytes, so pipes to other tools get the real path back."""
+    sys.stdout.flush()
+    sys.stdout.buffer.write(os.fsencode(path) + b"\n")
+    sys.stdout.buffer.flush()
 
 
 def error(message: str) -> None:
@@ -50,7 +79,7 @@ def hits_table(hits: Sequence["Hit"]) -> Table:
     table.add_column("score", justify="right")
     table.add_column("path", overflow="fold")
     for hit in hits:
-        table.add_row(str(hit.rank), f"{hit.score:.3f}", Text(hit.path))
+        table.add_row(str(hit.rank), f"{hit.score:.3f}", Text(display_path(hit.path)))
     return table
 
 
@@ -59,7 +88,7 @@ def print_hits(hits: Sequence["Hit"], *, as_json: bool, paths_only: bool) -> Non
         print_json([hit.as_dict() for hit in hits])
     elif paths_only:
         for hit in hits:
-            sys.stdout.write(hit.path + "\n")
+            write_path_line(hit.path)
     elif not hits:
         err.print("no matches")
     else:
@@ -74,7 +103,7 @@ def print_summary(summary: "IndexSummary", *, as_json: bool, show_failures: int 
         state = "interrupted" if summary.interrupted else "done"
         err.print(f"{state}: " + ", ".join(parts))
     for path, reason in summary.failures[:show_failures]:
-        err.print(Text(f"  failed: {path}: {reason}", style="yellow"))
+        err.print(Text(f"  failed: {display_path(path)}: {reason}", style="yellow"))
     if len(summary.failures) > show_failures:
         err.print(f"  … and {len(summary.failures) - show_failures} more ('umsearch status' lists them)")
 

@@ -9,8 +9,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".dib", ".tif", ".tiff"}
+from .imageload import HEIF_EXTENSIONS, RAW_EXTENSIONS
+
+JPEG_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe"})
+# HEIF/AVIF and camera RAW are always found: without the `all` extra they are recorded as unsupported
+# (with the pip command), never silently missing from the index.
+IMAGE_EXTENSIONS = (
+    frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".dib", ".tif", ".tiff"})
+    | HEIF_EXTENSIONS
+    | RAW_EXTENSIONS
 )
 
 # Files that are still being written by browsers, sync tools and editors: never index them.
@@ -71,8 +78,11 @@ def scan(
     excludes = tuple(excludes)
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[str] = set()
-    for root in roots:
-        top = normalize_root(root)
+    tops = [normalize_root(root) for root in roots]
+    # Folders are walked once each (seen_dirs), so only a file given as its own root can come up twice;
+    # remembering just those keeps memory independent of the library's size.
+    file_roots = frozenset(top for top in tops if os.path.isfile(top))
+    for top in tops:
         try:
             st = os.stat(top)
         except OSError as exc:
@@ -83,10 +93,10 @@ def scan(
                 seen_files.add(top)
                 yield FoundFile(top, st.st_size, st.st_mtime_ns)
             continue
-        yield from _walk(top, excludes, extensions, seen_dirs, seen_files, on_error)
+        yield from _walk(top, excludes, extensions, seen_dirs, file_roots, on_error)
 
 
-def _walk(top, excludes, extensions, seen_dirs, seen_files, on_error) -> Iterator[FoundFile]:
+def _walk(top, excludes, extensions, seen_dirs, file_roots, on_error) -> Iterator[FoundFile]:
     stack = [top]
     while stack:
         folder = stack.pop()
@@ -106,6 +116,7 @@ def _walk(top, excludes, extensions, seen_dirs, seen_files, on_error) -> Iterato
             _report(on_error, folder, exc)
             continue
         subfolders = []
+        jpeg_stems = _jpeg_stems(entries)
         for entry in entries:
             name = entry.name
             if is_hidden(name):
@@ -119,15 +130,36 @@ def _walk(top, excludes, extensions, seen_dirs, seen_files, on_error) -> Iterato
                     continue
                 if not is_candidate_name(name, extensions) or not entry.is_file():
                     continue
+                if jpeg_stems and is_raw_beside_jpeg(name, jpeg_stems):
+                    continue
                 info = entry.stat()  # follows symlinks; a broken link raises here and is skipped
             except OSError:
                 continue
-            if path in seen_files:
+            if path in file_roots:  # yielded by its own root
                 continue
-            seen_files.add(path)
             yield FoundFile(path, info.st_size, info.st_mtime_ns)
         # Reverse so that popping visits folders in sorted order: stable, predictable runs.
         stack.extend(reversed(subfolders))
+
+
+def _jpeg_stems(entries) -> frozenset[str]:
+    return frozenset(
+        os.path.splitext(e.name)[0].lower() for e in entries if os.path.splitext(e.name)[1].lower() in JPEG_EXTENSIONS
+    )
+
+
+def is_raw_beside_jpeg(name: str, jpeg_stems: frozenset[str]) -> bool:
+    """A RAW file with a same-named JPEG in its folder (RAW+JPEG shooting): the JPEG stands for both."""
+    stem, ext = os.path.splitext(name)
+    return ext.lower() in RAW_EXTENSIONS and stem.lower() in jpeg_stems
+
+
+def raw_has_jpeg_sibling(path: str) -> bool:
+    """The same rule for one path (the watcher sees files one at a time)."""
+    stem, ext = os.path.splitext(path)
+    if ext.lower() not in RAW_EXTENSIONS:
+        return False
+    return any(os.path.isfile(stem + jpeg) for jpeg in (".jpg", ".JPG", ".jpeg", ".JPEG", ".jpe", ".Jpg"))
 
 
 def _report(on_error, path: str, exc: OSError) -> None:

@@ -7,6 +7,7 @@ SQLite is reached through apsw, which ships its own current SQLite and can alway
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -34,7 +35,7 @@ class IndexSettings:
     max_image_tokens: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per indexed file while planning: keep it small
 class FileRow:
     id: int
     path: str
@@ -84,13 +85,36 @@ def m001_create_tables(db: "apsw.Connection") -> None:  # noqa: F821
 MIGRATIONS: list[Callable[["apsw.Connection"], None]] = [m001_create_tables]  # noqa: F821
 
 
+# File names are bytes on Linux; Python keeps undecodable bytes as lone surrogates (U+DC80-U+DCFF), which
+# SQLite's UTF-8 text cannot hold. Each becomes ESCAPE + a private-use character (and a literal ESCAPE is
+# doubled), character by character, so the mapping is reversible and keeps folder prefixes (range scans).
+_ESCAPE = "\U0010FE00"
+_SURROGATE_BASE = 0x10FE00 - 0xDC00  # U+DC80..U+DCFF <-> U+10FE80..U+10FEFF
+_TO_DB = re.compile("[\udc80-\udcff\U0010FE00]")
+_FROM_DB = re.compile("\U0010FE00(.)", re.DOTALL)
+
+
 def path_to_db(path: str) -> str:
     """The one place that turns a file system path into the text stored in the index."""
-    return path
+    if path.isascii():
+        return path
+    return _TO_DB.sub(_escape_char, path)
 
 
 def path_from_db(text: str) -> str:
-    return text
+    if text.isascii() or _ESCAPE not in text:
+        return text
+    return _FROM_DB.sub(_unescape_char, text)
+
+
+def _escape_char(match: "re.Match[str]") -> str:
+    char = match.group()
+    return _ESCAPE + (char if char == _ESCAPE else chr(ord(char) + _SURROGATE_BASE))
+
+
+def _unescape_char(match: "re.Match[str]") -> str:
+    char = match.group(1)
+    return char if char == _ESCAPE else chr(ord(char) - _SURROGATE_BASE)
 
 
 def sqlite_vec_path() -> str:
@@ -128,6 +152,7 @@ class Store:
             if not create:
                 raise StoreError(f"no index at {path}: run 'umsearch index FOLDER' first")
             _make_private_parent(path)
+            _create_private_file(path)
         try:
             db = apsw.Connection(str(path))
             db.setbusytimeout(BUSY_TIMEOUT_MS)
@@ -166,6 +191,12 @@ class Store:
         db = self.db
         db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
         done = {r[0] for r in db.execute("SELECT name FROM migrations")}
+        unknown = done - {migration.__name__ for migration in MIGRATIONS}
+        if unknown:
+            raise StoreError(
+                f"{self.path} was written by a newer umsearch (schema step {sorted(unknown)[-1]}); "
+                "upgrade umsearch to use it"
+            )
         for migration in MIGRATIONS:
             if migration.__name__ in done:
                 continue
@@ -283,6 +314,24 @@ class Store:
         )
         yield from (_row(r) for r in rows)
 
+    def files_in_folder(self, folder: str) -> list[FileRow]:
+        """The files directly in one folder (not below it): planning reads the index a folder at a time."""
+        rows = self.db.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE folder = ?", (path_to_db(folder),))
+        return [_row(r) for r in rows]
+
+    def folders_under(self, roots: Sequence[str]) -> set[str]:
+        """Every folder holding an indexed file at or below the roots."""
+        folders: set[str] = set()
+        for root in roots:
+            stored = path_to_db(root)
+            prefix = stored.rstrip(os.sep) + os.sep
+            rows = self.db.execute(
+                "SELECT DISTINCT folder FROM files WHERE path = ? OR (path >= ? AND path < ?)",
+                (stored, prefix, prefix + "\U0010ffff"),
+            )
+            folders.update(path_from_db(r[0]) for r in rows)
+        return folders
+
     def file_by_path(self, path: str) -> FileRow | None:
         row = self.db.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE path = ?", (path_to_db(path),)).fetchone()
         return _row(row) if row else None
@@ -327,6 +376,8 @@ class Store:
             raise ValueError("a file has either a vector or an error")
         stored = path_to_db(path)
         status = "ok" if vector is not None else "failed"
+        if error is not None:  # a decoder's message may quote undecodable bytes of the file name
+            error = error.encode("utf-8", "backslashreplace").decode("utf-8")
         with self.transaction():
             existing = self.db.execute("SELECT id FROM files WHERE path = ?", (stored,)).fetchone()
             values = (size, mtime_ns, digest, status, error, width, height, time.time())
@@ -442,6 +493,17 @@ def _make_private_parent(path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
         raise StoreError(f"cannot create the folder for index {path}: {exc.strerror or exc}") from None
+
+
+def _create_private_file(path: Path) -> None:
+    """The index file itself is owner-only too (an empty file is a valid empty SQLite database, and SQLite
+    gives its -wal and -shm files the same permissions), so `--db` in a shared folder stays private."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StoreError(f"cannot create index {path}: {exc.strerror or exc}") from None
 
 
 def _row(r: Sequence) -> FileRow:
