@@ -8,13 +8,13 @@ from textual.containers import Vertical
 from textual.widget import Widget
 from textual.widgets import Static
 
-from ...present import human_bytes
+from ...present import display_path, human_bytes
 from ..service import Details
 
 
 def describe(details: Details) -> str:
     folder, name = os.path.split(details.path)
-    lines = [name, folder + os.sep]
+    lines = [display_path(name), display_path(folder) + os.sep]
     size = human_bytes(details.size)
     if details.width and details.height:
         size = f"{details.width} × {details.height} px · {size}"

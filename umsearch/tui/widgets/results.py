@@ -8,12 +8,14 @@ from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import Label, ListItem, ListView
 
+from ...present import display_path
 from ..service import Result
 
 
 def row_label(result: Result) -> str:
-    name = os.path.basename(result.path)
-    folder = os.path.basename(os.path.dirname(result.path))
+    # Escaped: a file name may hold newlines or bytes that are not UTF-8.
+    name = display_path(os.path.basename(result.path))
+    folder = display_path(os.path.basename(os.path.dirname(result.path)))
     score = f"{result.score:.3f}" if result.score is not None else ""
     return f"{score:>5}  {name}\n       {folder}/"
 
