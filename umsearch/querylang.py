@@ -159,3 +159,49 @@ def _value(text: str, i: int) -> tuple[str, bool, int]:
     while end < len(text) and not text[end].isspace():
         end += 1
     return text[i:end], False, end
+
+
+def parse_term(text: str, *, negative: bool = False) -> Term:
+    """A command-line term, `TEXT` or `TEXT^W` (the same weight syntax as the search language)."""
+    found = _WEIGHT.match(text.strip())
+    if found and found[1].strip():
+        return Term(text=found[1].strip(), weight=float(found[2]))
+    return Term(text=text.strip(), weight=_weight(None, negative))
+
+
+def request_from_cli(
+    text: str | None,
+    *,
+    literal: bool = False,
+    image: str | None = None,
+    also: list[str] | None = None,
+    avoid: list[str] | None = None,
+    avoid_images: list[str] | None = None,
+    filters: Filters | None = None,
+    min_score: float | None = None,
+    sort: str | None = None,
+) -> SearchRequest:
+    """`umsearch query`'s arguments as one request: TEXT in the search language (unless literal), with
+    --image fused into TEXT's first term (one GME input of both), and the flags added on top."""
+    base = SearchRequest() if not text or not text.strip() else (
+        SearchRequest(positives=(Term(text=text),)) if literal else parse_search_text(text)
+    )
+    positives = list(base.positives)
+    if image:
+        if positives and positives[0].image is None:
+            positives[0] = replace(positives[0], image=image)
+        else:
+            positives.insert(0, Term(image=image))
+    positives += [parse_term(t) for t in also or ()]
+    negatives = list(base.negatives) + [parse_term(t, negative=True) for t in avoid or ()]
+    negatives += [Term(image=p, weight=NEGATIVE_WEIGHT) for p in avoid_images or ()]
+    if sort is not None and sort not in SORTS:
+        raise UmsearchError(f"--sort {sort}: use score or date")
+    return SearchRequest(
+        positives=tuple(positives),
+        negatives=tuple(negatives),
+        filters=base.filters.merged(filters) if filters else base.filters,
+        min_score=min_score if min_score is not None else base.min_score,
+        sort=sort or base.sort,
+        limit=base.limit,
+    )
