@@ -68,6 +68,8 @@ def parse_search_text(text: str) -> SearchRequest:
             close_term()
             continue
         if key == "like":
+            if not negative:
+                close_term()  # keep terms in the order they were written
             term = Term(image=folder_filter(value), weight=_weight(token_weight, negative))
             (negatives if negative else positives).append(term)
         elif key is not None and not negative:
