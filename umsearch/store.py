@@ -23,7 +23,7 @@ FLOAT_TABLE = "embeddings"  # exact float32 vectors, one plain blob per photo (f
 BIT_TABLE = "vectors_bin"  # sign bits of each vector + filter columns: the coarse scan (sqlite-vec bit[dim])
 # The coarse scan keeps this many candidates (at least 4 x the page), which are then rescored exactly.
 # Chosen with benchmarks/search_scale.py: recall@20 >= 0.99 on clustered 1536-d vectors (see BENCHMARKS.md).
-RESCORE_SHORTLIST = 200
+RESCORE_SHORTLIST = 400
 VEC0_MAX_K = 4096
 _FILTER_COLUMNS = ("taken", "folder", "ext", "camera", "place")  # integer metadata columns of BIT_TABLE
 
@@ -124,22 +124,25 @@ def m003_binary_index(db: "apsw.Connection") -> None:  # noqa: F821
 
     sqlite-vec has no ANN index: a float scan of 100k 1536-d vectors takes ~200 ms, a bit scan ~10 ms.
     """
-    db.execute(f"CREATE TABLE {FLOAT_TABLE} (id INTEGER PRIMARY KEY, vector BLOB NOT NULL)")
+    db.execute(f"CREATE TABLE {FLOAT_TABLE} (id INTEGER PRIMARY KEY, vector BLOB NOT NULL, bits BLOB NOT NULL)")
     if not db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (VEC_TABLE,)).fetchone():
         return  # a new index: bind() creates the bit table once the model's dimension is known
     dim = db.execute("SELECT value FROM meta WHERE key = 'dim'").fetchone()
-    db.execute(f"INSERT INTO {FLOAT_TABLE} (id, vector) SELECT rowid, embedding FROM {VEC_TABLE}")
+    db.executemany(
+        f"INSERT INTO {FLOAT_TABLE} (id, vector, bits) VALUES (?, ?, ?)",
+        [(rowid, blob, sign_bits(blob)) for rowid, blob in db.execute(f"SELECT rowid, embedding FROM {VEC_TABLE}")],
+    )
     _create_bit_table(db, int(dim[0]))
     labels = _Labels(db)
     rows = db.execute(
         f"SELECT f.id, f.folder, f.ext, f.camera, f.place, f.taken FROM files f JOIN {FLOAT_TABLE} e ON e.id = f.id"
     ).fetchall()
     for file_id, folder, ext, camera, place, taken in rows:
-        vector = db.execute(f"SELECT vector FROM {FLOAT_TABLE} WHERE id = ?", (file_id,)).fetchone()[0]
+        bits = db.execute(f"SELECT bits FROM {FLOAT_TABLE} WHERE id = ?", (file_id,)).fetchone()[0]
         db.execute(
             f"INSERT INTO {BIT_TABLE} (rowid, embedding, taken, folder, ext, camera, place) "
             "VALUES (?, vec_bit(?), ?, ?, ?, ?, ?)",
-            (file_id, sign_bits(vector), taken or 0, labels.code("folder", folder), labels.code("ext", ext),
+            (file_id, bits, taken or 0, labels.code("folder", folder), labels.code("ext", ext),
              labels.code("camera", camera), labels.code("place", place)),
         )
     db.execute(f"DROP TABLE {VEC_TABLE}")
@@ -583,18 +586,32 @@ class Store:
         if not self.has_vectors_table():
             raise StoreError(f"index {self.path} has no vector table yet (no model bound)")
         blob = _blob(vector)
-        self.db.execute(f"INSERT INTO {FLOAT_TABLE} (id, vector) VALUES (?, ?)", (file_id, blob))
+        bits = sign_bits(blob)
+        self.db.execute(f"INSERT INTO {FLOAT_TABLE} (id, vector, bits) VALUES (?, ?, ?)", (file_id, blob, bits))
         codes = self._filter_codes(file_id) or (0, 0, 0, 0, 0)
         self.db.execute(
             f"INSERT INTO {BIT_TABLE} (rowid, embedding, {', '.join(_FILTER_COLUMNS)}) "
             "VALUES (?, vec_bit(?), ?, ?, ?, ?, ?)",
-            (file_id, sign_bits(blob), *codes),
+            (file_id, bits, *codes),
         )
+        self._vectors_changed()
+
+    def _vectors_changed(self) -> None:
+        """Bump the generation that tells a saved bit matrix (bitcache) it is out of date."""
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES ('vectors_generation', '1') ON CONFLICT(key) DO UPDATE "
+            "SET value = CAST(value AS INTEGER) + 1"
+        )
+
+    def vectors_generation(self) -> int:
+        return int(self.meta("vectors_generation") or 0)
 
     def _delete_vectors(self, ids: Sequence[int]) -> None:
         # vec0 has no INSERT OR REPLACE: a replaced vector is deleted first.
         marks = ",".join("?" * len(ids))
         self.db.execute(f"DELETE FROM {FLOAT_TABLE} WHERE id IN ({marks})", list(ids))
+        if self.db.changes():
+            self._vectors_changed()
         if self.has_vectors_table():
             self.db.execute(f"DELETE FROM {BIT_TABLE} WHERE rowid IN ({marks})", list(ids))
 
@@ -638,14 +655,17 @@ class Store:
             return []
         shortlist = min(VEC0_MAX_K, max(RESCORE_SHORTLIST, 4 * k) + len(excluded))
         query = np.ascontiguousarray(vector, dtype=np.float32)
-        ids = [
-            r[0]
-            for r in self.db.execute(
-                f"SELECT rowid FROM {BIT_TABLE} WHERE embedding MATCH vec_bit(?) AND k = ?{where}",
-                (sign_bits(query), shortlist, *params),
-            )
-            if r[0] not in excluded
-        ]
+        if where:
+            candidates = [
+                r[0]
+                for r in self.db.execute(
+                    f"SELECT rowid FROM {BIT_TABLE} WHERE embedding MATCH vec_bit(?) AND k = ?{where}",
+                    (sign_bits(query), shortlist, *params),
+                )
+            ]
+        else:
+            candidates = self._bit_matrix().nearest(sign_bits(query), shortlist).tolist()
+        ids = [file_id for file_id in candidates if file_id not in excluded]
         if not ids:
             return []
         found_ids, matrix = self._vectors_for(ids)
@@ -653,6 +673,28 @@ class Store:
         scores = (matrix @ query) / np.where(norms == 0, 1.0, norms)
         order = np.argsort(-scores, kind="stable")[:k]
         return [(int(found_ids[i]), float(scores[i])) for i in order]
+
+    def _bit_matrix(self) -> "bitcache.BitMatrix":  # noqa: F821
+        from . import bitcache
+
+        with self.read_snapshot():
+            generation = self.vectors_generation()
+            cached = getattr(self, "_bits", None)
+            if cached is None or cached.generation != generation:
+                self._bits = bitcache.load(self, generation)
+        return self._bits
+
+    @contextmanager
+    def read_snapshot(self) -> Iterator[None]:
+        """Several reads that see one consistent state of the index (a concurrent writer waits or is unseen)."""
+        if self._in_transaction or not self.db.getautocommit():
+            yield
+            return
+        self.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.execute("COMMIT")
 
     def _vectors_for(self, ids: Sequence[int]) -> tuple["np.ndarray", "np.ndarray"]:
         import numpy as np
