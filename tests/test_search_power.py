@@ -315,3 +315,28 @@ def test_metadata_from_exif_and_fallbacks(tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 not really")
     assert metadata.extract_metadata(str(broken)).taken_source == "mtime"
+
+
+# ---- the unfiltered coarse scan's bit matrix ---------------------------------------------------------
+def test_bit_matrix_follows_every_change_and_is_reused_from_its_side_file(crowded, tmp_path):
+    from umsearch import bitcache
+
+    store, query = crowded
+    before = search(store, query, 3)
+    side = bitcache.cache_path(store)
+    assert side.exists()
+    new = store.put_file("/lib/new.jpg", size=1, mtime_ns=1, digest="n", vector=query)
+    assert search(store, query, 1)[0].file_id == new  # a new vector is seen at once
+    store.delete_files([new])
+    assert [h.file_id for h in search(store, query, 3)] == [h.file_id for h in before]
+    with Store.open(store.path, create=False) as other:  # another process: reads the saved matrix
+        assert bitcache.load(other, other.vectors_generation()).ids.tolist() == store._bit_matrix().ids.tolist()
+    side.write_bytes(b"damaged")
+    store._bits = None
+    assert [h.file_id for h in search(store, query, 3)] == [h.file_id for h in before]
+
+
+def test_preview_without_a_terminal_prints_the_plain_table(library):
+    root, db = library
+    result = runner.invoke(app, ["query", "a photo", "--preview", "-n", "2", "--db", str(db)])
+    assert result.exit_code == 0 and "\x1b" not in result.stdout and "score" in result.stdout

@@ -149,13 +149,19 @@ def cli_filters(folder, after, before, types, camera, place):  # noqa: ANN001, A
     )
 
 
+def place_names_status() -> str:
+    from .metadata import geocoder_status
+
+    return geocoder_status() or "on (offline reverse-geocoder: GPS position to city, region, country)"
+
+
 def show_hits(hits, *, as_json: bool, paths_only: bool, preview: bool) -> None:  # noqa: ANN001
     from . import present
 
-    if preview and not (as_json or paths_only):
-        from .searchview import print_hits_with_previews
+    if not (as_json or paths_only):
+        from .searchview import print_hits_with_facts
 
-        print_hits_with_previews(hits)
+        print_hits_with_facts(hits, previews=preview)
         return
     present.print_hits(hits, as_json=as_json, paths_only=paths_only)
 
@@ -309,6 +315,8 @@ def status(
             "dim": settings.dim if settings else None,
             "image_tokens": [settings.min_image_tokens, settings.max_image_tokens] if settings else None,
             "failures": [{"path": row.path, "reason": row.error} for row in failed_rows],
+            "metadata_missing": len(store.files_missing_metadata()),
+            "places": place_names_status(),
         }
     if as_json:
         present.print_json(report)
@@ -318,6 +326,9 @@ def status(
     if settings:
         present.out.print(f"model     {settings.model_id} ({settings.dim}-d)")
         present.out.print(f"images    {settings.min_image_tokens}–{settings.max_image_tokens} visual tokens")
+    present.out.print(f"places    {report['places']}", markup=False)
+    if report["metadata_missing"]:
+        present.out.print(f"metadata  {report['metadata_missing']} photos not yet read (run 'umsearch index' on their folders)")
     for row in failed_rows:
         present.out.print(f"failed    {row.path}: {row.error}", markup=False)
     if counts.failed > len(failed_rows):

@@ -18,30 +18,38 @@ if TYPE_CHECKING:
 THUMB_CELLS = (16, 8)  # width x height in terminal cells
 
 
-def print_hits_with_previews(hits: Sequence["Hit"]) -> None:
-    """A table whose first column is a thumbnail, where the terminal can show images (kitty or iTerm2
-    graphics, sixel, or unicode half blocks); without a terminal, the ordinary table."""
-    from .present import print_hits
+def print_hits_with_facts(hits: Sequence["Hit"], *, previews: bool = False) -> None:
+    """Rank, score, date taken, place and path; with `previews`, a thumbnail first where the terminal can
+    show images (kitty or iTerm2 graphics, sixel, or unicode half blocks) and nothing extra otherwise."""
     from .search import taken_text
 
-    renderable = _image_renderable()
     if not hits:
         err.print("no matches")
         return
-    if renderable is None:
-        print_hits(hits, as_json=False, paths_only=False)
-        return
-    table = Table(box=None, pad_edge=False, header_style="bold", show_lines=True)
-    for name in ("", "#", "score", "taken", "place", "path"):
-        table.add_column(name, overflow="fold")
+    renderable = _image_renderable() if previews else None
+    table = Table(box=None, pad_edge=False, header_style="bold", show_lines=renderable is not None)
+    if renderable is not None:
+        table.add_column("")
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("score", justify="right")
+    table.add_column("taken")
+    table.add_column("place", overflow="fold")
+    table.add_column("path", overflow="fold")
     for hit in hits:
-        try:
-            thumb = renderable(hit.path, width=THUMB_CELLS[0], height=THUMB_CELLS[1])
-        except Exception:  # an unreadable file gets no thumbnail, the row still shows
-            thumb = Text("")
-        taken = taken_text(hit.taken)[:10] if hit.taken is not None else ""
-        table.add_row(thumb, str(hit.rank), f"{hit.score:.3f}", taken, Text(hit.place or ""), Text(hit.path))
-    out.print(table)
+        cells = [str(hit.rank), f"{hit.score:.3f}", taken_text(hit.taken)[:10] if hit.taken is not None else "",
+                 Text(hit.place or ""), Text(hit.path)]
+        if renderable is not None:
+            try:
+                cells.insert(0, renderable(hit.path, width=THUMB_CELLS[0], height=THUMB_CELLS[1]))
+            except Exception:  # an unreadable file gets no thumbnail; its row still shows
+                cells.insert(0, Text(""))
+        table.add_row(*cells)
+    try:
+        out.print(table)
+    except Exception:  # the terminal answered the image probe oddly (e.g. no cell size): no thumbnails
+        if renderable is None:
+            raise
+        print_hits_with_facts(hits, previews=False)
 
 
 def _image_renderable():  # noqa: ANN202
