@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from umsearch import metadata
+from umsearch import store as store_module
 from umsearch.cli import app
 from umsearch.dupes import find_duplicates
 from umsearch.filters import Filters, parse_date
@@ -72,7 +73,11 @@ def rare_paths(hits):
         Filters(place="Shanghai", camera="D750", types=("png",)),
     ],
 )
-def test_a_selective_filter_still_returns_a_full_page(crowded, filters):
+@pytest.mark.parametrize("widening", [1, 10], ids=["sqlite-vec-scan", "numpy-shortlist"])
+def test_a_selective_filter_still_returns_a_full_page(crowded, filters, widening, monkeypatch):
+    # widening 1: too few of the nearest 400 pass, so sqlite-vec scans with the filter inside;
+    # widening 10: all 412 photos are in the wide numpy shortlist and the filter is applied to it.
+    monkeypatch.setattr(store_module, "FILTER_WIDENING", widening)
     store, query = crowded
     assert rare_paths(search(store, query, 10)) == set()  # unfiltered, the rare photos are nowhere near
     hits = search(store, query, 10, filters)
@@ -340,3 +345,11 @@ def test_preview_without_a_terminal_prints_the_plain_table(library):
     root, db = library
     result = runner.invoke(app, ["query", "a photo", "--preview", "-n", "2", "--db", str(db)])
     assert result.exit_code == 0 and "\x1b" not in result.stdout and "score" in result.stdout
+
+
+def test_a_broad_filter_gives_the_same_page_as_no_filter_when_all_top_photos_pass(crowded, monkeypatch):
+    monkeypatch.setattr(store_module, "FILTER_WIDENING", 1)  # 400 of the nearest 400 pass: numpy shortlist
+    store, query = crowded
+    assert [h.file_id for h in search(store, query, 10, Filters(camera="canon", before=parse_date("2021")))] == [
+        h.file_id for h in search(store, query, 10)
+    ]

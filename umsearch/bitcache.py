@@ -30,24 +30,40 @@ class BitMatrix:
     ids: "np.ndarray"  # int64, one per photo
     words: "np.ndarray"  # uint64, shape (words per vector, photos): word-major, so each pass is contiguous
 
+    def nearest_sorted(self, query_bits: bytes, count: int) -> "np.ndarray":
+        """Ids of the `count` photos with the fewest differing sign bits, nearest first."""
+        import numpy as np
+
+        distance = self._distances(query_bits)
+        if count < len(distance):
+            part = np.argpartition(distance, count)[:count]
+            return self.ids[part[np.argsort(distance[part], kind="stable")]]
+        return self.ids[np.argsort(distance, kind="stable")]
+
     def nearest(self, query_bits: bytes, count: int) -> "np.ndarray":
         """Ids of the `count` photos with the fewest differing sign bits (unordered)."""
         import numpy as np
 
+        total = len(self.ids)
+        if count >= total:
+            return self.ids
+        return self.ids[np.argpartition(self._distances(query_bits), count)[:count]]
+
+    def _distances(self, query_bits: bytes) -> "np.ndarray":
+        import numpy as np
+
+        if len(self.ids) == 0:
+            return np.zeros(0, dtype=np.uint16)
         padded = np.zeros(self.words.shape[0] * 8, dtype=np.uint8)
         padded[: len(query_bits)] = np.frombuffer(query_bits, dtype=np.uint8)
         query = padded.view(np.uint64)
         total = len(self.ids)
-        if total == 0:
-            return self.ids
         distance = np.zeros(total, dtype=np.uint16)
         scratch = np.empty(total, dtype=np.uint64)
         for w in range(self.words.shape[0]):
             np.bitwise_xor(self.words[w], query[w], out=scratch)
             distance += np.bitwise_count(scratch)
-        if count >= total:
-            return self.ids
-        return self.ids[np.argpartition(distance, count)[:count]]
+        return distance
 
 
 def cache_path(store: "Store") -> Path:

@@ -25,6 +25,7 @@ BIT_TABLE = "vectors_bin"  # sign bits of each vector + filter columns: the coar
 # Chosen with benchmarks/search_scale.py: recall@20 >= 0.99 on clustered 1536-d vectors (see BENCHMARKS.md).
 RESCORE_SHORTLIST = 400
 VEC0_MAX_K = 4096
+FILTER_WIDENING = 10  # a filter passing >= ~1/10 of the nearest photos is applied to a numpy shortlist
 _FILTER_COLUMNS = ("taken", "folder", "ext", "camera", "place")  # integer metadata columns of BIT_TABLE
 
 if TYPE_CHECKING:
@@ -650,21 +651,24 @@ class Store:
         if not self.has_vectors_table() or k <= 0:
             return []
         excluded = filters.exclude_ids if filters else frozenset()
-        where, params = self._filter_sql(filters)
+        where, params, file_where, file_params = self._filter_sql(filters)
         if where is None:
             return []
         shortlist = min(VEC0_MAX_K, max(RESCORE_SHORTLIST, 4 * k) + len(excluded))
         query = np.ascontiguousarray(vector, dtype=np.float32)
-        if where:
-            candidates = [
-                r[0]
-                for r in self.db.execute(
-                    f"SELECT rowid FROM {BIT_TABLE} WHERE embedding MATCH vec_bit(?) AND k = ?{where}",
-                    (sign_bits(query), shortlist, *params),
-                )
-            ]
+        query_bits = sign_bits(query)
+        if not where:
+            candidates = self._bit_matrix().nearest(query_bits, shortlist).tolist()
         else:
-            candidates = self._bit_matrix().nearest(sign_bits(query), shortlist).tolist()
+            candidates = self._filtered_shortlist(query_bits, shortlist, file_where, file_params)
+            if candidates is None:  # a selective filter: sqlite-vec scans only the matching photos
+                candidates = [
+                    r[0]
+                    for r in self.db.execute(
+                        f"SELECT rowid FROM {BIT_TABLE} WHERE embedding MATCH vec_bit(?) AND k = ?{where}",
+                        (query_bits, shortlist, *params),
+                    )
+                ]
         ids = [file_id for file_id in candidates if file_id not in excluded]
         if not ids:
             return []
@@ -674,6 +678,21 @@ class Store:
         scores = np.einsum("ij,j->i", matrix, query) / np.where(norms == 0, 1.0, norms)
         order = np.argsort(-scores, kind="stable")[:k]
         return [(int(found_ids[i]), float(scores[i])) for i in order]
+
+    def _filtered_shortlist(self, query_bits: bytes, shortlist: int, where: str, params: list) -> list[int] | None:
+        """For a broad filter: the `shortlist` Hamming-nearest photos that pass it, taken from a 10x wider
+        unfiltered shortlist (the same set sqlite-vec would return, without its N x k cost). None when too
+        few pass, i.e. the filter is selective; sqlite-vec then finds them quickly."""
+        bits = self._bit_matrix()
+        wide = bits.nearest_sorted(query_bits, shortlist * FILTER_WIDENING).tolist()
+        passing: set[int] = set()
+        for chunk in _chunks(wide, 900):
+            marks = ",".join("?" * len(chunk))
+            passing.update(
+                r[0] for r in self.db.execute(f"SELECT id FROM files WHERE id IN ({marks}){where}", (*chunk, *params))
+            )
+        kept = [file_id for file_id in wide if file_id in passing][:shortlist]
+        return kept if len(kept) >= shortlist or len(wide) >= len(bits.ids) else None
 
     def _bit_matrix(self) -> "bitcache.BitMatrix":  # noqa: F821
         from . import bitcache
@@ -707,38 +726,45 @@ class Store:
         found = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         return found, np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
 
-    def _filter_sql(self, filters: "Filters | None") -> tuple[str | None, list]:
-        """The filters as conditions on the bit table's columns; (None, []) when nothing can match."""
+    def _filter_sql(self, filters: "Filters | None") -> tuple[str | None, list, str, list]:
+        """The filters as conditions on the bit table's columns and, equivalently, on the files table;
+        (None, [], "", []) when nothing can match."""
+        nothing: tuple[None, list, str, list] = (None, [], "", [])
         if filters is None:
-            return "", []
+            return "", [], "", []
         labels = _Labels(self.db)
         clauses: list[str] = []
         params: list = []
+        file_clauses: list[str] = []
+        file_params: list = []
 
         def one_of(column: str, codes: list[int]) -> bool:
             if not codes:
                 return False
-            clauses.append(f" AND {column} IN ({','.join('?' * len(codes))})")
+            marks = ",".join("?" * len(codes))
+            clauses.append(f" AND {column} IN ({marks})")
             params.extend(codes)
+            file_clauses.append(f" AND {column} IN (SELECT text FROM labels WHERE id IN ({marks}))")
+            file_params.extend(codes)
             return True
 
-        if filters.after is not None:
-            clauses.append(" AND taken >= ?")
-            params.append(int(filters.after))
-        if filters.before is not None:
-            clauses.append(" AND taken < ?")
-            params.append(int(filters.before))
+        for bound, op in ((filters.after, ">="), (filters.before, "<")):
+            if bound is not None:
+                clauses.append(f" AND taken {op} ?")
+                params.append(int(bound))
+                file_clauses.append(f" AND taken {op} ?")
+                file_params.append(int(bound))
         if filters.folders and not one_of(
             "folder", sorted({c for root in filters.folders for c in labels.folders_under(path_to_db(root))})
         ):
-            return None, []
+            return nothing
         if filters.types and not one_of("ext", labels.exact("ext", list(filters.types))):
-            return None, []
+            return nothing
         if filters.camera and not one_of("camera", labels.matching("camera", filters.camera)):
-            return None, []
+            return nothing
         if filters.place and not one_of("place", labels.matching("place", filters.place)):
-            return None, []
-        return "".join(clauses), params
+            return nothing
+        return "".join(clauses), params, "".join(file_clauses), file_params
 
     # ---- reporting -----------------------------------------------------------------------------
     def counts(self) -> Counts:
