@@ -686,11 +686,13 @@ class Store:
         bits = self._bit_matrix()
         wide = bits.nearest_sorted(query_bits, shortlist * FILTER_WIDENING).tolist()
         passing: set[int] = set()
-        for chunk in _chunks(wide, 900):
+        for start, chunk in enumerate(_chunks(wide, 900)):
             marks = ",".join("?" * len(chunk))
             passing.update(
                 r[0] for r in self.db.execute(f"SELECT id FROM files WHERE id IN ({marks}){where}", (*chunk, *params))
             )
+            if start == 0 and len(passing) * len(wide) < shortlist * len(chunk) and len(wide) < len(bits.ids):
+                return None  # the pass rate of the nearest 900 says the wide list will not hold enough
         kept = [file_id for file_id in wide if file_id in passing][:shortlist]
         return kept if len(kept) >= shortlist or len(wide) >= len(bits.ids) else None
 
