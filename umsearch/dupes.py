@@ -2,7 +2,7 @@
 
 Blocked matrix products over the stored vectors (numpy/BLAS), never a Python loop over pairs; each block
 only meets the blocks after it, so each pair is scored once. Memory: all vectors as float32 (6 KB per
-photo at 1536-d, so ~600 MB at 100k) plus one block x N score matrix.
+photo at 1536-d, so ~600 MB at 100k) plus one block's score matrix (at most 128 MB).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from .store import Store
 if TYPE_CHECKING:
     import numpy as np
 
-BLOCK = 1024
+SCORES_PER_BLOCK = 1 << 25  # a block's score matrix holds at most this many floats (128 MB)
 
 
 @dataclass(frozen=True)
@@ -49,11 +49,12 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def similar_pairs(matrix: "np.ndarray", threshold: float, block: int = BLOCK):
+def similar_pairs(matrix: "np.ndarray", threshold: float, block: int | None = None):
     """(i, j, similarity) with i < j for all rows of unit-norm `matrix` at or above `threshold`, by blocks."""
     import numpy as np
 
     count = len(matrix)
+    block = block or max(16, min(1024, SCORES_PER_BLOCK // max(1, count)))
     for start in range(0, count, block):
         stop = min(count, start + block)
         scores = matrix[start:stop] @ matrix[start:].T  # this block against itself and everything after it

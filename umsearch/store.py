@@ -131,7 +131,7 @@ def m003_binary_index(db: "apsw.Connection") -> None:  # noqa: F821
     dim = db.execute("SELECT value FROM meta WHERE key = 'dim'").fetchone()
     db.executemany(
         f"INSERT INTO {FLOAT_TABLE} (id, vector, bits) VALUES (?, ?, ?)",
-        [(rowid, blob, sign_bits(blob)) for rowid, blob in db.execute(f"SELECT rowid, embedding FROM {VEC_TABLE}")],
+        ((rowid, blob, sign_bits(blob)) for rowid, blob in db.execute(f"SELECT rowid, embedding FROM {VEC_TABLE}")),
     )
     _create_bit_table(db, int(dim[0]))
     labels = _Labels(db)
