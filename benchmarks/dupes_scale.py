@@ -1,6 +1,6 @@
 """Time `umsearch dupes` (find_duplicates) on a benchmark index built by search_scale.py.
 
-    PYTHONPATH=. python benchmarks/dupes_scale.py .bench/scale-100000.db --threshold 0.95
+    PYTHONPATH=. python benchmarks/dupes_scale.py .bench/scale-100000-m003.db --threshold 0.95
 """
 
 from __future__ import annotations

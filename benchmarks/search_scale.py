@@ -43,6 +43,7 @@ TOPICS_PER_100K, EVENTS_PER_100K = 200, 5000
 RARE_CAMERA = "Leica M11"  # 1% of photos: the selective filter
 BATCH = 10_000
 BENCH = Path(".bench")
+SCHEMA = "m003"  # part of the cache's file names: an index from an older schema is rebuilt, not reused
 
 
 def make_batch(start: int, count: int, size: int, seed: int = 7) -> np.ndarray:
@@ -66,8 +67,9 @@ def make_batch(start: int, count: int, size: int, seed: int = 7) -> np.ndarray:
 def build(size: int) -> tuple[Path, Path]:
     """The index and a raw float32 copy of its vectors (row i = file id i + 1), built once."""
     BENCH.mkdir(exist_ok=True)
-    db_path, raw_path = BENCH / f"scale-{size}.db", BENCH / f"scale-{size}.f32"
-    done = BENCH / f"scale-{size}.done"
+    name = f"scale-{size}-{SCHEMA}"
+    db_path, raw_path = BENCH / f"{name}.db", BENCH / f"{name}.f32"
+    done = BENCH / f"{name}.done"
     if done.exists():
         return db_path, raw_path
     for stale in (db_path, Path(f"{db_path}-wal"), Path(f"{db_path}-shm"), raw_path):

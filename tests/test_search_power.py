@@ -298,8 +298,9 @@ def test_an_index_built_by_the_m001_code_migrates_without_re_embedding(tmp_path)
         assert [h.path for h in hits] == [str(paths[0])]
         if metadata.geocoder_status() is None:
             assert hits[0].place == "Lisbon, Portugal"
-        tables = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert "vectors" not in tables  # the float vec0 table was replaced, vectors are stored once
+        sql = store.db.execute("SELECT sql FROM sqlite_master WHERE name = 'vectors'").fetchone()[0]
+        assert "bit[16]" in sql and "float[" not in sql  # the float vec0 table was replaced: floats stored once
+        assert {r[0] for r in store.db.execute("SELECT rowid FROM vectors")} == set(ids)
 
 
 # ---- metadata extraction -----------------------------------------------------------------------------

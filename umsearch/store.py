@@ -18,9 +18,11 @@ from .errors import ModelMismatchError, StoreError
 
 APPLICATION_ID = 0x756D7365  # "umse": marks the file as ours, so a foreign SQLite file is recognised
 BUSY_TIMEOUT_MS = 15_000
-VEC_TABLE = "vectors"  # m001's float vec0 table; m003 replaces it by the two below
-FLOAT_TABLE = "embeddings"  # exact float32 vectors, one plain blob per photo (fast lookup by id)
-BIT_TABLE = "vectors_bin"  # sign bits of each vector + filter columns: the coarse scan (sqlite-vec bit[dim])
+# The vec0 table, one row per photo with a vector (rowid = file id). m001 made it float[dim]; since m003 it
+# holds the sign bits + filter columns (the coarse scan, sqlite-vec bit[dim]) and the floats live in FLOAT_TABLE.
+VEC_TABLE = "vectors"
+BIT_TABLE = VEC_TABLE
+FLOAT_TABLE = "embeddings"  # exact float32 vectors and their sign bits, one row per photo (fast lookup by id)
 # The coarse scan keeps this many candidates (at least 4 x the page), which are then rescored exactly.
 # Chosen with benchmarks/search_scale.py: recall@20 >= 0.99 on clustered 1536-d vectors (see BENCHMARKS.md).
 RESCORE_SHORTLIST = 400
@@ -133,6 +135,7 @@ def m003_binary_index(db: "apsw.Connection") -> None:  # noqa: F821
         f"INSERT INTO {FLOAT_TABLE} (id, vector, bits) VALUES (?, ?, ?)",
         ((rowid, blob, sign_bits(blob)) for rowid, blob in db.execute(f"SELECT rowid, embedding FROM {VEC_TABLE}")),
     )
+    db.execute(f"DROP TABLE {VEC_TABLE}")  # the float vec0 table; its name is taken by the bit table
     _create_bit_table(db, int(dim[0]))
     labels = _Labels(db)
     rows = db.execute(
@@ -146,7 +149,6 @@ def m003_binary_index(db: "apsw.Connection") -> None:  # noqa: F821
             (file_id, bits, taken or 0, labels.code("folder", folder), labels.code("ext", ext),
              labels.code("camera", camera), labels.code("place", place)),
         )
-    db.execute(f"DROP TABLE {VEC_TABLE}")
 
 
 def _create_bit_table(db: "apsw.Connection", dim: int) -> None:  # noqa: F821
