@@ -67,12 +67,22 @@ def similar_pairs(matrix: "np.ndarray", threshold: float, block: int | None = No
 def find_duplicates(store: Store, threshold: float = 0.95) -> list[DuplicateGroup]:
     import numpy as np
 
-    blocks = list(store.iter_vectors())
-    if not blocks:
+    count = store.vector_count()
+    if count == 0:
         return []
-    ids = np.concatenate([b[0] for b in blocks])
-    matrix = np.concatenate([b[1] for b in blocks]) if len(blocks) > 1 else blocks[0][1].copy()
-    del blocks
+    ids = np.empty(count, dtype=np.int64)
+    matrix: np.ndarray | None = None
+    filled = 0
+    for block_ids, block in store.iter_vectors():  # filled in place: no second copy of all vectors
+        block = block[: count - filled]
+        if matrix is None:
+            matrix = np.empty((count, block.shape[1]), dtype=np.float32)
+        ids[filled : filled + len(block)] = block_ids[: len(block)]
+        matrix[filled : filled + len(block)] = block
+        filled += len(block)
+    if matrix is None:
+        return []  # emptied by another process since it was counted
+    ids, matrix = ids[:filled], matrix[:filled]
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     matrix /= np.where(norms == 0, 1.0, norms)
     groups = _UnionFind(len(ids))

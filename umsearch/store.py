@@ -626,6 +626,9 @@ class Store:
             raise StoreError(f"no vector stored for file id {file_id}")
         return np.frombuffer(row[0], dtype=np.float32).copy()
 
+    def vector_count(self) -> int:
+        return self.db.execute(f"SELECT count(*) FROM {FLOAT_TABLE}").fetchone()[0]
+
     def iter_vectors(self, batch: int = 4096) -> Iterator[tuple["np.ndarray", "np.ndarray"]]:
         """All stored vectors in blocks of (ids, float32 matrix), in id order (for whole-index maths)."""
         import numpy as np
