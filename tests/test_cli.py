@@ -78,7 +78,7 @@ def test_query_prints_a_table_of_rank_score_and_path_by_default(indexed, photos)
     result = umsearch("query", "--image", photos / "photo 1.jpg", "--db", indexed)
     assert result.exit_code == 0
     header, first = result.stdout.splitlines()[:2]
-    assert header.split() == ["#", "score", "path"]
+    assert header.split()[:2] == ["#", "score"] and header.split()[-1] == "path"
     assert first.split()[:2] == ["1", "1.000"]
     assert "photo1.jpg" in "".join(result.stdout.split())  # long paths fold onto several lines
 

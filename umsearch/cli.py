@@ -141,6 +141,53 @@ def describe_watcher(watcher: dict | None) -> str:
     return f"running (pid {watcher['pid']}): {watcher['activity']} — {', '.join(watcher['roots'])}"
 
 
+# ---- search filters (query and similar) ---------------------------------------------------------
+InOption = Annotated[
+    Optional[list[Path]], typer.Option("--in", help="Only photos below this folder (repeatable).", show_default=False)
+]
+AfterOption = Annotated[
+    Optional[str], typer.Option("--after", help="Taken on or after YYYY[-MM[-DD]] (EXIF date, else file time).")
+]
+BeforeOption = Annotated[Optional[str], typer.Option("--before", help="Taken before YYYY[-MM[-DD]].")]
+TypeOption = Annotated[Optional[str], typer.Option("--type", help="Only these file types, e.g. jpg,png.")]
+CameraOption = Annotated[Optional[str], typer.Option("--camera", help="Camera make or model contains TEXT.")]
+PlaceOption = Annotated[
+    Optional[str], typer.Option("--place", help="Place (city, region or country, from GPS) contains TEXT.")
+]
+MinScoreOption = Annotated[Optional[float], typer.Option("--min-score", help="Drop matches scoring below X.")]
+SortOption = Annotated[
+    Optional[str], typer.Option("--sort", help="Order the best matches by score (default) or date (newest first).")
+]
+PreviewOption = Annotated[
+    bool, typer.Option("--preview", help="Show small thumbnails where the terminal can draw images.")
+]
+
+
+def cli_filters(folder, after, before, types, camera, place):  # noqa: ANN001, ANN201
+    from .filters import build_filters
+
+    return build_filters(
+        folders=[str(f) for f in folder or ()], after=after, before=before, types=types, camera=camera, place=place
+    )
+
+
+def place_names_status() -> str:
+    from .metadata import geocoder_status
+
+    return geocoder_status() or "on (offline reverse-geocoder: GPS position to city, region, country)"
+
+
+def show_hits(hits, *, as_json: bool, paths_only: bool, preview: bool) -> None:  # noqa: ANN001
+    from . import present
+
+    if not (as_json or paths_only):
+        from .searchview import print_hits_with_facts
+
+        print_hits_with_facts(hits, previews=preview)
+        return
+    present.print_hits(hits, as_json=as_json, paths_only=paths_only)
+
+
 # ---- commands ----------------------------------------------------------------------------------
 @app.command()
 @friendly_errors
@@ -197,23 +244,65 @@ def query(
     model: ModelOption = None,
     as_json: JsonOption = False,
     paths_only: Annotated[bool, typer.Option("--paths", help="Print only paths, one per line.")] = False,
+    also: Annotated[
+        Optional[list[str]], typer.Option("--and", help="Another positive term, TEXT or TEXT^WEIGHT (repeatable).")
+    ] = None,
+    avoid: Annotated[
+        Optional[list[str]], typer.Option("--not", help="Move away from this, TEXT or TEXT^WEIGHT (repeatable).")
+    ] = None,
+    avoid_images: Annotated[
+        Optional[list[Path]], typer.Option("--not-image", help="Move away from photos like this one (repeatable).")
+    ] = None,
+    literal: Annotated[
+        bool, typer.Option("--literal", help="Take TEXT as plain words, not the search language (key:value, -word).")
+    ] = False,
+    folder: InOption = None,
+    after: AfterOption = None,
+    before: BeforeOption = None,
+    types: TypeOption = None,
+    camera: CameraOption = None,
+    place: PlaceOption = None,
+    min_score: MinScoreOption = None,
+    sort: SortOption = None,
+    preview: PreviewOption = False,
 ) -> None:
-    """Search the index by text, by image (--image), or both fused into one query."""
+    """Search by text, by image (--image), or both fused; TEXT may use the search language, e.g.
+    'beach after:2025-06 before:2025-09 place:Portugal -people' (see README, "Search power")."""
     from . import present
-    from .search import Query, query_vector, rank
+    from .querylang import request_from_cli
+    from .search import Query, query_vector, request_vector, search
 
-    request = Query(text=text, image=str(image) if image else None, instruction=instruction)
+    request = request_from_cli(
+        text,
+        literal=literal,
+        image=str(image) if image else None,
+        also=also,
+        avoid=avoid,
+        avoid_images=[str(p) for p in avoid_images or ()],
+        filters=cli_filters(folder, after, before, types, camera, place),
+        min_score=min_score,
+        sort=sort,
+    )
+    if not request.positives:
+        raise UmsearchError("give a text query, --image PATH, or both (negative terms alone cannot rank)")
     with open_store(db, create=False) as store:
         model_id = chosen_model(store, model)
         if store.counts().indexed == 0:
             raise UmsearchError(f"index {store.path} has no photos yet: run 'umsearch index FOLDER' first")
         budget = token_budget(store, None, None)
-        if request.image and not Path(request.image).is_file():
-            raise UmsearchError(f"{request.image}: no such file")
+        for term in request.positives + request.negatives:
+            if term.image and not Path(term.image).is_file():
+                raise UmsearchError(f"{term.image}: no such file")
         embedder = load_model(model_id, budget)
-        vector = query_vector(embedder, request, max_pixels(budget))
-        hits = rank(store, vector, limit)
-    present.print_hits(hits, as_json=as_json, paths_only=paths_only)
+        if instruction and len(request.positives) == 1 and not request.negatives:
+            only = request.positives[0]
+            vector = query_vector(embedder, Query(text=only.text, image=only.image, instruction=instruction), max_pixels(budget))
+        else:
+            vector = request_vector(embedder, request, max_pixels(budget))
+        hits = search(
+            store, vector, request.limit or limit, request.filters, min_score=request.min_score, sort=request.sort
+        )
+    show_hits(hits, as_json=as_json, paths_only=paths_only, preview=preview)
 
 
 @app.command()
@@ -248,6 +337,8 @@ def status(
             "dim": settings.dim if settings else None,
             "image_tokens": [settings.min_image_tokens, settings.max_image_tokens] if settings else None,
             "failures": [{"path": row.path, "reason": row.error} for row in failed_rows],
+            "metadata_missing": len(store.files_missing_metadata()),
+            "places": place_names_status(),
         }
     report["watcher"] = watcher_report(store.path)
     if as_json:
@@ -259,6 +350,9 @@ def status(
         present.out.print(f"model     {settings.model_id} ({settings.dim}-d)")
         present.out.print(f"images    {settings.min_image_tokens}–{settings.max_image_tokens} visual tokens")
     present.out.print(f"watcher   {describe_watcher(report['watcher'])}", markup=False)
+    present.out.print(f"places    {report['places']}", markup=False)
+    if report["metadata_missing"]:
+        present.out.print(f"metadata  {report['metadata_missing']} photos not yet read (run 'umsearch index' on their folders)")
     for row in failed_rows:
         present.out.print(f"failed    {present.display_path(row.path)}: {row.error}", markup=False)
     if counts.failed > len(failed_rows):
@@ -363,6 +457,44 @@ def watch(
 
 @app.command()
 @friendly_errors
+def similar(
+    photo: Annotated[Path, typer.Argument(help="A photo: indexed (its stored vector is used) or any image file.")],
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=4096, help="How many results.")] = config.DEFAULT_LIMIT,
+    db: DbOption = None,
+    model: ModelOption = None,
+    as_json: JsonOption = False,
+    paths_only: Annotated[bool, typer.Option("--paths", help="Print only paths, one per line.")] = False,
+    folder: InOption = None,
+    after: AfterOption = None,
+    before: BeforeOption = None,
+    types: TypeOption = None,
+    camera: CameraOption = None,
+    place: PlaceOption = None,
+    min_score: MinScoreOption = None,
+    sort: SortOption = None,
+    preview: PreviewOption = False,
+) -> None:
+    """Photos that look like PHOTO (the photo itself is left out)."""
+    from dataclasses import replace
+
+    from .querylang import SORTS
+    from .search import search, similar_vector
+
+    if sort is not None and sort not in SORTS:
+        raise UmsearchError(f"--sort {sort}: use score or date")
+    filters = cli_filters(folder, after, before, types, camera, place)
+    with open_store(db, create=False) as store:
+        model_id = chosen_model(store, model)
+        budget = token_budget(store, None, None)
+        vector, own_id = similar_vector(store, lambda: load_model(model_id, budget), str(photo), max_pixels(budget))
+        if own_id is not None:
+            filters = replace(filters, exclude_ids=frozenset({own_id}))
+        hits = search(store, vector, limit, filters, min_score=min_score, sort=sort or "score")
+    show_hits(hits, as_json=as_json, paths_only=paths_only, preview=preview)
+
+
+@app.command()
+@friendly_errors
 def tui(
     db: DbOption = None,
     model: ModelOption = None,
@@ -386,6 +518,24 @@ def tui(
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(tui_app.return_code or 0)
+
+
+@app.command()
+@friendly_errors
+def dupes(
+    threshold: Annotated[
+        float, typer.Option("--threshold", min=0.0, max=1.0, help="Cosine similarity at or above which photos group.")
+    ] = 0.95,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Groups of near-duplicate photos (bursts, edits, resized or re-encoded copies), largest first."""
+    from .dupes import find_duplicates
+    from .searchview import print_duplicate_groups
+
+    with open_store(db, create=False) as store:
+        groups = find_duplicates(store, threshold)
+    print_duplicate_groups(groups, as_json=as_json)
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from .errors import ImageLoadError, UmsearchError
 from .imageload import LoadedImage, describe_os_error, load_image
+from .metadata import PhotoMeta, extract_metadata
 from .scan import FoundFile, is_within, normalize_root, scan
 from .store import FileRow, IndexSettings, Store
 
@@ -77,6 +78,7 @@ class Loaded:
     image: LoadedImage | None
     error: str | None
     vanished: bool = False  # deleted between the scan and the read: not a failure, just gone
+    meta: PhotoMeta | None = None  # read on the loader thread, next to decoding
 
 
 def content_hash(path: str) -> str:
@@ -211,9 +213,33 @@ class Indexer:
         self._apply_moves_and_removals(plan, summary)
         try:
             self.process(plan.jobs, summary)
+            self.fill_missing_metadata()
         except KeyboardInterrupt:
             summary.interrupted = True
         return summary
+
+    def fill_missing_metadata(self) -> int:
+        """Read EXIF for indexed photos that lack it (indexes from before metadata, copies): no re-embedding."""
+        rows = self.store.files_missing_metadata()
+        if not rows:
+            return 0
+
+        def read(row: FileRow) -> tuple[FileRow, PhotoMeta | None]:
+            if not os.path.isfile(row.path):
+                return row, None  # outside this run's folders and gone (or unmounted): leave it alone
+            try:
+                return row, extract_metadata(row.path, row.mtime_ns)
+            except OSError:
+                return row, None  # gone or unreadable since the scan: the next run sees it
+
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="umsearch-meta") as executor:
+            for start in range(0, len(rows), 256):
+                results = list(executor.map(read, rows[start : start + 256]))
+                with self.store.transaction():
+                    for row, meta in results:
+                        if meta is not None:
+                            self.store.set_metadata(row.id, meta)
+        return len(rows)
 
     def _apply_moves_and_removals(self, plan: Plan, summary: IndexSummary) -> None:
         with self.store.transaction():
@@ -274,11 +300,12 @@ class Indexer:
         if job.previous is not None and job.previous.hash == digest:
             return Loaded(job, digest, None, None)  # touched, same bytes: no decode needed
         try:
-            return Loaded(job, digest, load_image(job.found.path, self.max_pixels), None)
+            image = load_image(job.found.path, self.max_pixels)
         except ImageLoadError as exc:
             if not os.path.exists(job.found.path):
                 return Loaded(job, None, None, None, vanished=True)
             return Loaded(job, digest, None, str(exc))
+        return Loaded(job, digest, image, None, meta=extract_metadata(job.found.path, job.found.mtime_ns))
 
     def _resolve_without_model(self, loaded: Loaded, summary: IndexSummary) -> bool:
         """Failures, touched files and copies of indexed files are stored without running the model."""
@@ -328,6 +355,7 @@ class Indexer:
                     vector=vector,
                     width=image.width,
                     height=image.height,
+                    meta=loaded.meta,
                 )
                 self._count_stored(loaded, summary)
         self.progress.advance(len(batch))

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     import numpy as np
 
     from .embed import Embedder
+    from .filters import Filters
+    from .querylang import SearchRequest, Term
 
 
 @dataclass(frozen=True)
@@ -32,9 +34,21 @@ class Hit:
     score: float
     path: str
     file_id: int
+    taken: int | None = None  # wall-clock seconds (metadata.wall_clock_seconds)
+    camera: str | None = None
+    place: str | None = None
 
     def as_dict(self) -> dict:
-        return {"rank": self.rank, "score": round(self.score, 6), "path": self.path, "id": self.file_id}
+        found = {"rank": self.rank, "score": round(self.score, 6), "path": self.path, "id": self.file_id}
+        if self.taken is not None:
+            found.update(taken=taken_text(self.taken), camera=self.camera, place=self.place)
+        return found
+
+
+def taken_text(taken: int) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(taken, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def load_query_image(path: str, max_pixels: int) -> "PIL.Image.Image":  # noqa: F821
@@ -63,3 +77,87 @@ def rank(store: Store, vector: "np.ndarray", limit: int) -> list[Hit]:
         if row is not None:
             hits.append(Hit(len(hits) + 1, score, row.path, file_id))
     return hits
+
+
+# ---- search with filters and query arithmetic -----------------------------------------------------
+def term_vector(embedder: "Embedder", term: "Term", max_pixels: int) -> "np.ndarray":
+    return query_vector(embedder, Query(text=term.text, image=term.image), max_pixels)
+
+
+def combine(positives: "list[tuple[np.ndarray, float]]", negatives: "list[tuple[np.ndarray, float]]") -> "np.ndarray":
+    """Query arithmetic: the weighted sum of the normalised positive vectors minus the weighted
+    normalised negative ones, normalised again (so scores stay cosine similarities)."""
+    import numpy as np
+
+    total = None
+    for vectors, sign in ((positives, 1.0), (negatives, -1.0)):
+        for vector, weight in vectors:
+            unit = np.asarray(vector, dtype=np.float32)
+            unit = unit / (np.linalg.norm(unit) or 1.0)
+            total = sign * weight * unit if total is None else total + sign * weight * unit
+    if total is None:
+        raise UmsearchError("give something to search for")
+    norm = float(np.linalg.norm(total))
+    if norm < 1e-6:
+        raise UmsearchError("the query's terms cancel each other out; change their weights")
+    return (total / norm).astype(np.float32)
+
+
+def request_vector(embedder: "Embedder", request: "SearchRequest", max_pixels: int) -> "np.ndarray":
+    """One vector for a whole request: every term embedded on its own, then combined (see `combine`)."""
+    if not request.positives:
+        raise UmsearchError("a query needs at least one positive term (words or like:PATH), not only negatives")
+    return combine(
+        [(term_vector(embedder, term, max_pixels), term.weight) for term in request.positives],
+        [(term_vector(embedder, term, max_pixels), term.weight) for term in request.negatives],
+    )
+
+
+def search(
+    store: Store,
+    vector: "np.ndarray",
+    limit: int,
+    filters: "Filters | None" = None,
+    *,
+    min_score: float | None = None,
+    sort: str = "score",
+) -> list[Hit]:
+    """The `limit` best matches that pass the filters (inside the vector scan), then ordered by
+    score or by date taken (newest first)."""
+    nearest = store.knn(vector, limit, filters)
+    if min_score is not None:
+        nearest = [(file_id, score) for file_id, score in nearest if score >= min_score]
+    rows = store.files_by_id(file_id for file_id, _ in nearest)
+    facts = store.facts_by_id(file_id for file_id, _ in nearest)
+    found = [(file_id, score) for file_id, score in nearest if file_id in rows]
+    if sort == "date":
+        found.sort(key=lambda item: -(facts[item[0]].taken or 0) if item[0] in facts else 0)
+    hits = []
+    for file_id, score in found:
+        fact = facts.get(file_id)
+        hits.append(
+            Hit(len(hits) + 1, score, rows[file_id].path, file_id,
+                fact.taken if fact else None, fact.camera if fact else None, fact.place if fact else None)
+        )
+    return hits
+
+
+def run_request(
+    store: Store, embedder: "Embedder", request: "SearchRequest", max_pixels: int, limit: int = 20
+) -> list[Hit]:
+    """What the TUI's search box calls with `querylang.parse_search_text(line)`."""
+    vector = request_vector(embedder, request, max_pixels)
+    return search(store, vector, request.limit or limit, request.filters, min_score=request.min_score, sort=request.sort)
+
+
+def similar_vector(store: Store, embedder_factory, path: str, max_pixels: int) -> "tuple[np.ndarray, int | None]":
+    """The stored vector of an indexed photo (no model needed), or a fresh one for any other image file;
+    with the photo's own id so that it can be left out of its results."""
+    import os
+
+    row = store.file_by_path(os.path.abspath(path))
+    if row is not None and row.status == "ok":
+        return store.vector(row.id), row.id
+    if not os.path.isfile(path):
+        raise UmsearchError(f"{path}: no such file")
+    return query_vector(embedder_factory(), Query(image=path), max_pixels), None
