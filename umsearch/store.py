@@ -489,9 +489,10 @@ class Store:
         return [_row(r) for r in rows]
 
     def recent_files(self, limit: int) -> list[FileRow]:
-        """The indexed photos most recently modified, newest first (the TUI's opening screen)."""
+        """The most recently taken photos (EXIF date, else file time), newest first (the TUI's opening screen)."""
         rows = self.db.execute(
-            f"SELECT {_FILE_COLUMNS} FROM files WHERE status = 'ok' ORDER BY mtime_ns DESC, id DESC LIMIT ?",
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE status = 'ok' "
+            "ORDER BY coalesce(taken, mtime_ns / 1000000000) DESC, id DESC LIMIT ?",
             (int(limit),),
         )
         return [_row(r) for r in rows]

@@ -11,7 +11,7 @@ import shlex
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -130,8 +130,10 @@ def parse_query(typed: str) -> ParsedQuery:
     return ParsedQuery(typed, None)
 
 
-def photo_date(row: FileRow) -> datetime | None:
-    """The date shown for a photo (file modification time until the index records when it was taken)."""
+def photo_date(row: FileRow, taken: int | None = None) -> datetime | None:
+    """The date shown for a photo: when it was taken (EXIF, as the camera's wall clock), else its file time."""
+    if taken is not None:
+        return datetime.fromtimestamp(taken, timezone.utc).replace(tzinfo=None)
     return datetime.fromtimestamp(row.mtime_ns / 1e9) if row.mtime_ns else None
 
 
@@ -198,34 +200,55 @@ class SearchService:
         - plain words: a text query.
         Raises Superseded when `cancelled()` turns true before the (slow) model call.
         """
-        from ..search import Query, query_vector
+        from ..querylang import Term, parse_search_text
+        from ..search import combine, search, term_vector
 
         parsed = parse_query(text)
-        if like_file_id is not None and parsed.image is None:
-            if parsed.text is None:
-                with self._db_lock:
-                    vector = self.store.vector(like_file_id)
-                return self._ranked(vector, exclude=like_file_id)
+        # The words go through the one-line search language: filters (after:, place:, type: …),
+        # negatives (-people) and weights work here exactly as in `umsearch query`.
+        request = parse_search_text(parsed.text or "")
+        image = parsed.image
+        if like_file_id is not None and image is None:
             anchor = self.file(like_file_id)
             if anchor is None:
                 raise StoreError("the photo to search from is no longer in the index")
-            parsed = ParsedQuery(parsed.text, anchor.path)
-        if parsed.text is None and parsed.image is None:
-            return self.recent()
-        embedder = self.load_model()
+            image = anchor.path
+        positives = list(request.positives)
+        if image is not None:
+            # The image and the first words form one fused GME input ("this photo, but at night").
+            first = positives.pop(0) if positives and positives[0].image is None else None
+            positives.insert(0, Term(text=first.text if first else None, image=image, weight=first.weight if first else 1.0))
+        if not positives and not request.negatives:
+            if request.filters == type(request.filters)():
+                return self.recent()
+        if not positives:
+            raise UmsearchError("type something to look for (words, @PATH, or press s on a photo), not only filters or -words")
+        stored_only = like_file_id is not None and len(positives) == 1 and positives[0].text is None
+        if stored_only and not request.negatives:
+            with self._db_lock:
+                vector = self.store.vector(like_file_id)  # "more like this": no model call
+        else:
+            embedder = self.load_model()
+            if cancelled():
+                raise Superseded
+            vectors = []
+            for term in positives:
+                if stored_only or (like_file_id is not None and term.image == image and term.text is None):
+                    with self._db_lock:
+                        vectors.append((self.store.vector(like_file_id), term.weight))
+                else:
+                    vectors.append((term_vector(embedder, term, self.max_pixels), term.weight))
+                if cancelled():
+                    raise Superseded
+            negatives = [(term_vector(embedder, term, self.max_pixels), term.weight) for term in request.negatives]
+            vector = combine(vectors, negatives)
         if cancelled():
             raise Superseded
-        vector = query_vector(embedder, Query(text=parsed.text, image=parsed.image), self.max_pixels)
-        if cancelled():
-            raise Superseded
-        return self._ranked(vector, exclude=like_file_id if parsed.text is None else None)
-
-    def _ranked(self, vector, exclude: int | None) -> list[Result]:
-        from ..search import rank
-
+        exclude = like_file_id if positives[0].text is None and positives[0].image == image else None
+        limit = (request.limit or self.limit) + (1 if exclude is not None else 0)
         with self._db_lock:
-            hits: list[Hit] = rank(self.store, vector, self.limit + (1 if exclude is not None else 0))
-        return [Result(h.file_id, h.path, h.score) for h in hits if h.file_id != exclude][: self.limit]
+            hits = search(self.store, vector, limit, request.filters, min_score=request.min_score, sort=request.sort)
+        return [Result(h.file_id, h.path, h.score) for h in hits if h.file_id != exclude][: request.limit or self.limit]
 
     def recent(self, limit: int = RECENT_LIMIT) -> list[Result]:
         """The newest photos: what the TUI shows before anything is typed."""
@@ -242,7 +265,9 @@ class SearchService:
         row = self.file(file_id)
         if row is None:
             return None
-        return Details(row.path, row.width, row.height, row.size, photo_date(row))
+        with self._db_lock:
+            facts = self.store.facts_by_id([file_id]).get(file_id)
+        return Details(row.path, row.width, row.height, row.size, photo_date(row, facts.taken if facts else None))
 
     def status(self) -> StatusInfo:
         from ..watchstate import read_status
