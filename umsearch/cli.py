@@ -53,6 +53,28 @@ MinTokensOption = Annotated[
 MaxTokensOption = Annotated[
     Optional[int], typer.Option("--max-image-tokens", min=4, help="Largest visual token budget per image [default: 1280].")
 ]
+DeviceOption = Annotated[
+    str,
+    typer.Option(
+        "--device", envvar="UMSEARCH_DEVICE", help="auto, cpu, cuda or mps (auto: CUDA, then Apple MPS, then CPU).",
+    ),
+]
+QuantOption = Annotated[
+    str,
+    typer.Option(
+        "--quant", envvar="UMSEARCH_QUANT",
+        help="auto, nf4, int8 or none (auto: 4-bit NF4 on CUDA, full precision elsewhere).",
+    ),
+]
+QualityOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--quality",
+        help="Image detail: fast (128-256 visual tokens), balanced (256-576) or best (256-1280) "
+        "[default: the index's, else best].",
+        show_default=False,
+    ),
+]
 
 
 def friendly_errors(command: F) -> F:
@@ -98,21 +120,27 @@ def chosen_model(store: "Store", model: str | None) -> str:
     return model_id
 
 
-def token_budget(store: "Store", min_tokens: int | None, max_tokens: int | None) -> tuple[int, int]:
-    settings = store.settings()
-    low = min_tokens or (settings.min_image_tokens if settings else config.DEFAULT_MIN_IMAGE_TOKENS)
-    high = max_tokens or (settings.max_image_tokens if settings else config.DEFAULT_MAX_IMAGE_TOKENS)
-    if low > high:
-        raise UmsearchError(f"--min-image-tokens ({low}) is larger than --max-image-tokens ({high})")
-    return low, high
+def token_budget(
+    store: "Store", min_tokens: int | None, max_tokens: int | None, quality: str | None = None
+) -> tuple[int, int]:
+    from .runtime import resolve_budget
+
+    return resolve_budget(store.settings(), quality, min_tokens, max_tokens)
 
 
-def load_model(model_id: str, budget: tuple[int, int]) -> "GmeEmbedder":
+def load_model(
+    model_id: str, budget: tuple[int, int], device: str = "auto", quant: str = "auto"
+) -> "GmeEmbedder":
+    """The one way CLI commands (and the TUI) load the model: device/quant policy, then a spinner."""
     from . import present
     from .embed import load_embedder
+    from .runtime import RuntimeRequest
 
+    request = RuntimeRequest(device, quant)  # validates before the slow part
     with present.err.status(f"loading model {model_id} …"):
-        return load_embedder(model_id, min_image_tokens=budget[0], max_image_tokens=budget[1])
+        return load_embedder(
+            model_id, device=request.device, quant=request.quant, min_image_tokens=budget[0], max_image_tokens=budget[1]
+        )
 
 
 def max_pixels(budget: tuple[int, int]) -> int:
@@ -133,6 +161,9 @@ def index(
     min_image_tokens: MinTokensOption = None,
     max_image_tokens: MaxTokensOption = None,
     as_json: JsonOption = False,
+    device: DeviceOption = "auto",
+    quant: QuantOption = "auto",
+    quality: QualityOption = None,
 ) -> None:
     """Add new photos, re-embed changed ones, follow moves and drop deleted ones."""
     from . import present
@@ -140,13 +171,14 @@ def index(
 
     with open_store(db, create=True) as store:
         model_id = chosen_model(store, model)
-        budget = token_budget(store, min_image_tokens, max_image_tokens)
+        budget = token_budget(store, min_image_tokens, max_image_tokens, quality)
         indexer = Indexer(
             store,
-            lambda: load_model(model_id, budget),
+            lambda: load_model(model_id, budget, device, quant),
             max_pixels=max_pixels(budget),
             batch_size=batch_size,
             progress=present.BarProgress(),
+            image_budget=budget,
         )
         summary = indexer.index(
             [str(p) for p in paths],
@@ -175,6 +207,9 @@ def query(
     model: ModelOption = None,
     as_json: JsonOption = False,
     paths_only: Annotated[bool, typer.Option("--paths", help="Print only paths, one per line.")] = False,
+    device: DeviceOption = "auto",
+    quant: QuantOption = "auto",
+    quality: QualityOption = None,
 ) -> None:
     """Search the index by text, by image (--image), or both fused into one query."""
     from . import present
@@ -185,10 +220,15 @@ def query(
         model_id = chosen_model(store, model)
         if store.counts().indexed == 0:
             raise UmsearchError(f"index {store.path} has no photos yet: run 'umsearch index FOLDER' first")
-        budget = token_budget(store, None, None)
+        budget = token_budget(store, None, None, quality)
         if request.image and not Path(request.image).is_file():
             raise UmsearchError(f"{request.image}: no such file")
-        embedder = load_model(model_id, budget)
+        embedder = load_model(model_id, budget, device, quant)
+        from .runtime import query_mismatch
+
+        mismatch = query_mismatch(store, embedder.info, has_image=request.image is not None)
+        if mismatch:
+            present.warn(mismatch)
         vector = query_vector(embedder, request, max_pixels(budget))
         hits = rank(store, vector, limit)
     present.print_hits(hits, as_json=as_json, paths_only=paths_only)
@@ -216,6 +256,9 @@ def status(
         counts = store.counts()
         settings = store.settings()
         failed_rows = store.failures(limit=failures)
+        from .runtime import recorded_runtime
+
+        runtime = recorded_runtime(store)
         report = {
             "db": str(store.path),
             "exists": True,
@@ -225,6 +268,10 @@ def status(
             "model": settings.model_id if settings else None,
             "dim": settings.dim if settings else None,
             "image_tokens": [settings.min_image_tokens, settings.max_image_tokens] if settings else None,
+            "quality": runtime.quality,
+            "device": runtime.device,
+            "dtype": runtime.dtype,
+            "quant": runtime.quant,
             "failures": [{"path": row.path, "reason": row.error} for row in failed_rows],
         }
     if as_json:
@@ -235,6 +282,10 @@ def status(
     if settings:
         present.out.print(f"model     {settings.model_id} ({settings.dim}-d)")
         present.out.print(f"images    {settings.min_image_tokens}–{settings.max_image_tokens} visual tokens")
+        if runtime.quality:
+            present.out.print(f"quality   {runtime.quality}")
+        if runtime.device:
+            present.out.print(f"runtime   {runtime.device}, {runtime.dtype}, quantization {runtime.quant}")
     for row in failed_rows:
         present.out.print(f"failed    {row.path}: {row.error}", markup=False)
     if counts.failed > len(failed_rows):
@@ -251,19 +302,21 @@ def embed(
     min_image_tokens: MinTokensOption = None,
     max_image_tokens: MaxTokensOption = None,
     as_json: JsonOption = False,
+    device: DeviceOption = "auto",
+    quant: QuantOption = "auto",
+    quality: QualityOption = None,
 ) -> None:
     """Print the GME vector of a text, an image, or both (a JSON list)."""
     from . import present
     from .search import Query, query_vector
 
     request = Query(text=text, image=str(image) if image else None, instruction=instruction)
-    budget = (
-        min_image_tokens or config.DEFAULT_MIN_IMAGE_TOKENS,
-        max_image_tokens or config.DEFAULT_MAX_IMAGE_TOKENS,
-    )
+    from .runtime import resolve_budget
+
+    budget = resolve_budget(None, quality, min_image_tokens, max_image_tokens)
     if request.image and not Path(request.image).is_file():
         raise UmsearchError(f"{request.image}: no such file")
-    embedder = load_model(config.normalize_model_spec(model or config.default_model()), budget)
+    embedder = load_model(config.normalize_model_spec(model or config.default_model()), budget, device, quant)
     vector = query_vector(embedder, request, max_pixels(budget))
     present.print_json([round(float(x), 7) for x in vector])
 

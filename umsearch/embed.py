@@ -264,6 +264,49 @@ def gme_pre_resize(image: Image.Image) -> Image.Image:
     return image.resize((new_width, new_height))
 
 
+def fit_image(image: Image.Image, min_image_tokens: int, max_image_tokens: int) -> Image.Image:
+    """Both of the embedder's resizes, done ahead (on a loader thread, say) with the same PIL operations.
+
+    The result is already at the size `prepare` would give it, so `prepare`'s own resizes become
+    same-size copies (PIL returns a copy when the size does not change): the vectors are identical,
+    the expensive resampling runs off the model's thread, and a decoded photo waiting in a read-ahead
+    queue holds at most `max_image_tokens * 28 * 28` pixels.
+    """
+    from PIL import Image as PILImage
+
+    image = gme_pre_resize(image)
+    width, height = image.size
+    new_height, new_width = _processor_resize(height, width, min_image_tokens, max_image_tokens)
+    if (new_width, new_height) == (width, height):
+        return image
+    # The image processor's resample (Qwen2VLImageProcessorPil.resample), on the same uint8 RGB pixels.
+    return image.resize((new_width, new_height), resample=PILImage.Resampling.BICUBIC)
+
+
+def image_token_count(width: int, height: int, min_image_tokens: int, max_image_tokens: int) -> int:
+    """How many visual tokens (image-pad slots) an image of this size gets under the budget."""
+    pre_height, pre_width = _smart_resize(height, width)
+    new_height, new_width = _processor_resize(pre_height, pre_width, min_image_tokens, max_image_tokens)
+    return (new_height // _RESIZE_FACTOR) * (new_width // _RESIZE_FACTOR)
+
+
+def _processor_resize(height: int, width: int, min_image_tokens: int, max_image_tokens: int) -> tuple[int, int]:
+    # transformers' qwen2_vl smart_resize, with the pixel limits the embedder gives its image processor.
+    factor = _RESIZE_FACTOR
+    min_pixels, max_pixels = min_image_tokens * _PIXELS_PER_TOKEN, max_image_tokens * _PIXELS_PER_TOKEN
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
 def _smart_resize(height: int, width: int) -> tuple[int, int]:
     factor = _RESIZE_FACTOR
     h_bar = max(factor, round(height / factor) * factor)
@@ -343,6 +386,19 @@ class GmeEmbedder:
     ) -> np.ndarray:
         """One query vector, shape (dim,)."""
         return self.embed([EmbedInput(text=text, image=image, instruction=instruction)])[0]
+
+    def prepare_images(self, images: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
+        """Model inputs for index images: the CPU half of `embed_images`, safe to run on another thread
+        while `embed_prepared` runs the model on the previous batch."""
+        return self.prepare([EmbedInput(image=im, instruction=INDEX_INSTRUCTION) for im in images])
+
+    def embed_prepared(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
+        """(N, dim) float32 unit vectors for a batch from `prepare` / `prepare_images`."""
+        import numpy as np
+        import torch
+
+        with torch.inference_mode():
+            return self.forward(batch).cpu().numpy().astype(np.float32, copy=False)
 
     def prepare(self, items: Sequence[EmbedInput]) -> dict[str, torch.Tensor]:
         """The exact model inputs for `items`: right-padded input_ids, attention_mask and image tensors."""
