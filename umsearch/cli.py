@@ -321,6 +321,93 @@ def embed(
     present.print_json([round(float(x), 7) for x in vector])
 
 
+model_app = typer.Typer(
+    help="Download the GME model ahead of use, or see what is downloaded.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.add_typer(model_app, name="model")
+ModelIdArgument = Annotated[
+    Optional[str],
+    typer.Argument(help=f"Hugging Face id or local folder [default: {config.DEFAULT_MODEL}].", show_default=False),
+]
+
+
+def _print_model_info(info) -> None:  # noqa: ANN001
+    from . import present
+
+    present.out.print(f"model     {info.spec}", markup=False)
+    if info.path:
+        present.out.print(f"path      {info.path}", markup=False)
+    if info.revision:
+        present.out.print(f"revision  {info.revision}")
+    if info.size_bytes:
+        present.out.print(f"size      {present.human_bytes(info.size_bytes)}")
+    state = "ready" if info.downloaded else (info.problem or "not downloaded")
+    present.out.print(f"state     {state}", markup=False)
+    if info.source == "hub":
+        present.out.print(f"cache     {info.cache_dir} (from {info.endpoint})", markup=False)
+
+
+@model_app.command("download")
+@friendly_errors
+def model_download(model_id: ModelIdArgument = None, as_json: JsonOption = False) -> None:
+    """Download a model (safetensors only) into the Hugging Face cache, with progress."""
+    from . import present
+    from .hub import download_model
+
+    info = download_model(model_id or config.default_model())
+    if as_json:
+        present.print_json(info.as_dict())
+    else:
+        _print_model_info(info)
+
+
+@model_app.command("info")
+@friendly_errors
+def model_info_command(model_id: ModelIdArgument = None, as_json: JsonOption = False) -> None:
+    """Where a model is cached, its size and revision, or that it is not downloaded (never uses the network)."""
+    from . import present
+    from .hub import model_info
+
+    info = model_info(model_id or config.default_model())
+    if as_json:
+        present.print_json(info.as_dict())
+    else:
+        _print_model_info(info)
+
+
+@app.command()
+@friendly_errors
+def doctor(
+    db: DbOption = None,
+    model: ModelOption = None,
+    device: DeviceOption = "auto",
+    quant: QuantOption = "auto",
+    as_json: JsonOption = False,
+) -> None:
+    """Check this machine: Python, PyTorch, GPU, bitsandbytes, SQLite, model and index, with fixes."""
+    from . import present
+    from .doctor import NOTE, OK, diagnose
+
+    report = diagnose(model or config.default_model(), db or config.default_db_path(), device, quant)
+    if as_json:
+        present.print_json(report.as_dict())
+    else:
+        marks = {OK: "[green]ok[/]     ", NOTE: "[cyan]note[/]   "}
+        for check in report.checks:
+            present.out.print(marks.get(check.status, "[bold red]problem[/]") + f" {check.name:<13}", end="")
+            present.out.print(check.detail, markup=False)
+            if check.fix:
+                present.out.print(f"{'':<22}fix: {check.fix}", markup=False)
+        problems = len(report.problems)
+        present.out.print("no problems found" if not problems else f"{problems} problem(s) found")
+    if report.problems:
+        raise typer.Exit(EXIT_ERROR)
+
+
 def main() -> None:
     app()
 
