@@ -172,6 +172,9 @@ def index(
     with open_store(db, create=True) as store:
         model_id = chosen_model(store, model)
         budget = token_budget(store, min_image_tokens, max_image_tokens, quality)
+        from .runtime import check_index_budget
+
+        check_index_budget(store.settings(), budget, str(store.path))
         indexer = Indexer(
             store,
             lambda: load_model(model_id, budget, device, quant),

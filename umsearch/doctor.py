@@ -102,6 +102,9 @@ def _check_gpu(add: Callable[[Check], None], torch: Any) -> None:
 
 
 def _check_bitsandbytes(add: Callable[[Check], None], torch: Any) -> None:
+    from .embed import quiet_bitsandbytes
+
+    quiet_bitsandbytes()
     try:
         import bitsandbytes as bnb
         import bitsandbytes.functional as bnbf
@@ -182,7 +185,7 @@ def _check_model(add: Callable[[Check], None], model: str) -> None:
         add(Check("model", PROBLEM, info.problem, f"umsearch model download {model}"))
     else:
         add(Check("model", PROBLEM, f"{model} is not downloaded (cache: {info.cache_dir})",
-                  f"umsearch model download {model} (about 4.5 GB for 2B, 16 GB for 7B)"))
+                  f"umsearch model download {model}"))
 
 
 def _check_index(add: Callable[[Check], None], db_path: Path) -> None:

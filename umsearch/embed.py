@@ -208,6 +208,7 @@ def _load_model(path: Path, device: str, dtype: str, quant: str) -> Any:
                 f"quantization '{quant}' needs the bitsandbytes and accelerate packages: "
                 "pip install bitsandbytes accelerate, or use --quant none"
             )
+        quiet_bitsandbytes()
         kwargs["quantization_config"] = _bnb_config(quant, torch_dtype)
     if quant == "int8" and dtype != "float16":
         # bitsandbytes logs a warning on every int8 matmul whose input is not float16 (CPU runs float32).
@@ -237,9 +238,18 @@ def _load_model(path: Path, device: str, dtype: str, quant: str) -> Any:
     return model
 
 
+def quiet_bitsandbytes() -> None:
+    """Hide bitsandbytes' import-time advert for the optional `kernels` package (which would fetch code from
+    the hub at run time; umsearch does not want that, and the built-in CPU path works without it)."""
+    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_WARNINGS_OFF)
+
+
 class _WarningsOff(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno > logging.WARNING
+
+
+_WARNINGS_OFF = _WarningsOff()
 
 
 def _bnb_config(quant: str, compute_dtype: torch.dtype) -> Any:

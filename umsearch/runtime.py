@@ -87,6 +87,20 @@ def resolve_budget(
     return low, high
 
 
+def check_index_budget(settings: IndexSettings | None, budget: tuple[int, int], where: str) -> None:
+    """Refuse, before any model loads, to add photos to an index at a different image budget."""
+    from .errors import ModelMismatchError
+
+    if settings is None or (settings.min_image_tokens, settings.max_image_tokens) == budget:
+        return
+    recorded = (settings.min_image_tokens, settings.max_image_tokens)
+    raise ModelMismatchError(
+        f"index {where} was built at quality {quality_name(*recorded)} ({recorded[0]}-{recorded[1]} visual "
+        f"tokens), not {quality_name(*budget)} ({budget[0]}-{budget[1]}): drop --quality / the token options to "
+        "keep its setting, or use --db NEW_FILE for a separate index"
+    )
+
+
 def record_runtime(store: Store, info: EmbedderInfo) -> None:
     """Write how the index's vectors are being made (shown by `status`; compared by queries)."""
     with store.transaction():
