@@ -223,15 +223,17 @@ def query(
         model_id = chosen_model(store, model)
         if store.counts().indexed == 0:
             raise UmsearchError(f"index {store.path} has no photos yet: run 'umsearch index FOLDER' first")
-        budget = token_budget(store, None, None, quality)
         if request.image and not Path(request.image).is_file():
             raise UmsearchError(f"{request.image}: no such file")
-        embedder = load_model(model_id, budget, device, quant)
-        from .runtime import query_mismatch
+        from .runtime import query_embedder
 
-        mismatch = query_mismatch(store, embedder.info, has_image=request.image is not None)
+        with present.err.status(f"loading model {model_id} …"):
+            embedder, mismatch = query_embedder(
+                store, model, device=device, quant=quant, quality=quality, has_image=request.image is not None
+            )
         if mismatch:
             present.warn(mismatch)
+        budget = (embedder.info.min_image_tokens, embedder.info.max_image_tokens)
         vector = query_vector(embedder, request, max_pixels(budget))
         hits = rank(store, vector, limit)
     present.print_hits(hits, as_json=as_json, paths_only=paths_only)

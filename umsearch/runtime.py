@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from .errors import UmsearchError
 
 if TYPE_CHECKING:
-    from .embed import EmbedderInfo
+    from .embed import EmbedderInfo, GmeEmbedder
     from .store import IndexSettings, Store
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
@@ -146,3 +146,34 @@ def query_mismatch(store: Store, info: EmbedderInfo, *, has_image: bool = True) 
     if not diffs:
         return None
     return "this query uses " + " and ".join(diffs) + "; scores may differ slightly from an exact match"
+
+
+def query_embedder(
+    store: Store,
+    model: str | None = None,
+    *,
+    device: str = "auto",
+    quant: str = "auto",
+    quality: str | None = None,
+    has_image: bool = True,
+) -> tuple[GmeEmbedder, str | None]:
+    """Load the model that serves queries on `store` (the index's own model and budget unless told
+    otherwise), and say in one line how its settings differ from the index's (None when they agree).
+
+    The one call the CLI's `query` and the TUI make; it is slow (seconds), so run it off the UI thread.
+    """
+    from .config import default_model, normalize_model_spec
+    from .embed import load_embedder
+
+    request = RuntimeRequest(device, quant)
+    settings = store.settings()
+    if model is None:
+        model_id = settings.model_id if settings else default_model()
+    else:
+        model_id = normalize_model_spec(model)
+        store.check_model(model_id)
+    low, high = resolve_budget(settings, quality)
+    embedder = load_embedder(
+        model_id, device=request.device, quant=request.quant, min_image_tokens=low, max_image_tokens=high
+    )
+    return embedder, query_mismatch(store, embedder.info, has_image=has_image)
