@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="2b", help="comma list of 2b, 7b")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "mps"])
     parser.add_argument("--quants", default="none,nf4", help="comma list of none, nf4, int8")
+    parser.add_argument("--dtype", default="auto", help="compute dtype for every point (auto, float32, bfloat16, float16)")
     parser.add_argument("--qualities", default="fast,balanced,best", help="comma list of presets")
     parser.add_argument("--quality", default="fast", help="preset for --pipeline")
     parser.add_argument("--images", type=int, default=2, help="images per point (after one warm-up batch on GPU)")
@@ -79,10 +80,10 @@ def main() -> None:
     for size in args.sizes.split(","):
         model_dir = ensure_model(size, Path(args.cache))
         if args.pipeline:
-            points = [dict(size=size, model=str(model_dir), quant=q, quality=args.quality, pipeline=True)
-                      for q in args.quants.split(",")]
+            points = [dict(size=size, model=str(model_dir), quant=q, quality=args.quality, pipeline=True,
+                           dtype=args.dtype) for q in args.quants.split(",")]
         else:
-            points = [dict(size=size, model=str(model_dir), quant=q, quality=quality)
+            points = [dict(size=size, model=str(model_dir), quant=q, quality=quality, dtype=args.dtype)
                       for q in args.quants.split(",") for quality in args.qualities.split(",")]
         for point in points:
             result = run_child(point, args)
@@ -143,8 +144,8 @@ def load(point: dict, device: str):
 
     low, high = QUALITY_PRESETS[point["quality"]]
     started = time.perf_counter()
-    embedder = load_embedder(point["model"], device=device, quant=point["quant"], min_image_tokens=low,
-                             max_image_tokens=high)
+    embedder = load_embedder(point["model"], device=device, quant=point["quant"], dtype=point.get("dtype", "auto"),
+                             min_image_tokens=low, max_image_tokens=high)
     return embedder, time.perf_counter() - started
 
 
@@ -157,7 +158,7 @@ def run_point(point: dict, args: argparse.Namespace) -> dict:
     embedder, load_s = load(point, args.device)
     info = embedder.info
     result = {**point, "device": info.device, "dtype": info.dtype, "load_s": round(load_s, 1),
-              "threads": torch.get_num_threads()}
+              "threads": torch.get_num_threads(), "started": time.strftime("%H:%M"), "load_avg": os.getloadavg()[0]}
     result.pop("model")
 
     def sync() -> None:

@@ -68,6 +68,28 @@ def test_explicit_choices_override_auto(platform) -> None:
     assert embed.choose_runtime("cpu", "nf4") == ("cpu", "float32", "nf4")
 
 
+def test_an_explicit_dtype_is_honoured_where_the_hardware_allows_it(platform) -> None:
+    platform(cuda=True, bf16=False)
+    assert embed.choose_runtime("cpu", "none", "bfloat16") == ("cpu", "bfloat16", "none")
+    assert embed.choose_runtime("cuda", "nf4", "float16") == ("cuda", "float16", "nf4")
+    with pytest.raises(UmsearchError, match="no bfloat16 support"):
+        embed.choose_runtime("cuda", "nf4", "bfloat16")
+    with pytest.raises(UmsearchError, match="int8 quantization computes in float16"):
+        embed.choose_runtime("cuda", "int8", "float32")
+    with pytest.raises(UmsearchError, match="unknown dtype"):
+        RuntimeRequest("cpu", "none", "float8")
+
+
+def test_bfloat16_on_cpu_gives_vectors_close_to_float32(tiny_model_dir: Path, tiny_embedder: GmeEmbedder) -> None:
+    from .photos import picture
+
+    half = load_embedder(str(tiny_model_dir), device="cpu", quant="none", dtype="bfloat16")
+    assert (half.info.dtype, next(half.model.parameters()).dtype) == ("bfloat16", torch.bfloat16)
+    inputs = [embed.EmbedInput(text="a red bike by a lake"), embed.EmbedInput(image=picture(3, (200, 150)))]
+    similarity = np.sum(half.embed(inputs) * tiny_embedder.embed(inputs), axis=1)
+    assert np.all(similarity > 0.98), similarity
+
+
 @pytest.mark.parametrize(
     "machine, device, quant, message",
     [
@@ -188,6 +210,7 @@ def test_runtime_is_recorded_and_a_query_with_other_settings_is_told(
         assert "128-256" in message and "index: 256-1280" in message and "\n" not in message
         assert query_mismatch(store, fast, has_image=False) is None  # text queries have no image budget
         assert "quantization nf4 (index: none)" in query_mismatch(store, info_like(info, quant="nf4"))
+        assert "bfloat16 (index: float32)" in query_mismatch(store, info_like(info, dtype="bfloat16"))
 
 
 # --- Loader-side resizing gives the very same vectors -----------------------------------------------

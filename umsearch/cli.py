@@ -66,6 +66,13 @@ QuantOption = Annotated[
         help="auto, nf4, int8 or none (auto: 4-bit NF4 on CUDA, full precision elsewhere).",
     ),
 ]
+DtypeOption = Annotated[
+    str,
+    typer.Option(
+        "--dtype", envvar="UMSEARCH_DTYPE",
+        help="auto, float32, bfloat16 or float16 compute (auto: bf16/fp16 on GPUs, float32 on CPUs).",
+    ),
+]
 QualityOption = Annotated[
     Optional[str],
     typer.Option(
@@ -129,17 +136,18 @@ def token_budget(
 
 
 def load_model(
-    model_id: str, budget: tuple[int, int], device: str = "auto", quant: str = "auto"
+    model_id: str, budget: tuple[int, int], device: str = "auto", quant: str = "auto", dtype: str = "auto"
 ) -> "GmeEmbedder":
     """The one way CLI commands (and the TUI) load the model: device/quant policy, then a spinner."""
     from . import present
     from .embed import load_embedder
     from .runtime import RuntimeRequest
 
-    request = RuntimeRequest(device, quant)  # validates before the slow part
+    request = RuntimeRequest(device, quant, dtype)  # validates before the slow part
     with present.err.status(f"loading model {model_id} …"):
         return load_embedder(
-            model_id, device=request.device, quant=request.quant, min_image_tokens=budget[0], max_image_tokens=budget[1]
+            model_id, device=request.device, quant=request.quant, dtype=request.dtype, min_image_tokens=budget[0],
+            max_image_tokens=budget[1],
         )
 
 
@@ -163,12 +171,15 @@ def index(
     as_json: JsonOption = False,
     device: DeviceOption = "auto",
     quant: QuantOption = "auto",
+    dtype: DtypeOption = "auto",
     quality: QualityOption = None,
 ) -> None:
     """Add new photos, re-embed changed ones, follow moves and drop deleted ones."""
     from . import present
     from .index import Indexer
+    from .runtime import RuntimeRequest
 
+    RuntimeRequest(device, quant, dtype)  # a typo fails now, not after the scan
     with open_store(db, create=True) as store:
         model_id = chosen_model(store, model)
         budget = token_budget(store, min_image_tokens, max_image_tokens, quality)
@@ -177,7 +188,7 @@ def index(
         check_index_budget(store.settings(), budget, str(store.path))
         indexer = Indexer(
             store,
-            lambda: load_model(model_id, budget, device, quant),
+            lambda: load_model(model_id, budget, device, quant, dtype),
             max_pixels=max_pixels(budget),
             batch_size=batch_size,
             progress=present.BarProgress(),
@@ -212,6 +223,7 @@ def query(
     paths_only: Annotated[bool, typer.Option("--paths", help="Print only paths, one per line.")] = False,
     device: DeviceOption = "auto",
     quant: QuantOption = "auto",
+    dtype: DtypeOption = "auto",
     quality: QualityOption = None,
 ) -> None:
     """Search the index by text, by image (--image), or both fused into one query."""
@@ -229,7 +241,8 @@ def query(
 
         with present.err.status(f"loading model {model_id} …"):
             embedder, mismatch = query_embedder(
-                store, model, device=device, quant=quant, quality=quality, has_image=request.image is not None
+                store, model, device=device, quant=quant, quality=quality, has_image=request.image is not None,
+                dtype=dtype,
             )
         if mismatch:
             present.warn(mismatch)
@@ -309,6 +322,7 @@ def embed(
     as_json: JsonOption = False,
     device: DeviceOption = "auto",
     quant: QuantOption = "auto",
+    dtype: DtypeOption = "auto",
     quality: QualityOption = None,
 ) -> None:
     """Print the GME vector of a text, an image, or both (a JSON list)."""
@@ -321,7 +335,7 @@ def embed(
     budget = resolve_budget(None, quality, min_image_tokens, max_image_tokens)
     if request.image and not Path(request.image).is_file():
         raise UmsearchError(f"{request.image}: no such file")
-    embedder = load_model(config.normalize_model_spec(model or config.default_model()), budget, device, quant)
+    embedder = load_model(config.normalize_model_spec(model or config.default_model()), budget, device, quant, dtype)
     vector = query_vector(embedder, request, max_pixels(budget))
     present.print_json([round(float(x), 7) for x in vector])
 
@@ -391,13 +405,14 @@ def doctor(
     model: ModelOption = None,
     device: DeviceOption = "auto",
     quant: QuantOption = "auto",
+    dtype: DtypeOption = "auto",
     as_json: JsonOption = False,
 ) -> None:
     """Check this machine: Python, PyTorch, GPU, bitsandbytes, SQLite, model and index, with fixes."""
     from . import present
     from .doctor import NOTE, OK, diagnose
 
-    report = diagnose(model or config.default_model(), db or config.default_db_path(), device, quant)
+    report = diagnose(model or config.default_model(), db or config.default_db_path(), device, quant, dtype)
     if as_json:
         present.print_json(report.as_dict())
     else:

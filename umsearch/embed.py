@@ -45,6 +45,7 @@ FUSED_QUERY_INSTRUCTION = "Find an image that looks like the given image, change
 
 DEVICES = ("cpu", "cuda", "mps")
 QUANTS = ("none", "nf4", "int8")
+DTYPES = ("float32", "bfloat16", "float16")
 
 # The reference's pre-resize (qwen-vl-utils smart_resize defaults).
 _RESIZE_FACTOR = 28
@@ -101,8 +102,12 @@ class Embedder(Protocol):
     ) -> np.ndarray: ...
 
 
-def choose_runtime(device: str, quant: str) -> tuple[str, str, str]:
-    """Resolve "auto" choices to (device, dtype name, quant) for this machine."""
+def choose_runtime(device: str, quant: str, dtype: str = "auto") -> tuple[str, str, str]:
+    """Resolve "auto" choices to (device, dtype name, quant) for this machine.
+
+    `dtype` is the compute (and unquantised weight) precision; "auto" keeps float32 on CPUs, where it
+    reproduces the reference vectors exactly (see cpu_has_native_bf16 for when bfloat16 pays off).
+    """
     import torch
 
     if device == "auto":
@@ -126,6 +131,14 @@ def choose_runtime(device: str, quant: str) -> tuple[str, str, str]:
     if quant != "none" and device == "mps":
         raise UmsearchError(f"quantization '{quant}' needs bitsandbytes, which does not run on Apple MPS: use --quant none")
 
+    if dtype != "auto":
+        if dtype not in DTYPES:
+            raise UmsearchError(f"unknown dtype '{dtype}' (expected auto, {', '.join(DTYPES)})")
+        if device == "cuda" and quant == "int8" and dtype != "float16":
+            raise UmsearchError("int8 quantization computes in float16: use --dtype float16 or auto")
+        if device == "cuda" and dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+            raise UmsearchError("this GPU has no bfloat16 support: use --dtype float16 or auto")
+        return device, dtype, quant
     if device == "cuda" and quant == "int8":
         dtype = "float16"  # bitsandbytes' int8 matmul computes in float16 and casts anything else
     elif device == "cuda":
@@ -135,6 +148,14 @@ def choose_runtime(device: str, quant: str) -> tuple[str, str, str]:
     else:
         dtype = "float32"
     return device, dtype, quant
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), where --dtype bfloat16 is faster."""
+    import torch
+
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
 
 def _bitsandbytes_usable() -> bool:
@@ -147,6 +168,7 @@ def load_embedder(
     *,
     device: str = "auto",
     quant: str = "auto",
+    dtype: str = "auto",
     min_image_tokens: int = 256,
     max_image_tokens: int = 1280,
     max_length: int = 1800,
@@ -161,7 +183,7 @@ def load_embedder(
     if max_length < 1:
         raise UmsearchError(f"max length must be positive, got {max_length}")
     path = resolve_model(model)
-    device, dtype, quant = choose_runtime(device, quant)
+    device, dtype, quant = choose_runtime(device, quant, dtype)
     tokenizer, image_processor = _load_processors(path, min_image_tokens, max_image_tokens)
     hf_model = _load_model(path, device, dtype, quant)
     info = EmbedderInfo(

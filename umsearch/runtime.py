@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 QUANT_CHOICES = ("auto", "nf4", "int8", "none")
+DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
 
 # Visual-token budget (min, max) per preset. Cost grows a little faster than linearly with tokens (the
 # vision tower's attention is quadratic per image), so "fast" is roughly 4x cheaper than "best" per photo.
@@ -39,12 +40,15 @@ class RuntimeRequest:
 
     device: str = "auto"
     quant: str = "auto"
+    dtype: str = "auto"
 
     def __post_init__(self) -> None:
         if self.device not in DEVICE_CHOICES:
             raise UmsearchError(f"unknown device '{self.device}' (expected one of {', '.join(DEVICE_CHOICES)})")
         if self.quant not in QUANT_CHOICES:
             raise UmsearchError(f"unknown quantization '{self.quant}' (expected one of {', '.join(QUANT_CHOICES)})")
+        if self.dtype not in DTYPE_CHOICES:
+            raise UmsearchError(f"unknown dtype '{self.dtype}' (expected one of {', '.join(DTYPE_CHOICES)})")
 
 
 def quality_budget(quality: str) -> tuple[int, int]:
@@ -143,6 +147,9 @@ def query_mismatch(store: Store, info: EmbedderInfo, *, has_image: bool = True) 
     recorded = store.meta(META_QUANT)
     if recorded is not None and recorded != info.quant:
         diffs.append(f"quantization {info.quant} (index: {recorded})")
+    recorded = store.meta(META_DTYPE)
+    if recorded is not None and recorded != info.dtype:
+        diffs.append(f"{info.dtype} (index: {recorded})")
     if not diffs:
         return None
     return "this query uses " + " and ".join(diffs) + "; scores may differ slightly from an exact match"
@@ -156,6 +163,7 @@ def query_embedder(
     quant: str = "auto",
     quality: str | None = None,
     has_image: bool = True,
+    dtype: str = "auto",
 ) -> tuple[GmeEmbedder, str | None]:
     """Load the model that serves queries on `store` (the index's own model and budget unless told
     otherwise), and say in one line how its settings differ from the index's (None when they agree).
@@ -165,7 +173,7 @@ def query_embedder(
     from .config import default_model, normalize_model_spec
     from .embed import load_embedder
 
-    request = RuntimeRequest(device, quant)
+    request = RuntimeRequest(device, quant, dtype)
     settings = store.settings()
     if model is None:
         model_id = settings.model_id if settings else default_model()
@@ -174,6 +182,7 @@ def query_embedder(
         store.check_model(model_id)
     low, high = resolve_budget(settings, quality)
     embedder = load_embedder(
-        model_id, device=request.device, quant=request.quant, min_image_tokens=low, max_image_tokens=high
+        model_id, device=request.device, quant=request.quant, dtype=request.dtype, min_image_tokens=low,
+        max_image_tokens=high,
     )
     return embedder, query_mismatch(store, embedder.info, has_image=has_image)
