@@ -137,7 +137,12 @@ def statuses(report: doctor.Report) -> dict[str, str]:
 def test_doctor_explains_this_machine(tiny_model_dir: Path, tmp_path: Path) -> None:
     report = doctor.diagnose(str(tiny_model_dir), tmp_path / "none.db", "cpu", "none")
     found = statuses(report)
-    assert list(found) == ["python", "torch", "gpu", "bitsandbytes", "runtime", "sqlite", "model", "index"]
+    from umsearch.embed import cpu_has_native_bf16
+
+    expected = ["python", "torch", "gpu", "bitsandbytes", "runtime", "sqlite", "model", "index"]
+    if cpu_has_native_bf16():  # a hint that --dtype bfloat16 would be faster here
+        expected.insert(5, "cpu-bf16")
+    assert list(found) == expected
     assert found["python"] == found["torch"] == found["sqlite"] == found["model"] == "ok"
     assert found["index"] == "note"  # no index yet: how to make one
     assert report.runtime == {"device": "cpu", "dtype": "float32", "quant": "none"}
