@@ -158,8 +158,9 @@ def run_point(point: dict, args: argparse.Namespace) -> dict:
     embedder, load_s = load(point, args.device)
     info = embedder.info
     result = {**point, "device": info.device, "dtype": info.dtype, "load_s": round(load_s, 1),
-              "threads": torch.get_num_threads(), "started": time.strftime("%H:%M"), "load_avg": os.getloadavg()[0]}
+              "threads": torch.get_num_threads(), "started": time.strftime("%H:%M"), "load_avg": round(os.getloadavg()[0], 1)}
     result.pop("model")
+    result["rss_after_load_gb"] = current_rss_gb()
 
     def sync() -> None:
         if cuda:
@@ -210,6 +211,16 @@ def run_point(point: dict, args: argparse.Namespace) -> dict:
         if peak:
             result["compute_bound_fraction"] = round(result["achieved_tflops"] / peak, 4)
     return result
+
+
+def current_rss_gb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 2**20, 2)
+    except OSError:
+        pass
+    return None  # not Linux
 
 
 def image_flops(config: dict, tokens: int, sequence: int) -> float:
@@ -305,7 +316,7 @@ def run_pipeline(point: dict, args: argparse.Namespace) -> dict:
 # ---- tables ------------------------------------------------------------------------------------------
 def table(results: list[dict]) -> str:
     head = ("| model | quant | dtype | quality | tokens | s/image | images/s | text s | texts/s | prep/model "
-            "| peak RSS | peak VRAM | TFLOP/s | of peak |")
+            "| RSS loaded | peak RSS | peak VRAM | TFLOP/s | of peak | load avg |")
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for r in results:
         if "error" in r:
@@ -314,8 +325,8 @@ def table(results: list[dict]) -> str:
         lines.append(
             f"| {r['size']} | {r['quant']} | {r['dtype']} | {r['quality']} | {r['visual_tokens']} | {r['image_s']} "
             f"| {r['images_per_s']} | {r['text_s']} | {r['texts_per_s']} | {r['prepare_share']:.1%} "
-            f"| {r['peak_rss_gb']} GB | {r.get('peak_vram_gb', '–')} | {r['achieved_tflops']} "
-            f"| {r.get('compute_bound_fraction', '–')} |"
+            f"| {r.get('rss_after_load_gb', '–')} GB | {r['peak_rss_gb']} GB | {r.get('peak_vram_gb', '–')} "
+            f"| {r['achieved_tflops']} | {r.get('compute_bound_fraction', '–')} | {r.get('load_avg', '–')} |"
         )
     return "\n".join(lines)
 
