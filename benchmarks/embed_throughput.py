@@ -280,7 +280,8 @@ def run_pipeline(point: dict, args: argparse.Namespace) -> dict:
     embedder, load_s = load(point, args.device)
     info = embedder.info
     budget = (info.min_image_tokens, info.max_image_tokens)
-    result = {**point, "device": info.device, "dtype": info.dtype, "load_s": round(load_s, 1)}
+    result = {**point, "device": info.device, "dtype": info.dtype, "load_s": round(load_s, 1),
+              "load_avg": round(os.getloadavg()[0], 1)}
     result.pop("model")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "photos"
@@ -332,14 +333,15 @@ def table(results: list[dict]) -> str:
 
 
 def pipeline_table(results: list[dict]) -> str:
-    lines = ["| model | quant | quality | images | batch | wall s | model s | overhead | decode+resize s/img |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | quant | dtype | quality | images | batch | wall s | model s | overhead | decode+resize s/img "
+             "| load avg |", "|---" * 11 + "|"]
     for r in results:
         if "error" in r:
             lines.append(f"| {r['size']} | {r['quant']} | {r['quality']} | error: {r['error']} |")
             continue
-        lines.append(f"| {r['size']} | {r['quant']} | {r['quality']} | {r['images']} | {r['batch_size']} "
-                     f"| {r['wall_s']} | {r['model_s']} | {r['overhead']:.1%} | {r['decode_resize_s_per_image']} |")
+        lines.append(f"| {r['size']} | {r['quant']} | {r['dtype']} | {r['quality']} | {r['images']} | {r['batch_size']} "
+                     f"| {r['wall_s']} | {r['model_s']} | {r['overhead']:.1%} | {r['decode_resize_s_per_image']} "
+                     f"| {r['load_avg']} |")
     return "\n".join(lines)
 
 

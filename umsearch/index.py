@@ -142,6 +142,27 @@ def _find_moved_source(item: FoundFile, candidates: list[FileRow], taken: set[in
     return next((row for row in candidates if row.hash == digest), None)
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or the RuntimeError other backends (MPS, older torch) raise for it."""
+    torch = sys.modules.get("torch")
+    oom_type = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
+    if oom_type is not None and isinstance(exc, oom_type):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def release_accelerator_memory() -> None:
+    """Hand cached blocks back after an out-of-memory error, so the halved batch has room."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    mps = getattr(torch, "mps", None)
+    if mps is not None and torch.backends.mps.is_available():
+        mps.empty_cache()
+
+
 class Indexer:
     """Runs one incremental pass. The model is only loaded when something actually needs embedding."""
 
@@ -398,24 +419,3 @@ class Indexer:
             summary.added += 1
         else:
             summary.updated += 1
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """CUDA's OutOfMemoryError, or the RuntimeError other backends (MPS, older torch) raise for it."""
-    torch = sys.modules.get("torch")
-    oom_type = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
-    if oom_type is not None and isinstance(exc, oom_type):
-        return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-
-
-def release_accelerator_memory() -> None:
-    """Hand cached blocks back after an out-of-memory error, so the halved batch has room."""
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    mps = getattr(torch, "mps", None)
-    if mps is not None and torch.backends.mps.is_available():
-        mps.empty_cache()
