@@ -222,3 +222,11 @@ def test_bad_runtime_flags_are_one_line_errors(tiny_model_dir: Path) -> None:
     assert result.exit_code == 1 and result.stderr.strip().splitlines() == [
         "error: unknown device 'tpu' (expected one of auto, cpu, cuda, mps)"
     ]
+
+
+def test_first_use_offline_is_one_line_naming_the_model(hub_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = CliRunner().invoke(cli.app, ["embed", "--text", "a dog", "--model", HUB_ID])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and HUB_ID in lines[0] and "umsearch model download" in lines[0]

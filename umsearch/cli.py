@@ -144,11 +144,25 @@ def load_model(
     from .runtime import RuntimeRequest
 
     request = RuntimeRequest(device, quant, dtype)  # validates before the slow part
+    download_on_first_use(model_id)
     with present.err.status(f"loading model {model_id} …"):
         return load_embedder(
             model_id, device=request.device, quant=request.quant, dtype=request.dtype, min_image_tokens=budget[0],
             max_image_tokens=budget[1],
         )
+
+
+def download_on_first_use(model_id: str) -> None:
+    """Fetch a missing hub model before the loading spinner starts, so huggingface_hub's progress bars show."""
+    from . import present
+    from .hub import download_model, model_info
+    from .modelfiles import _hub_offline
+
+    if Path(model_id).expanduser().is_dir() or model_info(model_id).downloaded:
+        return
+    if not _hub_offline():  # offline, the failure below is the only line
+        present.err.print(f"downloading model {model_id} (first use; 'umsearch model info' shows where it goes) …")
+    download_model(model_id)
 
 
 def max_pixels(budget: tuple[int, int]) -> int:
@@ -239,6 +253,7 @@ def query(
             raise UmsearchError(f"{request.image}: no such file")
         from .runtime import query_embedder
 
+        download_on_first_use(model_id)
         with present.err.status(f"loading model {model_id} …"):
             embedder, mismatch = query_embedder(
                 store, model, device=device, quant=quant, quality=quality, has_image=request.image is not None,
