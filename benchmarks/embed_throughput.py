@@ -181,6 +181,9 @@ def run_point(point: dict, args: argparse.Namespace) -> dict:
     result["text_cpu_s"] = round(statistics.median(text_cpu), 3)
     result["texts_per_s"] = round(1 / statistics.median(text_times), 2)
 
+    if args.images == 0:  # text queries only
+        result["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+        return result
     images = [fit_image(photo(i), info.min_image_tokens, info.max_image_tokens) for i in range(args.batch_size)]
     batch = embedder.prepare_images(images)
     tokens = int(batch["image_grid_thw"][0].prod()) // 4
@@ -328,6 +331,8 @@ def table(results: list[dict]) -> str:
         if "error" in r:
             lines.append(f"| {r['size']} | {r['quant']} | | {r['quality']} | error: {r['error']} |")
             continue
+        r = {"visual_tokens": "–", "image_s": "–", "images_per_s": "–", "prepare_share": 0.0, "achieved_tflops": "–",
+             **r}
         lines.append(
             f"| {r['size']} | {r['quant']} | {r['dtype']} | {r['quality']} | {r['visual_tokens']} | {r['image_s']} "
             f"| {r['images_per_s']} | {r['text_s']} | {r['texts_per_s']} | {r['prepare_share']:.1%} "
