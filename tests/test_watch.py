@@ -375,7 +375,13 @@ class SlowModel(CountingEmbedder):
     """The real model behind a call that outlasts the stop grace period (a big batch on a slow CPU)."""
 
     def embed_images(self, images, batch_size: int = 8):  # noqa: ANN001, ANN201
-        result = super().embed_images(images, batch_size=batch_size)
+        return self._slowly(super().embed_images(images, batch_size=batch_size))
+
+    def embed_prepared(self, batch):  # noqa: ANN001, ANN201
+        return self._slowly(super().embed_prepared(batch))
+
+    @staticmethod
+    def _slowly(result):  # noqa: ANN001, ANN205
         deadline = time.monotonic() + 1.5
         while time.monotonic() < deadline:
             time.sleep(0.01)

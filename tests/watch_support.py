@@ -29,6 +29,11 @@ class CountingEmbedder:
         self.images += len(images)
         return self.inner.embed_images(images, batch_size=batch_size)
 
+    def embed_prepared(self, batch):  # noqa: ANN001, ANN201 - the indexer's prepare-ahead path
+        self.calls += 1
+        self.images += len(batch["input_ids"])
+        return self.inner.embed_prepared(batch)
+
     def __getattr__(self, name: str):  # noqa: ANN204
         return getattr(self.inner, name)
 

@@ -53,6 +53,39 @@ MinTokensOption = Annotated[
 MaxTokensOption = Annotated[
     Optional[int], typer.Option("--max-image-tokens", min=4, help="Largest visual token budget per image [default: 1280].")
 ]
+DeviceOption = Annotated[
+    str,
+    typer.Option(
+        "--device", envvar="UMSEARCH_DEVICE", help="auto, cpu, cuda or mps (auto: CUDA, then Apple MPS, then CPU).",
+    ),
+]
+QuantOption = Annotated[
+    str,
+    typer.Option(
+        "--quant", envvar="UMSEARCH_QUANT",
+        help="auto, nf4, int8 or none (auto: 4-bit NF4 on CUDA, full precision elsewhere).",
+    ),
+]
+DtypeOption = Annotated[
+    str,
+    typer.Option(
+        "--dtype", envvar="UMSEARCH_DTYPE",
+        help="auto, float32, bfloat16 or float16 compute (auto: bf16/fp16 on GPUs, float32 on CPUs).",
+    ),
+]
+ExcludeOption = Annotated[
+    Optional[list[str]], typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")
+]
+BatchSizeOption = Annotated[int, typer.Option("--batch-size", min=1, help="Images per model call.")]
+QualityOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--quality",
+        help="Image detail: fast (128-256 visual tokens), balanced (256-576) or best (256-1280) "
+        "[default: the index's, else best].",
+        show_default=False,
+    ),
+]
 
 
 def friendly_errors(command: F) -> F:
@@ -104,21 +137,54 @@ def chosen_model(store: "Store", model: str | None) -> str:
     return model_id
 
 
-def token_budget(store: "Store", min_tokens: int | None, max_tokens: int | None) -> tuple[int, int]:
-    settings = store.settings()
-    low = min_tokens or (settings.min_image_tokens if settings else config.DEFAULT_MIN_IMAGE_TOKENS)
-    high = max_tokens or (settings.max_image_tokens if settings else config.DEFAULT_MAX_IMAGE_TOKENS)
-    if low > high:
-        raise UmsearchError(f"--min-image-tokens ({low}) is larger than --max-image-tokens ({high})")
-    return low, high
+def token_budget(
+    store: "Store", min_tokens: int | None, max_tokens: int | None, quality: str | None = None
+) -> tuple[int, int]:
+    from .runtime import resolve_budget
+
+    return resolve_budget(store.settings(), quality, min_tokens, max_tokens)
 
 
-def load_model(model_id: str, budget: tuple[int, int]) -> "GmeEmbedder":
+def index_settings(
+    store: "Store", model: str | None, min_tokens: int | None, max_tokens: int | None, quality: str | None
+) -> tuple[str, tuple[int, int]]:
+    """The model and image budget an index or watch run will use, refused early when the index disagrees."""
+    from .runtime import check_index_budget
+
+    model_id = chosen_model(store, model)
+    budget = token_budget(store, min_tokens, max_tokens, quality)
+    check_index_budget(store.settings(), budget, str(store.path))
+    return model_id, budget
+
+
+def load_model(
+    model_id: str, budget: tuple[int, int], device: str = "auto", quant: str = "auto", dtype: str = "auto"
+) -> "GmeEmbedder":
+    """The one way CLI commands (and the TUI) load the model: device/quant policy, then a spinner."""
     from . import present
     from .embed import load_embedder
+    from .runtime import RuntimeRequest
 
+    request = RuntimeRequest(device, quant, dtype)  # validates before the slow part
+    download_on_first_use(model_id)
     with present.err.status(f"loading model {model_id} …"):
-        return load_embedder(model_id, min_image_tokens=budget[0], max_image_tokens=budget[1])
+        return load_embedder(
+            model_id, device=request.device, quant=request.quant, dtype=request.dtype, min_image_tokens=budget[0],
+            max_image_tokens=budget[1],
+        )
+
+
+def download_on_first_use(model_id: str) -> None:
+    """Fetch a missing hub model before the loading spinner starts, so huggingface_hub's progress bars show."""
+    from . import present
+    from .hub import download_model, model_info
+    from .modelfiles import _hub_offline
+
+    if Path(model_id).expanduser().is_dir() or model_info(model_id).downloaded:
+        return
+    if not _hub_offline():  # offline, the failure below is the only line
+        present.err.print(f"downloading model {model_id} (first use; 'umsearch model info' shows where it goes) …")
+    download_model(model_id)
 
 
 def max_pixels(budget: tuple[int, int]) -> int:
@@ -193,29 +259,33 @@ def show_hits(hits, *, as_json: bool, paths_only: bool, preview: bool) -> None: 
 @friendly_errors
 def index(
     paths: Annotated[list[Path], typer.Argument(help="Folders (or single photos) to index.", show_default=False)],
-    exclude: Annotated[
-        Optional[list[str]], typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")
-    ] = None,
+    exclude: ExcludeOption = None,
     db: DbOption = None,
     model: ModelOption = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per model call.")] = config.DEFAULT_BATCH_SIZE,
+    batch_size: BatchSizeOption = config.DEFAULT_BATCH_SIZE,
     min_image_tokens: MinTokensOption = None,
     max_image_tokens: MaxTokensOption = None,
     as_json: JsonOption = False,
+    device: DeviceOption = "auto",
+    quant: QuantOption = "auto",
+    dtype: DtypeOption = "auto",
+    quality: QualityOption = None,
 ) -> None:
     """Add new photos, re-embed changed ones, follow moves and drop deleted ones."""
     from . import present
     from .index import Indexer
+    from .runtime import RuntimeRequest
 
+    RuntimeRequest(device, quant, dtype)  # a typo fails now, not after the scan
     with open_store(db, create=True) as store:
-        model_id = chosen_model(store, model)
-        budget = token_budget(store, min_image_tokens, max_image_tokens)
+        model_id, budget = index_settings(store, model, min_image_tokens, max_image_tokens, quality)
         indexer = Indexer(
             store,
-            lambda: load_model(model_id, budget),
+            lambda: load_model(model_id, budget, device, quant, dtype),
             max_pixels=max_pixels(budget),
             batch_size=batch_size,
             progress=present.BarProgress(),
+            image_budget=budget,
         )
         summary = indexer.index(
             [str(p) for p in paths],
@@ -265,6 +335,10 @@ def query(
     min_score: MinScoreOption = None,
     sort: SortOption = None,
     preview: PreviewOption = False,
+    device: DeviceOption = "auto",
+    quant: QuantOption = "auto",
+    dtype: DtypeOption = "auto",
+    quality: QualityOption = None,
 ) -> None:
     """Search by text, by image (--image), or both fused; TEXT may use the search language, e.g.
     'beach after:2025-06 before:2025-09 place:Portugal -people' (see README, "Search power")."""
@@ -289,16 +363,25 @@ def query(
         model_id = chosen_model(store, model)
         if store.counts().indexed == 0:
             raise UmsearchError(f"index {store.path} has no photos yet: run 'umsearch index FOLDER' first")
-        budget = token_budget(store, None, None)
         for term in request.positives + request.negatives:
             if term.image and not Path(term.image).is_file():
                 raise UmsearchError(f"{term.image}: no such file")
-        embedder = load_model(model_id, budget)
+        from .runtime import query_embedder
+
+        download_on_first_use(model_id)
+        has_image = any(term.image for term in request.positives + request.negatives)
+        with present.err.status(f"loading model {model_id} …"):
+            embedder, mismatch = query_embedder(
+                store, model, device=device, quant=quant, quality=quality, has_image=has_image, dtype=dtype
+            )
+        if mismatch:
+            present.warn(mismatch)
+        pixels = max_pixels((embedder.info.min_image_tokens, embedder.info.max_image_tokens))
         if instruction and len(request.positives) == 1 and not request.negatives:
             only = request.positives[0]
-            vector = query_vector(embedder, Query(text=only.text, image=only.image, instruction=instruction), max_pixels(budget))
+            vector = query_vector(embedder, Query(text=only.text, image=only.image, instruction=instruction), pixels)
         else:
-            vector = request_vector(embedder, request, max_pixels(budget))
+            vector = request_vector(embedder, request, pixels)
         hits = search(
             store, vector, request.limit or limit, request.filters, min_score=request.min_score, sort=request.sort
         )
@@ -327,6 +410,9 @@ def status(
         counts = store.counts()
         settings = store.settings()
         failed_rows = store.failures(limit=failures)
+        from .runtime import recorded_runtime
+
+        runtime = recorded_runtime(store)
         report = {
             "db": str(store.path),
             "exists": True,
@@ -336,6 +422,10 @@ def status(
             "model": settings.model_id if settings else None,
             "dim": settings.dim if settings else None,
             "image_tokens": [settings.min_image_tokens, settings.max_image_tokens] if settings else None,
+            "quality": runtime.quality,
+            "device": runtime.device,
+            "dtype": runtime.dtype,
+            "quant": runtime.quant,
             "failures": [{"path": row.path, "reason": row.error} for row in failed_rows],
             "metadata_missing": len(store.files_missing_metadata()),
             "places": place_names_status(),
@@ -349,6 +439,10 @@ def status(
     if settings:
         present.out.print(f"model     {settings.model_id} ({settings.dim}-d)")
         present.out.print(f"images    {settings.min_image_tokens}–{settings.max_image_tokens} visual tokens")
+        if runtime.quality:
+            present.out.print(f"quality   {runtime.quality}")
+        if runtime.device:
+            present.out.print(f"runtime   {runtime.device}, {runtime.dtype}, quantization {runtime.quant}")
     present.out.print(f"watcher   {describe_watcher(report['watcher'])}", markup=False)
     present.out.print(f"places    {report['places']}", markup=False)
     if report["metadata_missing"]:
@@ -369,19 +463,22 @@ def embed(
     min_image_tokens: MinTokensOption = None,
     max_image_tokens: MaxTokensOption = None,
     as_json: JsonOption = False,
+    device: DeviceOption = "auto",
+    quant: QuantOption = "auto",
+    dtype: DtypeOption = "auto",
+    quality: QualityOption = None,
 ) -> None:
     """Print the GME vector of a text, an image, or both (a JSON list)."""
     from . import present
     from .search import Query, query_vector
 
     request = Query(text=text, image=str(image) if image else None, instruction=instruction)
-    budget = (
-        min_image_tokens or config.DEFAULT_MIN_IMAGE_TOKENS,
-        max_image_tokens or config.DEFAULT_MAX_IMAGE_TOKENS,
-    )
+    from .runtime import resolve_budget
+
+    budget = resolve_budget(None, quality, min_image_tokens, max_image_tokens)
     if request.image and not Path(request.image).is_file():
         raise UmsearchError(f"{request.image}: no such file")
-    embedder = load_model(config.normalize_model_spec(model or config.default_model()), budget)
+    embedder = load_model(config.normalize_model_spec(model or config.default_model()), budget, device, quant, dtype)
     vector = query_vector(embedder, request, max_pixels(budget))
     present.print_json([round(float(x), 7) for x in vector])
 
@@ -390,12 +487,10 @@ def embed(
 @friendly_errors
 def watch(
     paths: Annotated[list[Path], typer.Argument(help="Folders to keep indexed.", show_default=False)],
-    exclude: Annotated[
-        Optional[list[str]], typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")
-    ] = None,
+    exclude: ExcludeOption = None,
     db: DbOption = None,
     model: ModelOption = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per model call.")] = config.DEFAULT_BATCH_SIZE,
+    batch_size: BatchSizeOption = config.DEFAULT_BATCH_SIZE,
     min_image_tokens: MinTokensOption = None,
     max_image_tokens: MaxTokensOption = None,
     quiet_period: Annotated[
@@ -406,23 +501,30 @@ def watch(
     ] = None,
     polling: Annotated[bool, typer.Option("--polling", help="Poll the folders instead of using file system events.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per change applied.")] = False,
+    device: DeviceOption = "auto",
+    quant: QuantOption = "auto",
+    dtype: DtypeOption = "auto",
+    quality: QualityOption = None,
 ) -> None:
     """Catch up, then keep the index in step as photos arrive, change, move and disappear (Ctrl-C stops)."""
     from . import present
     from .index import Indexer
     from .watch import WatchOptions, Watcher, describe_round, install_stop_signals
+    from .runtime import RuntimeRequest
     from .watchstate import WatcherLock
 
+    RuntimeRequest(device, quant, dtype)  # a typo fails now, not when the first photo arrives
     with open_store(db, create=True) as store:
-        model_id = chosen_model(store, model)
-        budget = token_budget(store, min_image_tokens, max_image_tokens)
+        model_id, budget = index_settings(store, model, min_image_tokens, max_image_tokens, quality)
 
         def first_model():  # noqa: ANN202 - loaded once, when the first photo needs embedding
             if watcher.lock is not None:
                 watcher.lock.report(f"loading model {model_id}")
-            return load_model(model_id, budget)
+            return load_model(model_id, budget, device, quant, dtype)
 
-        indexer = Indexer(store, first_model, max_pixels=max_pixels(budget), batch_size=batch_size)
+        indexer = Indexer(
+            store, first_model, max_pixels=max_pixels(budget), batch_size=batch_size, image_budget=budget
+        )
         options = WatchOptions(
             excludes=tuple(exclude or ()), quiet_period=quiet_period, rescan_interval=rescan_interval, polling=polling
         )
@@ -453,6 +555,57 @@ def watch(
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+model_app = typer.Typer(
+    help="Download the GME model ahead of use, or see what is downloaded.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.add_typer(model_app, name="model")
+ModelIdArgument = Annotated[
+    Optional[str],
+    typer.Argument(help=f"Hugging Face id or local folder [default: {config.DEFAULT_MODEL}].", show_default=False),
+]
+
+
+def _print_model_info(info, as_json: bool) -> None:  # noqa: ANN001
+    from . import present
+
+    if as_json:
+        present.print_json(info.as_dict())
+        return
+    present.out.print(f"model     {info.spec}", markup=False)
+    if info.path:
+        present.out.print(f"path      {info.path}", markup=False)
+    if info.revision:
+        present.out.print(f"revision  {info.revision}")
+    if info.size_bytes:
+        present.out.print(f"size      {present.human_bytes(info.size_bytes)}")
+    state = "ready" if info.downloaded else (info.problem or "not downloaded")
+    present.out.print(f"state     {state}", markup=False)
+    if info.source == "hub":
+        present.out.print(f"cache     {info.cache_dir} (from {info.endpoint})", markup=False)
+
+
+@model_app.command("download")
+@friendly_errors
+def model_download(model_id: ModelIdArgument = None, as_json: JsonOption = False) -> None:
+    """Download a model (safetensors only) into the Hugging Face cache, with progress."""
+    from .hub import download_model
+
+    _print_model_info(download_model(model_id or config.default_model()), as_json)
+
+
+@model_app.command("info")
+@friendly_errors
+def model_info_command(model_id: ModelIdArgument = None, as_json: JsonOption = False) -> None:
+    """Where a model is cached, its size and revision, or that it is not downloaded (never uses the network)."""
+    from .hub import model_info
+
+    _print_model_info(model_info(model_id or config.default_model()), as_json)
 
 
 @app.command()
@@ -536,6 +689,36 @@ def dupes(
     with open_store(db, create=False) as store:
         groups = find_duplicates(store, threshold)
     print_duplicate_groups(groups, as_json=as_json)
+
+
+@app.command()
+@friendly_errors
+def doctor(
+    db: DbOption = None,
+    model: ModelOption = None,
+    device: DeviceOption = "auto",
+    quant: QuantOption = "auto",
+    dtype: DtypeOption = "auto",
+    as_json: JsonOption = False,
+) -> None:
+    """Check this machine: Python, PyTorch, GPU, bitsandbytes, SQLite, model and index, with fixes."""
+    from . import present
+    from .doctor import NOTE, OK, diagnose
+
+    report = diagnose(model or config.default_model(), db or config.default_db_path(), device, quant, dtype)
+    if as_json:
+        present.print_json(report.as_dict())
+    else:
+        marks = {OK: "[green]ok[/]     ", NOTE: "[cyan]note[/]   "}
+        for check in report.checks:
+            present.out.print(marks.get(check.status, "[bold red]problem[/]") + f" {check.name:<13}", end="")
+            present.out.print(check.detail, markup=False)
+            if check.fix:
+                present.out.print(f"{'':<22}fix: {check.fix}", markup=False)
+        problems = len(report.problems)
+        present.out.print("no problems found" if not problems else f"{problems} problem(s) found")
+    if report.problems:
+        raise typer.Exit(EXIT_ERROR)
 
 
 def main() -> None:

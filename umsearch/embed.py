@@ -45,6 +45,7 @@ FUSED_QUERY_INSTRUCTION = "Find an image that looks like the given image, change
 
 DEVICES = ("cpu", "cuda", "mps")
 QUANTS = ("none", "nf4", "int8")
+DTYPES = ("float32", "bfloat16", "float16")
 
 # The reference's pre-resize (qwen-vl-utils smart_resize defaults).
 _RESIZE_FACTOR = 28
@@ -101,8 +102,12 @@ class Embedder(Protocol):
     ) -> np.ndarray: ...
 
 
-def choose_runtime(device: str, quant: str) -> tuple[str, str, str]:
-    """Resolve "auto" choices to (device, dtype name, quant) for this machine."""
+def choose_runtime(device: str, quant: str, dtype: str = "auto") -> tuple[str, str, str]:
+    """Resolve "auto" choices to (device, dtype name, quant) for this machine.
+
+    `dtype` is the compute (and unquantised weight) precision; "auto" keeps float32 on CPUs, where it
+    reproduces the reference vectors exactly (see cpu_has_native_bf16 for when bfloat16 pays off).
+    """
     import torch
 
     if device == "auto":
@@ -126,6 +131,14 @@ def choose_runtime(device: str, quant: str) -> tuple[str, str, str]:
     if quant != "none" and device == "mps":
         raise UmsearchError(f"quantization '{quant}' needs bitsandbytes, which does not run on Apple MPS: use --quant none")
 
+    if dtype != "auto":
+        if dtype not in DTYPES:
+            raise UmsearchError(f"unknown dtype '{dtype}' (expected auto, {', '.join(DTYPES)})")
+        if device == "cuda" and quant == "int8" and dtype != "float16":
+            raise UmsearchError("int8 quantization computes in float16: use --dtype float16 or auto")
+        if device == "cuda" and dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+            raise UmsearchError("this GPU has no bfloat16 support: use --dtype float16 or auto")
+        return device, dtype, quant
     if device == "cuda" and quant == "int8":
         dtype = "float16"  # bitsandbytes' int8 matmul computes in float16 and casts anything else
     elif device == "cuda":
@@ -135,6 +148,14 @@ def choose_runtime(device: str, quant: str) -> tuple[str, str, str]:
     else:
         dtype = "float32"
     return device, dtype, quant
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), where --dtype bfloat16 is faster."""
+    import torch
+
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
 
 def _bitsandbytes_usable() -> bool:
@@ -147,6 +168,7 @@ def load_embedder(
     *,
     device: str = "auto",
     quant: str = "auto",
+    dtype: str = "auto",
     min_image_tokens: int = 256,
     max_image_tokens: int = 1280,
     max_length: int = 1800,
@@ -161,7 +183,7 @@ def load_embedder(
     if max_length < 1:
         raise UmsearchError(f"max length must be positive, got {max_length}")
     path = resolve_model(model)
-    device, dtype, quant = choose_runtime(device, quant)
+    device, dtype, quant = choose_runtime(device, quant, dtype)
     tokenizer, image_processor = _load_processors(path, min_image_tokens, max_image_tokens)
     hf_model = _load_model(path, device, dtype, quant)
     info = EmbedderInfo(
@@ -211,6 +233,7 @@ def _load_model(path: Path, device: str, dtype: str, quant: str) -> Any:
                 f"quantization '{quant}' needs the bitsandbytes and accelerate packages: "
                 "pip install bitsandbytes accelerate, or use --quant none"
             )
+        quiet_bitsandbytes()
         kwargs["quantization_config"] = _bnb_config(quant, torch_dtype)
     if quant == "int8" and dtype != "float16":
         # bitsandbytes logs a warning on every int8 matmul whose input is not float16 (CPU runs float32).
@@ -240,9 +263,18 @@ def _load_model(path: Path, device: str, dtype: str, quant: str) -> Any:
     return model
 
 
+def quiet_bitsandbytes() -> None:
+    """Hide bitsandbytes' import-time advert for the optional `kernels` package (which would fetch code from
+    the hub at run time; umsearch does not want that, and the built-in CPU path works without it)."""
+    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_WARNINGS_OFF)
+
+
 class _WarningsOff(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno > logging.WARNING
+
+
+_WARNINGS_OFF = _WarningsOff()
 
 
 def _bnb_config(quant: str, compute_dtype: torch.dtype) -> Any:
@@ -265,6 +297,49 @@ def gme_pre_resize(image: Image.Image) -> Image.Image:
     width, height = image.size
     new_height, new_width = _smart_resize(height, width)
     return image.resize((new_width, new_height))
+
+
+def fit_image(image: Image.Image, min_image_tokens: int, max_image_tokens: int) -> Image.Image:
+    """Both of the embedder's resizes, done ahead (on a loader thread, say) with the same PIL operations.
+
+    The result is already at the size `prepare` would give it, so `prepare`'s own resizes become
+    same-size copies (PIL returns a copy when the size does not change): the vectors are identical,
+    the expensive resampling runs off the model's thread, and a decoded photo waiting in a read-ahead
+    queue holds at most `max_image_tokens * 28 * 28` pixels.
+    """
+    from PIL import Image as PILImage
+
+    image = gme_pre_resize(image)
+    width, height = image.size
+    new_height, new_width = _processor_resize(height, width, min_image_tokens, max_image_tokens)
+    if (new_width, new_height) == (width, height):
+        return image
+    # The image processor's resample (Qwen2VLImageProcessorPil.resample), on the same uint8 RGB pixels.
+    return image.resize((new_width, new_height), resample=PILImage.Resampling.BICUBIC)
+
+
+def image_token_count(width: int, height: int, min_image_tokens: int, max_image_tokens: int) -> int:
+    """How many visual tokens (image-pad slots) an image of this size gets under the budget."""
+    pre_height, pre_width = _smart_resize(height, width)
+    new_height, new_width = _processor_resize(pre_height, pre_width, min_image_tokens, max_image_tokens)
+    return (new_height // _RESIZE_FACTOR) * (new_width // _RESIZE_FACTOR)
+
+
+def _processor_resize(height: int, width: int, min_image_tokens: int, max_image_tokens: int) -> tuple[int, int]:
+    # transformers' qwen2_vl smart_resize, with the pixel limits the embedder gives its image processor.
+    factor = _RESIZE_FACTOR
+    min_pixels, max_pixels = min_image_tokens * _PIXELS_PER_TOKEN, max_image_tokens * _PIXELS_PER_TOKEN
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
 
 
 def _smart_resize(height: int, width: int) -> tuple[int, int]:
@@ -346,6 +421,19 @@ class GmeEmbedder:
     ) -> np.ndarray:
         """One query vector, shape (dim,)."""
         return self.embed([EmbedInput(text=text, image=image, instruction=instruction)])[0]
+
+    def prepare_images(self, images: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
+        """Model inputs for index images: the CPU half of `embed_images`, safe to run on another thread
+        while `embed_prepared` runs the model on the previous batch."""
+        return self.prepare([EmbedInput(image=im, instruction=INDEX_INSTRUCTION) for im in images])
+
+    def embed_prepared(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
+        """(N, dim) float32 unit vectors for a batch from `prepare` / `prepare_images`."""
+        import numpy as np
+        import torch
+
+        with torch.inference_mode():
+            return self.forward(batch).cpu().numpy().astype(np.float32, copy=False)
 
     def prepare(self, items: Sequence[EmbedInput]) -> dict[str, torch.Tensor]:
         """The exact model inputs for `items`: right-padded input_ids, attention_mask and image tensors."""

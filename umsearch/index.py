@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -77,6 +79,7 @@ class Loaded:
     digest: str | None
     image: LoadedImage | None
     error: str | None
+    tokens: int = 0  # visual tokens the model will spend on the image (batches group similar counts)
     vanished: bool = False  # deleted between the scan and the read: not a failure, just gone
     meta: PhotoMeta | None = None  # read on the loader thread, next to decoding
 
@@ -159,6 +162,27 @@ def _find_moved_source(item: FoundFile, candidates: list[FileRow], taken: set[in
     return next((row for row in candidates if row.hash == digest), None)
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or the RuntimeError other backends (MPS, older torch) raise for it."""
+    torch = sys.modules.get("torch")
+    oom_type = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
+    if oom_type is not None and isinstance(exc, oom_type):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def release_accelerator_memory() -> None:
+    """Hand cached blocks back after an out-of-memory error, so the halved batch has room."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    mps = getattr(torch, "mps", None)
+    if mps is not None and torch.backends.mps.is_available():
+        mps.empty_cache()
+
+
 class Indexer:
     """Runs one incremental pass. The model is only loaded when something actually needs embedding."""
 
@@ -171,7 +195,12 @@ class Indexer:
         batch_size: int = 8,
         workers: int | None = None,
         progress: Progress | None = None,
+        image_budget: tuple[int, int] | None = None,
+        window: int | None = None,
     ) -> None:
+        """`image_budget` (min, max visual tokens, the embedder's) lets loader threads do the model's
+        resizing ahead of it; `window` is how many decoded photos are sorted by token count before
+        being cut into batches (default 4 batches)."""
         self.store = store
         self._embedder_factory = embedder_factory
         self._embedder: Embedder | None = None
@@ -179,6 +208,8 @@ class Indexer:
         self.batch_size = max(1, batch_size)
         self.workers = workers or min(4, os.cpu_count() or 1)
         self.progress = progress or NoProgress()
+        self.image_budget = image_budget
+        self.window = max(self.batch_size, window or self.batch_size * 4)
 
     @property
     def embedder(self) -> "Embedder":
@@ -188,6 +219,9 @@ class Indexer:
             self.store.bind(
                 IndexSettings(info.model_id, info.dim, info.min_image_tokens, info.max_image_tokens)
             )
+            from .runtime import record_runtime
+
+            record_runtime(self.store, info)
             self._embedder = embedder
         return self._embedder
 
@@ -255,22 +289,49 @@ class Indexer:
             return
         self.progress.start(len(jobs))
         try:
-            batch: list[Loaded] = []
+            window: list[Loaded] = []
             for loaded in self._load_ahead(jobs):
                 if self._resolve_without_model(loaded, summary):
                     self.progress.advance()
                     continue
-                batch.append(loaded)
-                if len(batch) >= self.batch_size:
-                    self._embed_and_store(batch, summary)
-                    batch = []
-            if batch:
-                self._embed_and_store(batch, summary)
+                window.append(loaded)
+                if len(window) >= self.window:
+                    self._embed_window(window, summary)
+                    window = []
+            if window:
+                self._embed_window(window, summary)
         finally:
             self.progress.finish()
 
+    def _embed_window(self, window: list[Loaded], summary: IndexSummary) -> None:
+        """Embed a read-ahead window in batches of similar token counts (less padding, even memory use).
+
+        While the model runs one batch, the next one's inputs are prepared on a helper thread, so the
+        accelerator does not wait for pixel normalisation and tokenisation either.
+        """
+        window = sorted(window, key=lambda loaded: loaded.tokens)
+        batches = [window[i : i + self.batch_size] for i in range(0, len(window), self.batch_size)]
+        embedder = self.embedder
+        if not hasattr(embedder, "prepare_images"):
+            for batch in batches:
+                self._embed_and_store(batch, summary)
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="umsearch-prepare") as helper:
+            upcoming = helper.submit(embedder.prepare_images, [b.image.image for b in batches[0]])
+            for i, batch in enumerate(batches):
+                prepared, upcoming = upcoming, None
+                if i + 1 < len(batches):
+                    # Submitted only once the previous preparation is done: one tokenizer user at a time.
+                    prepared.exception()
+                    upcoming = helper.submit(embedder.prepare_images, [b.image.image for b in batches[i + 1]])
+                self._embed_and_store(batch, summary, prepared=prepared, settle=upcoming)
+            if upcoming is not None:
+                upcoming.exception()
+
     def _load_ahead(self, jobs: Sequence[Job]) -> Iterator[Loaded]:
-        depth = max(self.batch_size * 2, self.workers * 2)
+        # Deep enough that the next window is decoded while the model works through this one; bounded
+        # because loader threads shrink each photo to the model's budget (image_budget).
+        depth = max(self.window, self.workers * 2)
         executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="umsearch-load")
         pending: deque[Future[Loaded]] = deque()
         try:
@@ -292,6 +353,12 @@ class Indexer:
 
     def _load(self, job: Job) -> Loaded:
         try:
+            return self._read(job)
+        except Exception as exc:  # one odd file must never end a long run: record it and go on
+            return Loaded(job, None, None, f"unexpected {type(exc).__name__} while reading: {exc}")
+
+    def _read(self, job: Job) -> Loaded:
+        try:
             digest = content_hash(job.found.path)
         except FileNotFoundError:
             return Loaded(job, None, None, None, vanished=True)
@@ -301,11 +368,20 @@ class Indexer:
             return Loaded(job, digest, None, None)  # touched, same bytes: no decode needed
         try:
             image = load_image(job.found.path, self.max_pixels)
+            meta = extract_metadata(job.found.path, job.found.mtime_ns)
+            if self.image_budget is None:
+                return Loaded(job, digest, image, None, image.image.width * image.image.height, meta=meta)
+            from .embed import fit_image, image_token_count
+
+            low, high = self.image_budget
+            fitted = dataclasses.replace(image, image=fit_image(image.image, low, high))
+            return Loaded(job, digest, fitted, None, image_token_count(*fitted.image.size, low, high), meta=meta)
         except ImageLoadError as exc:
             if not os.path.exists(job.found.path):
                 return Loaded(job, None, None, None, vanished=True)
             return Loaded(job, digest, None, str(exc))
-        return Loaded(job, digest, image, None, meta=extract_metadata(job.found.path, job.found.mtime_ns))
+        except ValueError as exc:  # an aspect ratio beyond what the model accepts, say
+            return Loaded(job, digest, None, f"cannot prepare this image for the model: {exc}")
 
     def _resolve_without_model(self, loaded: Loaded, summary: IndexSummary) -> bool:
         """Failures, touched files and copies of indexed files are stored without running the model."""
@@ -335,8 +411,10 @@ class Indexer:
             return True
         return False
 
-    def _embed_and_store(self, batch: list[Loaded], summary: IndexSummary) -> None:
-        vectors = self._embed_batch(batch)
+    def _embed_and_store(
+        self, batch: list[Loaded], summary: IndexSummary, *, prepared: Future | None = None, settle: Future | None = None
+    ) -> None:
+        vectors = self._embed_batch(batch, prepared=prepared, settle=settle)
         with self.store.transaction():
             for loaded, vector in zip(batch, vectors):
                 found, image = loaded.job.found, loaded.image
@@ -360,22 +438,50 @@ class Indexer:
                 self._count_stored(loaded, summary)
         self.progress.advance(len(batch))
 
-    def _embed_batch(self, batch: list[Loaded]) -> list:
-        """Vectors for the batch; if the batch fails, each image alone, so one bad image fails alone."""
+    def _embed_batch(self, batch: list[Loaded], *, prepared: Future | None = None, settle: Future | None = None) -> list:
+        """Vectors for the batch; if the batch fails, each image alone, so one bad image fails alone.
+
+        Out of accelerator memory, the batch is halved (and so is the batch size for the rest of the
+        run) and retried: never dropped. `prepared` holds the batch's inputs made ahead on a helper
+        thread; `settle` is that thread's next job, waited for before preparing anything here.
+        """
         images = [loaded.image.image for loaded in batch]
         try:
-            return list(self.embedder.embed_images(images, batch_size=len(images)))
+            return list(self._run_model(images, prepared))
         except (UmsearchError, MemoryError):
             raise
-        except Exception:
-            pass
+        except Exception as exc:
+            if settle is not None:
+                settle.exception()
+            if is_out_of_memory(exc):
+                return self._embed_halves(batch, exc)
         results: list = []
-        for image in images:
+        for loaded in batch:
             try:
-                results.append(self.embedder.embed_images([image], batch_size=1)[0])
+                results.append(self.embedder.embed_images([loaded.image.image], batch_size=1)[0])
             except Exception as exc:  # the model rejected this image; record why, keep going
+                if is_out_of_memory(exc):
+                    self._embed_halves([loaded], exc)  # raises: a photo is never recorded as failed for memory
                 results.append(f"the model could not embed this image: {exc}")
         return results
+
+    def _run_model(self, images: list, prepared: Future | None = None):
+        embedder = self.embedder
+        if prepared is not None:
+            return embedder.embed_prepared(prepared.result())
+        return embedder.embed_images(images, batch_size=len(images))
+
+    def _embed_halves(self, batch: list[Loaded], exc: BaseException) -> list:
+        release_accelerator_memory()
+        if len(batch) == 1:
+            loaded = batch[0]
+            raise UmsearchError(
+                f"out of memory embedding {loaded.job.found.path} on its own ({loaded.tokens} visual tokens): "
+                "use --quality fast (fewer tokens per photo), --quant nf4, or --device cpu"
+            ) from None
+        half = (len(batch) + 1) // 2
+        self.batch_size = max(1, min(self.batch_size, half))
+        return self._embed_batch(batch[:half]) + self._embed_batch(batch[half:])
 
     @staticmethod
     def _count_stored(loaded: Loaded, summary: IndexSummary) -> None:

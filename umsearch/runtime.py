@@ -1,0 +1,188 @@
+"""Runtime policy shared by the CLI and the TUI: device, quantisation and image-budget (quality) choices.
+
+Cheap to import (no torch): the CLI resolves presets and checks an index's recorded settings before any
+model is loaded. `choose_runtime` in embed.py does the part that needs torch (what the machine can run).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import UmsearchError
+
+if TYPE_CHECKING:
+    from .embed import EmbedderInfo, GmeEmbedder
+    from .store import IndexSettings, Store
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+QUANT_CHOICES = ("auto", "nf4", "int8", "none")
+DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
+
+# Visual-token budget (min, max) per preset. Cost grows a little faster than linearly with tokens (the
+# vision tower's attention is quadratic per image), so "fast" is roughly 4x cheaper than "best" per photo.
+# "best" is the reference gme_inference.py budget (256-1280) and the default, so an index built without
+# --quality matches the published model's evaluation setting. See BENCHMARKS.md for measured speeds.
+QUALITY_PRESETS: dict[str, tuple[int, int]] = {
+    "fast": (128, 256),
+    "balanced": (256, 576),
+    "best": (256, 1280),
+}
+DEFAULT_QUALITY = "best"
+
+# Index meta keys written next to the model settings (IndexSettings covers model, dim and budget).
+META_DEVICE, META_DTYPE, META_QUANT, META_QUALITY = "device", "dtype", "quant", "quality"
+
+
+@dataclass(frozen=True)
+class RuntimeRequest:
+    """What the user asked for on the command line (or the TUI's settings): 'auto' means let us choose."""
+
+    device: str = "auto"
+    quant: str = "auto"
+    dtype: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICE_CHOICES:
+            raise UmsearchError(f"unknown device '{self.device}' (expected one of {', '.join(DEVICE_CHOICES)})")
+        if self.quant not in QUANT_CHOICES:
+            raise UmsearchError(f"unknown quantization '{self.quant}' (expected one of {', '.join(QUANT_CHOICES)})")
+        if self.dtype not in DTYPE_CHOICES:
+            raise UmsearchError(f"unknown dtype '{self.dtype}' (expected one of {', '.join(DTYPE_CHOICES)})")
+
+
+def quality_budget(quality: str) -> tuple[int, int]:
+    try:
+        return QUALITY_PRESETS[quality]
+    except KeyError:
+        raise UmsearchError(
+            f"unknown quality '{quality}' (expected one of {', '.join(QUALITY_PRESETS)})"
+        ) from None
+
+
+def quality_name(min_tokens: int, max_tokens: int) -> str:
+    """The preset a budget belongs to, or 'custom' (--min/--max-image-tokens given by hand)."""
+    for name, budget in QUALITY_PRESETS.items():
+        if budget == (min_tokens, max_tokens):
+            return name
+    return "custom"
+
+
+def resolve_budget(
+    settings: IndexSettings | None,
+    quality: str | None = None,
+    min_tokens: int | None = None,
+    max_tokens: int | None = None,
+) -> tuple[int, int]:
+    """The image budget for a run: explicit token limits over --quality over the index's own over the default.
+
+    Token limits given by hand refine a preset (or the index's budget), so `--quality fast
+    --max-image-tokens 320` means 128-320.
+    """
+    if quality is not None:
+        low, high = quality_budget(quality)
+    elif settings is not None:
+        low, high = settings.min_image_tokens, settings.max_image_tokens
+    else:
+        low, high = quality_budget(DEFAULT_QUALITY)
+    low, high = min_tokens or low, max_tokens or high
+    if low > high:
+        raise UmsearchError(f"the smallest image budget ({low} tokens) is larger than the largest ({high})")
+    return low, high
+
+
+def check_index_budget(settings: IndexSettings | None, budget: tuple[int, int], where: str) -> None:
+    """Refuse, before any model loads, to add photos to an index at a different image budget."""
+    from .errors import ModelMismatchError
+
+    if settings is None or (settings.min_image_tokens, settings.max_image_tokens) == budget:
+        return
+    recorded = (settings.min_image_tokens, settings.max_image_tokens)
+    raise ModelMismatchError(
+        f"index {where} was built at quality {quality_name(*recorded)} ({recorded[0]}-{recorded[1]} visual "
+        f"tokens), not {quality_name(*budget)} ({budget[0]}-{budget[1]}): drop --quality / the token options to "
+        "keep its setting, or use --db NEW_FILE for a separate index"
+    )
+
+
+def record_runtime(store: Store, info: EmbedderInfo) -> None:
+    """Write how the index's vectors are being made (shown by `status`; compared by queries)."""
+    with store.transaction():
+        store.set_meta(META_DEVICE, info.device)
+        store.set_meta(META_DTYPE, info.dtype)
+        store.set_meta(META_QUANT, info.quant)
+        store.set_meta(META_QUALITY, quality_name(info.min_image_tokens, info.max_image_tokens))
+
+
+@dataclass(frozen=True)
+class RecordedRuntime:
+    device: str | None
+    dtype: str | None
+    quant: str | None
+    quality: str | None
+
+
+def recorded_runtime(store: Store) -> RecordedRuntime:
+    return RecordedRuntime(
+        store.meta(META_DEVICE), store.meta(META_DTYPE), store.meta(META_QUANT), store.meta(META_QUALITY)
+    )
+
+
+def query_mismatch(store: Store, info: EmbedderInfo, *, has_image: bool = True) -> str | None:
+    """One line saying how a query's embedding settings differ from the index's, or None when they agree.
+
+    Different budgets or quantisation still give comparable vectors (same model), just slightly different
+    ones, so this is a warning: scores shift a little and near-ties may swap.
+    """
+    settings = store.settings()
+    if settings is None:
+        return None
+    diffs = []
+    budget = (info.min_image_tokens, info.max_image_tokens)
+    if has_image and (settings.min_image_tokens, settings.max_image_tokens) != budget:
+        diffs.append(
+            f"image budget {info.min_image_tokens}-{info.max_image_tokens} tokens "
+            f"(index: {settings.min_image_tokens}-{settings.max_image_tokens})"
+        )
+    recorded = store.meta(META_QUANT)
+    if recorded is not None and recorded != info.quant:
+        diffs.append(f"quantization {info.quant} (index: {recorded})")
+    recorded = store.meta(META_DTYPE)
+    if recorded is not None and recorded != info.dtype:
+        diffs.append(f"{info.dtype} (index: {recorded})")
+    if not diffs:
+        return None
+    return "this query uses " + " and ".join(diffs) + "; scores may differ slightly from an exact match"
+
+
+def query_embedder(
+    store: Store,
+    model: str | None = None,
+    *,
+    device: str = "auto",
+    quant: str = "auto",
+    quality: str | None = None,
+    has_image: bool = True,
+    dtype: str = "auto",
+) -> tuple[GmeEmbedder, str | None]:
+    """Load the model that serves queries on `store` (the index's own model and budget unless told
+    otherwise), and say in one line how its settings differ from the index's (None when they agree).
+
+    The one call the CLI's `query` and the TUI make; it is slow (seconds), so run it off the UI thread.
+    """
+    from .config import default_model, normalize_model_spec
+    from .embed import load_embedder
+
+    request = RuntimeRequest(device, quant, dtype)
+    settings = store.settings()
+    if model is None:
+        model_id = settings.model_id if settings else default_model()
+    else:
+        model_id = normalize_model_spec(model)
+        store.check_model(model_id)
+    low, high = resolve_budget(settings, quality)
+    embedder = load_embedder(
+        model_id, device=request.device, quant=request.quant, dtype=request.dtype, min_image_tokens=low,
+        max_image_tokens=high,
+    )
+    return embedder, query_mismatch(store, embedder.info, has_image=has_image)
