@@ -157,6 +157,18 @@ def index_settings(
     return model_id, budget
 
 
+def index_model(db_path: Path) -> str | None:
+    """The model an existing index was built with (what its queries will load), or None."""
+    if not db_path.exists():
+        return None
+    try:
+        with open_store(db_path, create=False) as store:
+            settings = store.settings()
+    except UmsearchError:
+        return None  # the index check of `doctor` reports what is wrong with the file
+    return settings.model_id if settings else None
+
+
 def load_model(
     model_id: str, budget: tuple[int, int], device: str = "auto", quant: str = "auto", dtype: str = "auto"
 ) -> "GmeEmbedder":
@@ -705,7 +717,8 @@ def doctor(
     from . import present
     from .doctor import NOTE, OK, diagnose
 
-    report = diagnose(model or config.default_model(), db or config.default_db_path(), device, quant, dtype)
+    db_path = db or config.default_db_path()
+    report = diagnose(model or index_model(db_path) or config.default_model(), db_path, device, quant, dtype)
     if as_json:
         present.print_json(report.as_dict())
     else:
