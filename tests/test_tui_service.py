@@ -12,6 +12,7 @@ import pytest
 from tests.photos import write_photo
 from umsearch.errors import UmsearchError
 from umsearch.store import FileRow, Store
+from umsearch.runtime import RuntimeRequest
 from umsearch.tui.service import ParsedQuery, SearchService, parse_query, photo_date, short_model_name
 from umsearch.tui.thumbs import ThumbnailCache
 from umsearch.tui.viewer import viewer_command
@@ -171,10 +172,15 @@ def test_the_tui_command_builds_the_app_from_its_options(monkeypatch, tmp_path: 
         def run(self) -> None:
             built.append(("run",))
 
-    monkeypatch.setattr(tui_app, "make_app", lambda db, model, image_mode: built.append((db, model, image_mode)) or Recorder())
-    result = CliRunner().invoke(app, ["tui", "--db", str(tmp_path / "x.db"), "--model", "m", "--images", "halfcell"])
+    def fake_make_app(db, model, image_mode, runtime):  # noqa: ANN001, ANN202
+        built.append((db, model, image_mode, runtime))
+        return Recorder()
+
+    monkeypatch.setattr(tui_app, "make_app", fake_make_app)
+    args = ["tui", "--db", str(tmp_path / "x.db"), "--model", "m", "--images", "halfcell", "--device", "cpu", "--quant", "none"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert built == [(tmp_path / "x.db", "m", "halfcell"), ("run",)]
+    assert built == [(tmp_path / "x.db", "m", "halfcell", RuntimeRequest("cpu", "none", "auto")), ("run",)]
 
 
 def test_an_unknown_image_mode_is_a_one_line_error() -> None:

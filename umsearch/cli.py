@@ -666,17 +666,21 @@ def tui(
     images: Annotated[
         str, typer.Option("--images", help="How to draw photos: auto, tgp, sixel, halfcell or unicode.")
     ] = "auto",
+    device: DeviceOption = "auto",
+    quant: QuantOption = "auto",
+    dtype: DtypeOption = "auto",
 ) -> None:
     """Search and browse photos interactively in the terminal."""
+    from .runtime import RuntimeRequest
     from .tui.widgets.images import IMAGE_MODES  # no Textual import yet
 
     if images not in IMAGE_MODES:
         raise UmsearchError(f"--images must be one of {', '.join(IMAGE_MODES)}, not '{images}'")
+    runtime = RuntimeRequest(device, quant, dtype)  # a typo fails here, not inside the app
     from .tui.app import make_app  # Textual is imported only for this command
-
     from .tui.service import background_work_running
 
-    tui_app = make_app(db, model, image_mode=images)
+    tui_app = make_app(db, model, image_mode=images, runtime=runtime)
     tui_app.run()
     if background_work_running():
         # A model load or embedding is still running on a daemon thread: quitting must not wait for it.

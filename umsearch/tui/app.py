@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import App, ComposeResult
@@ -25,6 +26,9 @@ from .viewer import open_in_viewer
 from .widgets.images import image_widget_class
 from .widgets.preview import Preview
 from .widgets.results import ResultList, ResultRow
+
+if TYPE_CHECKING:
+    from ..runtime import RuntimeRequest
 
 DEBOUNCE_S = 0.4
 STATUS_REFRESH_S = 3.0
@@ -357,12 +361,15 @@ def make_app(
     image_mode: str = "auto",
     embedder_factory: Callable[[str, tuple[int, int]], object] | None = None,
     opener: Callable[[str], None] = open_in_viewer,
+    runtime: "RuntimeRequest | None" = None,
 ) -> UmsearchApp:
     """Open the index and build the app; a problem (no index, wrong model) is shown inside the app."""
     from .. import cli
+    from ..runtime import RuntimeRequest
     from .service import check_ready
 
-    factory = embedder_factory or _default_embedder_factory
+    chosen = runtime or RuntimeRequest()
+    factory = embedder_factory or (lambda model_id, budget: _default_embedder_factory(model_id, budget, chosen))
     try:
         store = cli.open_store(db, create=False)
     except UmsearchError as exc:
@@ -378,11 +385,14 @@ def make_app(
     return UmsearchApp(service, image_mode=image_mode, opener=opener)
 
 
-def _default_embedder_factory(model_id: str, budget: tuple[int, int]):
+def _default_embedder_factory(model_id: str, budget: tuple[int, int], runtime: "RuntimeRequest"):
     from transformers.utils import logging as hf_logging
 
     from ..embed import load_embedder
 
     hf_logging.disable_progress_bar()  # a progress bar on stderr would scribble over the screen
 
-    return load_embedder(model_id, min_image_tokens=budget[0], max_image_tokens=budget[1])
+    return load_embedder(
+        model_id, device=runtime.device, quant=runtime.quant, dtype=runtime.dtype,
+        min_image_tokens=budget[0], max_image_tokens=budget[1],
+    )
