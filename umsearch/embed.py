@@ -329,10 +329,19 @@ def _processor_resize(height: int, width: int, min_image_tokens: int, max_image_
     # transformers' qwen2_vl smart_resize, with the pixel limits the embedder gives its image processor.
     factor = _RESIZE_FACTOR
     min_pixels, max_pixels = min_image_tokens * _PIXELS_PER_TOKEN, max_image_tokens * _PIXELS_PER_TOKEN
-    h_bar = round(height / factor) * factor
-    w_bar = round(width / factor) * factor
+    rounded = round(height / factor) * factor, round(width / factor) * factor
+    return _into_pixel_range(height, width, rounded, min_pixels, max_pixels)
+
+
+def _into_pixel_range(
+    height: int, width: int, rounded: tuple[int, int], min_pixels: int, max_pixels: int
+) -> tuple[int, int]:
+    """Qwen2-VL's rescale step: keep the aspect ratio, land on multiples of 28 within the pixel range."""
+    factor = _RESIZE_FACTOR
+    h_bar, w_bar = rounded
     if h_bar * w_bar > max_pixels:
         beta = math.sqrt((height * width) / max_pixels)
+        # max(): the reference floors a hair-thin panorama to 0 and then divides by it.
         h_bar = max(factor, math.floor(height / beta / factor) * factor)
         w_bar = max(factor, math.floor(width / beta / factor) * factor)
     elif h_bar * w_bar < min_pixels:
@@ -344,17 +353,8 @@ def _processor_resize(height: int, width: int, min_image_tokens: int, max_image_
 
 def _smart_resize(height: int, width: int) -> tuple[int, int]:
     factor = _RESIZE_FACTOR
-    h_bar = max(factor, round(height / factor) * factor)
-    w_bar = max(factor, round(width / factor) * factor)
-    if h_bar * w_bar > _PRE_MAX_PIXELS:
-        beta = math.sqrt(height * width / _PRE_MAX_PIXELS)
-        # max(): the reference floors a hair-thin panorama to 0 and then divides by it.
-        h_bar = max(factor, math.floor(height / beta / factor) * factor)
-        w_bar = max(factor, math.floor(width / beta / factor) * factor)
-    elif h_bar * w_bar < _PRE_MIN_PIXELS:
-        beta = math.sqrt(_PRE_MIN_PIXELS / (height * width))
-        h_bar = math.ceil(height * beta / factor) * factor
-        w_bar = math.ceil(width * beta / factor) * factor
+    rounded = max(factor, round(height / factor) * factor), max(factor, round(width / factor) * factor)
+    h_bar, w_bar = _into_pixel_range(height, width, rounded, _PRE_MIN_PIXELS, _PRE_MAX_PIXELS)
     if max(h_bar, w_bar) / min(h_bar, w_bar) > _MAX_RATIO:
         if h_bar > w_bar:
             h_bar = w_bar * _MAX_RATIO
