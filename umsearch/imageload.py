@@ -18,6 +18,7 @@ class LoadedImage:
     image: "PIL.Image.Image"  # noqa: F821  (RGB, upright, at most ~4x the pixels the model will use)
     width: int  # the file's own pixel size, upright
     height: int
+    exif: "PIL.Image.Exif | None" = None  # noqa: F821  (read while the file was open: metadata needs no reopen)
 
 
 # Pillow's bomb check runs inside Image.open, before the format is known: it warns above 89.5 MP and refuses
@@ -75,9 +76,7 @@ def load_image(path: str, max_pixels: int) -> LoadedImage:
 def _decode(img: "PIL.Image.Image", max_pixels: int) -> LoadedImage:
     from PIL import ImageOps
 
-    width, height = img.size
-    if _orientation(img) in (5, 6, 7, 8):  # these EXIF orientations swap the axes
-        width, height = height, width
+    width, height = upright_size(img)
     _draft(img, max_pixels)
     img.seek(0)
     decoded = img.size[0] * img.size[1]
@@ -86,7 +85,7 @@ def _decode(img: "PIL.Image.Image", max_pixels: int) -> LoadedImage:
         upright = ImageOps.exif_transpose(img)
         rgb = _shrink(to_rgb(upright), 4 * max_pixels)
         rgb.load()
-    return LoadedImage(rgb, width, height)
+    return LoadedImage(rgb, width, height, img.getexif())
 
 
 def _check_pixels(pixels: int) -> None:
@@ -196,6 +195,12 @@ def _draft(img: "PIL.Image.Image", max_pixels: int) -> None:
         return
     scale = math.sqrt(max_pixels / (width * height))
     img.draft("RGB", (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))))
+
+
+def upright_size(img: "PIL.Image.Image") -> tuple[int, int]:
+    """(width, height) as the photo is shown: EXIF orientations 5-8 swap the axes."""
+    width, height = img.size
+    return (height, width) if _orientation(img) in (5, 6, 7, 8) else (width, height)
 
 
 def _orientation(img: "PIL.Image.Image") -> int:

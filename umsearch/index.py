@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from .errors import ImageLoadError, UmsearchError
 from .imageload import LoadedImage, describe_os_error, load_image
-from .metadata import PhotoMeta, extract_metadata
+from .metadata import PhotoMeta, extract_metadata, metadata_from_exif
 from .scan import FoundFile, is_within, normalize_root, scan
 from .store import FileRow, IndexSettings, Store
 
@@ -368,7 +368,11 @@ class Indexer:
             return Loaded(job, digest, None, None)  # touched, same bytes: no decode needed
         try:
             image = load_image(job.found.path, self.max_pixels)
-            meta = extract_metadata(job.found.path, job.found.mtime_ns)
+            meta = (
+                metadata_from_exif(image.exif, (image.width, image.height), job.found.mtime_ns)
+                if image.exif is not None
+                else extract_metadata(job.found.path, job.found.mtime_ns)  # e.g. RAW: its preview has no EXIF
+            )
             if self.image_budget is None:
                 return Loaded(job, digest, image, None, image.image.width * image.image.height, meta=meta)
             from .embed import fit_image, image_token_count

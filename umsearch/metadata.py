@@ -47,16 +47,25 @@ def extract_metadata(path: str, mtime_ns: int | None = None) -> PhotoMeta:
     """Everything this module knows about `path`; never raises for a bad or missing EXIF block."""
     from PIL import Image
 
+    from .imageload import upright_size
+
     if mtime_ns is None:
         mtime_ns = os.stat(path).st_mtime_ns
-    exif: dict = {}
-    size: tuple[int, int] | None = None
     try:
         with Image.open(path) as img:
-            size = img.size
-            exif = _read_exif(img)
+            return metadata_from_exif(img.getexif(), upright_size(img), mtime_ns)
     except Exception:  # unreadable EXIF (or file) must not fail the photo: fall back to the file's facts
-        pass
+        return metadata_from_exif(None, None, mtime_ns)
+
+
+def metadata_from_exif(
+    raw: "PIL.Image.Exif | None", size: tuple[int, int] | None, mtime_ns: int  # noqa: F821
+) -> PhotoMeta:
+    """The facts from an EXIF block already read (the loader has it from decoding), else from the file time."""
+    try:
+        exif = _read_exif(raw) if raw is not None else {}
+    except Exception:  # a malformed block: the photo keeps its file facts
+        exif = {}
     taken = _parse_exif_date(exif.get("taken"))
     lat, lon = exif.get("lat"), exif.get("lon")
     return PhotoMeta(
@@ -71,8 +80,7 @@ def extract_metadata(path: str, mtime_ns: int | None = None) -> PhotoMeta:
     )
 
 
-def _read_exif(img: "PIL.Image.Image") -> dict:  # noqa: F821
-    raw = img.getexif()
+def _read_exif(raw: "PIL.Image.Exif") -> dict:  # noqa: F821
     found: dict = {}
     try:
         sub = raw.get_ifd(_EXIF_IFD)
