@@ -439,7 +439,7 @@ def status(
             "dtype": runtime.dtype,
             "quant": runtime.quant,
             "failures": [{"path": row.path, "reason": row.error} for row in failed_rows],
-            "metadata_missing": len(store.files_missing_metadata()),
+            "metadata_missing": store.count_missing_metadata(),
             "places": place_names_status(),
         }
     report["watcher"] = watcher_report(store.path)

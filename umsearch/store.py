@@ -274,6 +274,15 @@ def sqlite_route() -> str:
     return f"apsw {apsw.apsw_version()} with its own SQLite {apsw.sqlite_lib_version()}"
 
 
+_MISSING_METADATA = "status = 'ok' AND meta_version < ?"
+
+
+def _metadata_version() -> int:
+    from .metadata import METADATA_VERSION
+
+    return METADATA_VERSION
+
+
 class Store:
     def __init__(self, db: "apsw.Connection", path: Path) -> None:  # noqa: F821
         self.db = db
@@ -568,13 +577,15 @@ class Store:
             self._write_metadata(file_id, row[0], row[1], meta)
             self._sync_filter_columns(file_id)
 
-    def files_missing_metadata(self, limit: int | None = None) -> list[FileRow]:
-        from .metadata import METADATA_VERSION
+    def files_missing_metadata(self) -> list[FileRow]:
+        """Indexed photos whose metadata is absent or from an older extractor (read again, no re-embedding)."""
+        sql = f"SELECT {_FILE_COLUMNS} FROM files WHERE {_MISSING_METADATA} ORDER BY id"
+        return [_row(r) for r in self.db.execute(sql, (_metadata_version(),))]
 
-        sql = f"SELECT {_FILE_COLUMNS} FROM files WHERE status = 'ok' AND meta_version < ? ORDER BY id"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        return [_row(r) for r in self.db.execute(sql, (METADATA_VERSION,))]
+    def count_missing_metadata(self) -> int:
+        """How many photos `files_missing_metadata` would return, without reading them (for `status`)."""
+        sql = f"SELECT count(*) FROM files WHERE {_MISSING_METADATA}"
+        return self.db.execute(sql, (_metadata_version(),)).fetchone()[0]
 
     def facts_by_id(self, ids: Iterable[int]) -> dict[int, Facts]:
         ids = list(ids)
