@@ -11,7 +11,7 @@ import calendar
 import os
 import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 # EXIF tags (numbers from the EXIF 2.3 specification)
 _MAKE, _MODEL, _DATETIME = 0x010F, 0x0110, 0x0132
@@ -37,6 +37,11 @@ class PhotoMeta:
 def wall_clock_seconds(moment: datetime) -> int:
     """A naive wall-clock time as a sortable integer (EXIF dates carry no zone, so none is invented)."""
     return calendar.timegm(moment.timetuple())
+
+
+def wall_clock_datetime(seconds: int) -> datetime:
+    """The naive wall-clock time back from `wall_clock_seconds` (what the camera's clock said)."""
+    return datetime.fromtimestamp(seconds, timezone.utc).replace(tzinfo=None)
 
 
 def mtime_wall_clock(mtime_ns: int) -> int:

@@ -46,9 +46,9 @@ class Hit:
 
 
 def taken_text(taken: int) -> str:
-    from datetime import datetime, timezone
+    from .metadata import wall_clock_datetime
 
-    return datetime.fromtimestamp(taken, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return wall_clock_datetime(taken).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def load_query_image(path: str, max_pixels: int) -> "PIL.Image.Image":  # noqa: F821

@@ -11,11 +11,12 @@ import shlex
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from ..errors import StoreError, UmsearchError
+from ..metadata import wall_clock_datetime
 from ..store import FileRow, Store
 
 if TYPE_CHECKING:
@@ -133,7 +134,7 @@ def parse_query(typed: str) -> ParsedQuery:
 def photo_date(row: FileRow, taken: int | None = None) -> datetime | None:
     """The date shown for a photo: when it was taken (EXIF, as the camera's wall clock), else its file time."""
     if taken is not None:
-        return datetime.fromtimestamp(taken, timezone.utc).replace(tzinfo=None)
+        return wall_clock_datetime(taken)
     return datetime.fromtimestamp(row.mtime_ns / 1e9) if row.mtime_ns else None
 
 
@@ -200,6 +201,7 @@ class SearchService:
         - plain words: a text query.
         Raises Superseded when `cancelled()` turns true before the (slow) model call.
         """
+        from ..filters import Filters
         from ..querylang import Term, parse_search_text
         from ..search import combine, search, term_vector
 
@@ -218,9 +220,8 @@ class SearchService:
             # The image and the first words form one fused GME input ("this photo, but at night").
             first = positives.pop(0) if positives and positives[0].image is None else None
             positives.insert(0, Term(text=first.text if first else None, image=image, weight=first.weight if first else 1.0))
-        if not positives and not request.negatives:
-            if request.filters == type(request.filters)():
-                return self.recent()
+        if not positives and not request.negatives and request.filters == Filters():
+            return self.recent()
         if not positives:
             raise UmsearchError("type something to look for (words, @PATH, or press s on a photo), not only filters or -words")
         stored_only = like_file_id is not None and len(positives) == 1 and positives[0].text is None
