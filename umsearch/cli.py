@@ -190,11 +190,11 @@ def download_on_first_use(model_id: str) -> None:
     """Fetch a missing hub model before the loading spinner starts, so huggingface_hub's progress bars show."""
     from . import present
     from .hub import download_model, model_info
-    from .modelfiles import _hub_offline
+    from .modelfiles import hub_offline
 
     if Path(model_id).expanduser().is_dir() or model_info(model_id).downloaded:
         return
-    if not _hub_offline():  # offline, the failure below is the only line
+    if not hub_offline():  # offline, the failure below is the only line
         present.err.print(f"downloading model {model_id} (first use; 'umsearch model info' shows where it goes) …")
     download_model(model_id)
 

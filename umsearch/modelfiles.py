@@ -89,7 +89,7 @@ def _resolve_hub_id(repo_id: str) -> Path:
     except (LocalEntryNotFoundError, ModelError):
         pass  # not downloaded, or only partly: try to fetch it
 
-    if _hub_offline():
+    if hub_offline():
         raise ModelError(_unreachable(repo_id, "offline: HF_HUB_OFFLINE is set"))
     try:
         # huggingface_hub's HTTP client has no default timeout and snapshot_download's first request
@@ -134,7 +134,7 @@ def _unreachable(repo_id: str, why: str) -> str:
     )
 
 
-def _hub_offline() -> bool:
+def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
