@@ -1,6 +1,6 @@
 """Time `umsearch dupes` (find_duplicates) on a benchmark index built by search_scale.py.
 
-    PYTHONPATH=. python benchmarks/dupes_scale.py .bench/scale-100000-m003.db --threshold 0.95
+PYTHONPATH=. python benchmarks/dupes_scale.py .bench/scale-100000-m003.db --threshold 0.95
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from umsearch.dupes import find_duplicates  # noqa: E402
-from umsearch.store import Store  # noqa: E402
+from umsearch.dupes import find_duplicates
+from umsearch.store import Store
 
 
 def main() -> None:
@@ -30,8 +30,10 @@ def main() -> None:
         groups = find_duplicates(store, args.threshold)
         elapsed = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{photos:,} photos, threshold {args.threshold}: {len(groups)} groups "
-          f"({sum(len(g.paths) for g in groups)} photos) in {elapsed:.1f} s, peak RSS {peak:.0f} MiB")
+    print(
+        f"{photos:,} photos, threshold {args.threshold}: {len(groups)} groups "
+        f"({sum(len(g.paths) for g in groups)} photos) in {elapsed:.1f} s, peak RSS {peak:.0f} MiB"
+    )
     print(f"load: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
 
 

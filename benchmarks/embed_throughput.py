@@ -56,7 +56,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="2b", help="comma list of 2b, 7b")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "mps"])
     parser.add_argument("--quants", default="none,nf4", help="comma list of none, nf4, int8")
-    parser.add_argument("--dtype", default="auto", help="compute dtype for every point (auto, float32, bfloat16, float16)")
+    parser.add_argument(
+        "--dtype", default="auto", help="compute dtype for every point (auto, float32, bfloat16, float16)"
+    )
     parser.add_argument("--qualities", default="fast,balanced,best", help="comma list of presets")
     parser.add_argument("--quality", default="fast", help="preset for --pipeline")
     parser.add_argument("--images", type=int, default=2, help="images per point (after one warm-up batch on GPU)")
@@ -80,11 +82,16 @@ def main() -> None:
     for size in args.sizes.split(","):
         model_dir = ensure_model(size, Path(args.cache))
         if args.pipeline:
-            points = [dict(size=size, model=str(model_dir), quant=q, quality=args.quality, pipeline=True,
-                           dtype=args.dtype) for q in args.quants.split(",")]
+            points = [
+                dict(size=size, model=str(model_dir), quant=q, quality=args.quality, pipeline=True, dtype=args.dtype)
+                for q in args.quants.split(",")
+            ]
         else:
-            points = [dict(size=size, model=str(model_dir), quant=q, quality=quality, dtype=args.dtype)
-                      for q in args.quants.split(",") for quality in args.qualities.split(",")]
+            points = [
+                dict(size=size, model=str(model_dir), quant=q, quality=quality, dtype=args.dtype)
+                for q in args.quants.split(",")
+                for quality in args.qualities.split(",")
+            ]
         for point in points:
             result = run_child(point, args)
             results.append(result)
@@ -97,8 +104,10 @@ def main() -> None:
 
 def machine_line() -> str:
     load = os.getloadavg()
-    return (f"{platform.node()}: {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}, "
-            f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    return (
+        f"{platform.node()}: {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}, "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
 
 
 def ensure_model(size: str, cache: Path) -> Path:
@@ -114,14 +123,26 @@ def ensure_model(size: str, cache: Path) -> Path:
 
 
 def run_child(point: dict, args: argparse.Namespace) -> dict:
-    command = [sys.executable, __file__, "--point", json.dumps(point), "--device", args.device,
-               "--images", str(args.images), "--texts", str(args.texts), "--batch-size", str(args.batch_size)]
+    command = [
+        sys.executable,
+        __file__,
+        "--point",
+        json.dumps(point),
+        "--device",
+        args.device,
+        "--images",
+        str(args.images),
+        "--texts",
+        str(args.texts),
+        "--batch-size",
+        str(args.batch_size),
+    ]
     if args.peak_tflops:
         command += ["--peak-tflops", str(args.peak_tflops)]
     completed = subprocess.run(command, capture_output=True, text=True)
     for line in completed.stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            return json.loads(line[len("RESULT ") :])
     tail = (completed.stderr or completed.stdout).strip().splitlines()[-3:]
     return {**point, "error": f"exit {completed.returncode}: {' | '.join(tail)}"}
 
@@ -134,8 +155,14 @@ def photo(seed: int, size: tuple[int, int] = PHOTO_SIZE):
     rng = np.random.default_rng(seed)
     w, h = size
     y, x = np.mgrid[0:h, 0:w]
-    channels = [np.clip(rng.uniform(0, 255) + rng.uniform(-0.2, 0.2) * x + rng.uniform(-0.2, 0.2) * y
-                        + rng.normal(0, 12, (h, w)), 0, 255) for _ in range(3)]
+    channels = [
+        np.clip(
+            rng.uniform(0, 255) + rng.uniform(-0.2, 0.2) * x + rng.uniform(-0.2, 0.2) * y + rng.normal(0, 12, (h, w)),
+            0,
+            255,
+        )
+        for _ in range(3)
+    ]
     return Image.fromarray(np.stack(channels, axis=-1).astype(np.uint8), "RGB")
 
 
@@ -144,8 +171,14 @@ def load(point: dict, device: str):
 
     low, high = QUALITY_PRESETS[point["quality"]]
     started = time.perf_counter()
-    embedder = load_embedder(point["model"], device=device, quant=point["quant"], dtype=point.get("dtype", "auto"),
-                             min_image_tokens=low, max_image_tokens=high)
+    embedder = load_embedder(
+        point["model"],
+        device=device,
+        quant=point["quant"],
+        dtype=point.get("dtype", "auto"),
+        min_image_tokens=low,
+        max_image_tokens=high,
+    )
     return embedder, time.perf_counter() - started
 
 
@@ -157,8 +190,15 @@ def run_point(point: dict, args: argparse.Namespace) -> dict:
     cuda = args.device == "cuda"
     embedder, load_s = load(point, args.device)
     info = embedder.info
-    result = {**point, "device": info.device, "dtype": info.dtype, "load_s": round(load_s, 1),
-              "threads": torch.get_num_threads(), "started": time.strftime("%H:%M"), "load_avg": round(os.getloadavg()[0], 1)}
+    result = {
+        **point,
+        "device": info.device,
+        "dtype": info.dtype,
+        "load_s": round(load_s, 1),
+        "threads": torch.get_num_threads(),
+        "started": time.strftime("%H:%M"),
+        "load_avg": round(os.getloadavg()[0], 1),
+    }
     result.pop("model")
     result["rss_after_load_gb"] = current_rss_gb()
 
@@ -288,8 +328,13 @@ def run_pipeline(point: dict, args: argparse.Namespace) -> dict:
     embedder, load_s = load(point, args.device)
     info = embedder.info
     budget = (info.min_image_tokens, info.max_image_tokens)
-    result = {**point, "device": info.device, "dtype": info.dtype, "load_s": round(load_s, 1),
-              "load_avg": round(os.getloadavg()[0], 1)}
+    result = {
+        **point,
+        "device": info.device,
+        "dtype": info.dtype,
+        "load_s": round(load_s, 1),
+        "load_avg": round(os.getloadavg()[0], 1),
+    }
     result.pop("model")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "photos"
@@ -304,8 +349,9 @@ def run_pipeline(point: dict, args: argparse.Namespace) -> dict:
         result["decode_resize_s_per_image"] = round((time.perf_counter() - started) / args.images, 3)
         timed = TimedEmbedder(embedder)
         with Store.open(Path(tmp) / "bench.db") as store:
-            indexer = Indexer(store, lambda: timed, max_pixels=budget[1] * 784, image_budget=budget,
-                              batch_size=args.batch_size)
+            indexer = Indexer(
+                store, lambda: timed, max_pixels=budget[1] * 784, image_budget=budget, batch_size=args.batch_size
+            )
             started = time.perf_counter()
             summary = indexer.index([str(folder)])
             wall = time.perf_counter() - started
@@ -324,15 +370,23 @@ def run_pipeline(point: dict, args: argparse.Namespace) -> dict:
 
 # ---- tables ------------------------------------------------------------------------------------------
 def table(results: list[dict]) -> str:
-    head = ("| model | quant | dtype | quality | tokens | s/image | images/s | text s | texts/s | prep/model "
-            "| RSS loaded | peak RSS | peak VRAM | TFLOP/s | of peak | load avg |")
+    head = (
+        "| model | quant | dtype | quality | tokens | s/image | images/s | text s | texts/s | prep/model "
+        "| RSS loaded | peak RSS | peak VRAM | TFLOP/s | of peak | load avg |"
+    )
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for r in results:
         if "error" in r:
             lines.append(f"| {r['size']} | {r['quant']} | | {r['quality']} | error: {r['error']} |")
             continue
-        r = {"visual_tokens": "–", "image_s": "–", "images_per_s": "–", "prepare_share": 0.0, "achieved_tflops": "–",
-             **r}
+        r = {
+            "visual_tokens": "–",
+            "image_s": "–",
+            "images_per_s": "–",
+            "prepare_share": 0.0,
+            "achieved_tflops": "–",
+            **r,
+        }
         lines.append(
             f"| {r['size']} | {r['quant']} | {r['dtype']} | {r['quality']} | {r['visual_tokens']} | {r['image_s']} "
             f"| {r['images_per_s']} | {r['text_s']} | {r['texts_per_s']} | {r['prepare_share']:.1%} "
@@ -343,15 +397,20 @@ def table(results: list[dict]) -> str:
 
 
 def pipeline_table(results: list[dict]) -> str:
-    lines = ["| model | quant | dtype | quality | images | batch | wall s | model s | overhead | decode+resize s/img "
-             "| load avg |", "|---" * 11 + "|"]
+    lines = [
+        "| model | quant | dtype | quality | images | batch | wall s | model s | overhead | decode+resize s/img "
+        "| load avg |",
+        "|---" * 11 + "|",
+    ]
     for r in results:
         if "error" in r:
             lines.append(f"| {r['size']} | {r['quant']} | {r['quality']} | error: {r['error']} |")
             continue
-        lines.append(f"| {r['size']} | {r['quant']} | {r['dtype']} | {r['quality']} | {r['images']} | {r['batch_size']} "
-                     f"| {r['wall_s']} | {r['model_s']} | {r['overhead']:.1%} | {r['decode_resize_s_per_image']} "
-                     f"| {r['load_avg']} |")
+        lines.append(
+            f"| {r['size']} | {r['quant']} | {r['dtype']} | {r['quality']} | {r['images']} | {r['batch_size']} "
+            f"| {r['wall_s']} | {r['model_s']} | {r['overhead']:.1%} | {r['decode_resize_s_per_image']} "
+            f"| {r['load_avg']} |"
+        )
     return "\n".join(lines)
 
 

@@ -28,7 +28,10 @@ from umsearch.devmodel import build_model_dir  # noqa: E402
 def umsearch(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "umsearch", *args],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
     )
 
 
@@ -71,11 +74,20 @@ def main() -> int:
         "status counts": (status["indexed"], status["failed"]) == (len(expected) - failed, failed),
         "reasons listed": not wrong,
     }
-    print(json.dumps({
-        "files": len(expected), "expected_failed": failed, "exit_code": run.returncode, "summary": counts,
-        "status": {"indexed": status["indexed"], "failed": status["failed"]}, "seconds": round(seconds, 1),
-        "checks": checks, "load": os.getloadavg(),
-    }))
+    print(
+        json.dumps(
+            {
+                "files": len(expected),
+                "expected_failed": failed,
+                "exit_code": run.returncode,
+                "summary": counts,
+                "status": {"indexed": status["indexed"], "failed": status["failed"]},
+                "seconds": round(seconds, 1),
+                "checks": checks,
+                "load": os.getloadavg(),
+            }
+        )
+    )
     if not all(checks.values()):
         print(run.stderr[-3000:], file=sys.stderr)
     return 0 if all(checks.values()) else 1

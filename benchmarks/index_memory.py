@@ -98,21 +98,25 @@ def child(count: int, workdir: Path, model_dir: Path) -> None:
         target = fraction * count
         return next((mb for done, mb in samples if done >= target), samples[-1][1])
 
-    print(json.dumps({
-        "files": count,
-        "added": summary.added,
-        "failed": summary.failed,
-        "seconds": round(seconds, 1),
-        "rss_after_model_mb": round(after_model, 1),
-        "rss_25pct_mb": round(at(0.25), 1),
-        "rss_50pct_mb": round(at(0.5), 1),
-        "rss_100pct_mb": round(at(1.0), 1),
-        "rss_max_while_indexing_mb": round(max(mb for _, mb in samples), 1),
-        "rerun_unchanged": rerun.unchanged,
-        "rerun_seconds": round(rerun_seconds, 1),
-        "rss_after_rerun_mb": round(rss_after_rerun, 1),
-        "peak_rss_incl_model_load_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "files": count,
+                "added": summary.added,
+                "failed": summary.failed,
+                "seconds": round(seconds, 1),
+                "rss_after_model_mb": round(after_model, 1),
+                "rss_25pct_mb": round(at(0.25), 1),
+                "rss_50pct_mb": round(at(0.5), 1),
+                "rss_100pct_mb": round(at(1.0), 1),
+                "rss_max_while_indexing_mb": round(max(mb for _, mb in samples), 1),
+                "rerun_unchanged": rerun.unchanged,
+                "rerun_seconds": round(rerun_seconds, 1),
+                "rss_after_rerun_mb": round(rss_after_rerun, 1),
+                "peak_rss_incl_model_load_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            }
+        )
+    )
 
 
 class PeakSampler:
@@ -187,8 +191,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, action="append", help="N (repeatable); default 1000 and 10000")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/umsearch-index-memory"))
-    parser.add_argument("--plan-only", type=int, action="append", default=[],
-                        help="N (repeatable): measure scan + plan only, without the model (fits 100k+)")
+    parser.add_argument(
+        "--plan-only",
+        type=int,
+        action="append",
+        default=[],
+        help="N (repeatable): measure scan + plan only, without the model (fits 100k+)",
+    )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-plan", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
@@ -199,8 +208,12 @@ def main() -> None:
     if args.plan_only and not args.files:
         args.workdir.mkdir(parents=True, exist_ok=True)
         for count in args.plan_only:
-            out = subprocess.run([sys.executable, __file__, "--child-plan", str(count), "--workdir", str(args.workdir)],
-                                 check=True, capture_output=True, text=True).stdout
+            out = subprocess.run(
+                [sys.executable, __file__, "--child-plan", str(count), "--workdir", str(args.workdir)],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
             print(out.strip().splitlines()[-1], flush=True)
         return
     if args.child_plan:
@@ -215,9 +228,19 @@ def main() -> None:
     print(f"load: {os.getloadavg()}", file=sys.stderr)
     for count in args.files or [1000, 10000]:
         out = subprocess.run(
-            [sys.executable, __file__, "--child", str(count), "--workdir", str(args.workdir), "--model-dir",
-             str(model_dir)],
-            check=True, capture_output=True, text=True,
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                str(count),
+                "--workdir",
+                str(args.workdir),
+                "--model-dir",
+                str(model_dir),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         print(out.strip().splitlines()[-1], flush=True)
     print(f"load: {os.getloadavg()}", file=sys.stderr)

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from umsearch.store import IndexSettings, Store  # noqa: E402
+from umsearch.store import IndexSettings, Store
 
 
 def make_tree(root: Path, count: int) -> list[Path]:
@@ -46,7 +46,11 @@ def fill_store(db: Path, paths: list[Path], dim: int = 1536) -> None:
                 st = path.stat()
                 vector = rng.standard_normal(dim).astype(np.float32)
                 store.put_file(
-                    str(path), size=st.st_size, mtime_ns=st.st_mtime_ns, digest=None, vector=vector / np.linalg.norm(vector)
+                    str(path),
+                    size=st.st_size,
+                    mtime_ns=st.st_mtime_ns,
+                    digest=None,
+                    vector=vector / np.linalg.norm(vector),
                 )
 
 

@@ -31,12 +31,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from umsearch import bitcache  # noqa: E402
-from umsearch import store as store_module  # noqa: E402
-from umsearch.filters import Filters  # noqa: E402
-from umsearch.metadata import PhotoMeta  # noqa: E402
-from umsearch.search import search  # noqa: E402
-from umsearch.store import IndexSettings, Store  # noqa: E402
+from umsearch import bitcache
+from umsearch import store as store_module
+from umsearch.filters import Filters
+from umsearch.metadata import PhotoMeta
+from umsearch.search import search
+from umsearch.store import IndexSettings, Store
 
 DIM = 1536
 TOPICS_PER_100K, EVENTS_PER_100K = 200, 5000
@@ -94,7 +94,11 @@ def build(size: int) -> tuple[Path, Path]:
                     )
                     store.put_file(
                         f"/photos/{n % 1000:04d}/img_{n:07d}.jpg",
-                        size=1000 + n, mtime_ns=n, digest=f"{n:032x}", vector=vectors[i], meta=meta,
+                        size=1000 + n,
+                        mtime_ns=n,
+                        digest=f"{n:032x}",
+                        vector=vectors[i],
+                        meta=meta,
                     )
             elapsed = time.perf_counter() - started
             print(f"  built {start + count:,}/{size:,} ({(start + count) / elapsed:,.0f} photos/s)", flush=True)
@@ -134,15 +138,19 @@ def run(size: int, n_queries: int, k: int, shortlists: list[int]) -> None:
     qs = queries(size, n_queries)
     with Store.open(db_path, create=False) as store:
         db_bytes = store.size_bytes()
-        print(f"\n== {size:,} photos: DB {db_bytes / 2**30:.2f} GiB, {db_bytes / size:,.0f} bytes/photo "
-              f"(float vector alone: {DIM * 4} B)")
+        print(
+            f"\n== {size:,} photos: DB {db_bytes / 2**30:.2f} GiB, {db_bytes / size:,.0f} bytes/photo "
+            f"(float vector alone: {DIM * 4} B)"
+        )
         numpy_times, exact = [], []
         numpy_topk(raw, qs[0], k)  # warm the page cache
         for q in qs:
             t = time.perf_counter()
             exact.append(numpy_topk(raw, q, k))
             numpy_times.append(time.perf_counter() - t)
-        print(f"numpy exact scan        p50 {pct(numpy_times, .5) * 1e3:7.1f} ms  p95 {pct(numpy_times, .95) * 1e3:7.1f} ms")
+        print(
+            f"numpy exact scan        p50 {pct(numpy_times, 0.5) * 1e3:7.1f} ms  p95 {pct(numpy_times, 0.95) * 1e3:7.1f} ms"
+        )
         for shortlist in shortlists:
             store_module.RESCORE_SHORTLIST = shortlist
             search(store, qs[0], k)  # warm
@@ -152,12 +160,16 @@ def run(size: int, n_queries: int, k: int, shortlists: list[int]) -> None:
                 hits = search(store, q, k)
                 times.append(time.perf_counter() - t)
                 recalls.append(len({h.file_id for h in hits} & set(truth.tolist())) / k)
-            print(f"umsearch shortlist {shortlist:4d}  p50 {pct(times, .5) * 1e3:7.1f} ms  p95 {pct(times, .95) * 1e3:7.1f} ms"
-                  f"  recall@{k} mean {statistics.mean(recalls):.4f} min {min(recalls):.2f}")
+            print(
+                f"umsearch shortlist {shortlist:4d}  p50 {pct(times, 0.5) * 1e3:7.1f} ms  p95 {pct(times, 0.95) * 1e3:7.1f} ms"
+                f"  recall@{k} mean {statistics.mean(recalls):.4f} min {min(recalls):.2f}"
+            )
         store_module.RESCORE_SHORTLIST = shortlists[0]
         bits = store._bit_matrix()
-        print(f"bit matrix: {bits.words.nbytes / len(bits.ids):.0f} B/photo in memory "
-              f"(+ {bitcache.cache_path(store).stat().st_size / size:.0f} B/photo side file)")
+        print(
+            f"bit matrix: {bits.words.nbytes / len(bits.ids):.0f} B/photo in memory "
+            f"(+ {bitcache.cache_path(store).stat().st_size / size:.0f} B/photo side file)"
+        )
         rare = Filters(camera="Leica")
         times, full = [], 0
         for q in qs:
@@ -165,8 +177,10 @@ def run(size: int, n_queries: int, k: int, shortlists: list[int]) -> None:
             hits = search(store, q, k, rare)
             times.append(time.perf_counter() - t)
             full += len(hits) == k and all(h.camera == RARE_CAMERA for h in hits)
-        print(f"filter camera:Leica (1%) p50 {pct(times, .5) * 1e3:7.1f} ms  p95 {pct(times, .95) * 1e3:7.1f} ms"
-              f"  full pages of matching photos: {full}/{len(qs)}")
+        print(
+            f"filter camera:Leica (1%) p50 {pct(times, 0.5) * 1e3:7.1f} ms  p95 {pct(times, 0.95) * 1e3:7.1f} ms"
+            f"  full pages of matching photos: {full}/{len(qs)}"
+        )
         dated = Filters(after=1_500_000_000 + size * 150, folders=("/photos/0001", "/photos/0002"))
         times, full = [], 0
         for q in qs:
@@ -174,20 +188,25 @@ def run(size: int, n_queries: int, k: int, shortlists: list[int]) -> None:
             hits = search(store, q, k, dated)
             times.append(time.perf_counter() - t)
             full += len(hits) == k
-        print(f"filter in:2 folders + after: (0.1%) p50 {pct(times, .5) * 1e3:6.1f} ms  full pages: {full}/{len(qs)}")
+        print(f"filter in:2 folders + after: (0.1%) p50 {pct(times, 0.5) * 1e3:6.1f} ms  full pages: {full}/{len(qs)}")
         broad = Filters(after=1_500_000_000 + size * 30, types=("jpg",))  # 90% of photos pass
         times, recalls = [], []
         for q in qs:
             t = time.perf_counter()
             hits = search(store, q, k, broad)
             times.append(time.perf_counter() - t)
-            scores = raw @ q if size <= 200_000 else np.concatenate(
-                [raw[s : s + 200_000] @ q for s in range(0, size, 200_000)])
+            scores = (
+                raw @ q
+                if size <= 200_000
+                else np.concatenate([raw[s : s + 200_000] @ q for s in range(0, size, 200_000)])
+            )
             scores[: size // 10] = -2  # the photos the date filter excludes (ids 1..size/10 are the oldest)
             truth = set((np.argpartition(-scores, k)[:k] + 1).tolist())
             recalls.append(len({h.file_id for h in hits} & truth) / k)
-        print(f"filter after: (90% pass)  p50 {pct(times, .5) * 1e3:7.1f} ms  p95 {pct(times, .95) * 1e3:7.1f} ms"
-              f"  recall@{k} mean {statistics.mean(recalls):.4f} min {min(recalls):.2f}")
+        print(
+            f"filter after: (90% pass)  p50 {pct(times, 0.5) * 1e3:7.1f} ms  p95 {pct(times, 0.95) * 1e3:7.1f} ms"
+            f"  recall@{k} mean {statistics.mean(recalls):.4f} min {min(recalls):.2f}"
+        )
 
 
 def main() -> None:
@@ -197,7 +216,9 @@ def main() -> None:
     parser.add_argument("-k", type=int, default=20)
     parser.add_argument("--shortlists", type=int, nargs="+", default=[store_module.RESCORE_SHORTLIST, 200, 800])
     args = parser.parse_args()
-    print(f"machine: {os.cpu_count()} cores; load: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+    print(
+        f"machine: {os.cpu_count()} cores; load: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}"
+    )
     for size in args.sizes:
         run(size, args.queries, args.k, args.shortlists)
     print(f"\nload after: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")

@@ -26,9 +26,9 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from umsearch.devmodel import build_model_dir  # noqa: E402
-from umsearch.embed import load_embedder  # noqa: E402
-from umsearch.store import IndexSettings, Store  # noqa: E402
+from umsearch.devmodel import build_model_dir
+from umsearch.embed import load_embedder
+from umsearch.store import IndexSettings, Store
 
 BUDGET = (4, 64)
 
@@ -45,8 +45,15 @@ def make_library(root: Path, count: int, dim: int) -> Path:
             pixels = rng.integers(0, 255, (480 // 16, 640 // 16, 3), dtype=np.uint8)
             Image.fromarray(pixels).resize((640, 480)).save(path, quality=85)
             vector = rng.standard_normal(dim).astype(np.float32)
-            store.put_file(str(path), size=path.stat().st_size, mtime_ns=path.stat().st_mtime_ns,
-                           digest=str(i), vector=vector / np.linalg.norm(vector), width=640, height=480)
+            store.put_file(
+                str(path),
+                size=path.stat().st_size,
+                mtime_ns=path.stat().st_mtime_ns,
+                digest=str(i),
+                vector=vector / np.linalg.norm(vector),
+                width=640,
+                height=480,
+            )
     store.close()
     return db
 
@@ -85,7 +92,9 @@ async def drive(db: Path, model_dir: Path) -> dict[str, object]:
     from umsearch.tui.app import make_app
 
     def factory(model_id: str, budget: tuple[int, int]):
-        return load_embedder(model_id, device="cpu", quant="none", min_image_tokens=budget[0], max_image_tokens=budget[1])
+        return load_embedder(
+            model_id, device="cpu", quant="none", min_image_tokens=budget[0], max_image_tokens=budget[1]
+        )
 
     app = make_app(db, str(model_dir), image_mode="halfcell", embedder_factory=factory)
     meter = StallMeter()
@@ -114,7 +123,18 @@ async def drive(db: Path, model_dir: Path) -> dict[str, object]:
 
         await pilot.press("down")  # into the list, so "/" below means "back to the search box"
         latencies = []
-        for word in ["red boat", "forest", "city at night", "a cat", "mountains", "beach", "snow", "dog", "car", "bridge"]:
+        for word in [
+            "red boat",
+            "forest",
+            "city at night",
+            "a cat",
+            "mountains",
+            "beach",
+            "snow",
+            "dog",
+            "car",
+            "bridge",
+        ]:
             await pilot.press("slash", *word)
             start = time.perf_counter()
             await pilot.press("enter")
@@ -130,7 +150,9 @@ async def drive(db: Path, model_dir: Path) -> dict[str, object]:
             before = app.generation
             start = time.perf_counter()
             await pilot.press("s")
-            await until(lambda: app.generation > before and "results for like" in str(app.query_one("#message").render()))
+            await until(
+                lambda: app.generation > before and "results for like" in str(app.query_one("#message").render())
+            )
             latencies.append(time.perf_counter() - start)
         report["more_like_this_s"] = {"median": statistics.median(latencies), "max": max(latencies)}
         report["stall_more_like_this"] = meter.phase()
@@ -151,7 +173,9 @@ def main() -> None:
         report = asyncio.run(drive(db, model_dir))
     for key, value in report.items():
         if isinstance(value, dict):
-            value = ", ".join(f"{k} {v * 1000:.0f} ms" if k in ("median", "max") else f"{k} {v:.0f}" for k, v in value.items())
+            value = ", ".join(
+                f"{k} {v * 1000:.0f} ms" if k in ("median", "max") else f"{k} {v:.0f}" for k, v in value.items()
+            )
         elif isinstance(value, float):
             value = f"{value * 1000:.0f} ms"
         print(f"{key:26} {value}")

@@ -25,12 +25,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.photos import picture  # noqa: E402
-from umsearch.devmodel import build_model_dir  # noqa: E402
-from umsearch.embed import load_embedder  # noqa: E402
-from umsearch.index import Indexer  # noqa: E402
-from umsearch.store import Store  # noqa: E402
-from umsearch.watch import WatchOptions, Watcher  # noqa: E402
+from tests.photos import picture
+from umsearch.devmodel import build_model_dir
+from umsearch.embed import load_embedder
+from umsearch.index import Indexer
+from umsearch.store import Store
+from umsearch.watch import Watcher, WatchOptions
 
 MIN_TOKENS, MAX_TOKENS = 4, 16
 
@@ -67,7 +67,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         model_dir = build_model_dir(tmp_path / "model", "tiny")
-        embedder = load_embedder(str(model_dir), device="cpu", quant="none", min_image_tokens=MIN_TOKENS, max_image_tokens=MAX_TOKENS)
+        embedder = load_embedder(
+            str(model_dir), device="cpu", quant="none", min_image_tokens=MIN_TOKENS, max_image_tokens=MAX_TOKENS
+        )
         photos, db = tmp_path / "photos", tmp_path / "index.db"
         (photos / "single").mkdir(parents=True)
         store = Store.open(db)

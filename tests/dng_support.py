@@ -55,12 +55,22 @@ def write_dng(path: Path, rgb: Image.Image, preview: Image.Image | None = None) 
     data = (np.asarray(rgb.convert("RGB"), dtype=np.uint16) * 257).astype("<u2").tobytes()
     data_offset = tiff.blob(data)
     raw_entries = [
-        (254, LONG, [0]), (256, LONG, [width]), (257, LONG, [height]), (258, SHORT, [16, 16, 16]),
-        (259, SHORT, [1]), (262, SHORT, [34892]), (273, LONG, [data_offset]), (277, SHORT, [3]),
-        (278, LONG, [height]), (279, LONG, [len(data)]), (284, SHORT, [1]),
+        (254, LONG, [0]),
+        (256, LONG, [width]),
+        (257, LONG, [height]),
+        (258, SHORT, [16, 16, 16]),
+        (259, SHORT, [1]),
+        (262, SHORT, [34892]),
+        (273, LONG, [data_offset]),
+        (277, SHORT, [3]),
+        (278, LONG, [height]),
+        (279, LONG, [len(data)]),
+        (284, SHORT, [1]),
     ]
     dng_entries = [
-        (271, ASCII, "umsearch"), (272, ASCII, "test camera"), (50706, BYTE, [1, 4, 0, 0]),
+        (271, ASCII, "umsearch"),
+        (272, ASCII, "test camera"),
+        (50706, BYTE, [1, 4, 0, 0]),
         (50708, ASCII, "umsearch test camera"),
         (50721, SRATIONAL, [(1, 1), (0, 1), (0, 1), (0, 1), (1, 1), (0, 1), (0, 1), (0, 1), (1, 1)]),
         (50778, SHORT, [21]),
@@ -73,11 +83,23 @@ def write_dng(path: Path, rgb: Image.Image, preview: Image.Image | None = None) 
         jpeg_offset = tiff.blob(jpeg.getvalue())
         raw_ifd, _ = tiff.ifd(raw_entries)
         pw, ph = preview.size
-        first, _ = tiff.ifd([
-            (254, LONG, [1]), (256, LONG, [pw]), (257, LONG, [ph]), (258, SHORT, [8, 8, 8]), (259, SHORT, [7]),
-            (262, SHORT, [6]), (273, LONG, [jpeg_offset]), (277, SHORT, [3]), (278, LONG, [ph]),
-            (279, LONG, [len(jpeg.getvalue())]), (284, SHORT, [1]), (330, LONG, [raw_ifd]),
-        ] + dng_entries)
+        first, _ = tiff.ifd(
+            [
+                (254, LONG, [1]),
+                (256, LONG, [pw]),
+                (257, LONG, [ph]),
+                (258, SHORT, [8, 8, 8]),
+                (259, SHORT, [7]),
+                (262, SHORT, [6]),
+                (273, LONG, [jpeg_offset]),
+                (277, SHORT, [3]),
+                (278, LONG, [ph]),
+                (279, LONG, [len(jpeg.getvalue())]),
+                (284, SHORT, [1]),
+                (330, LONG, [raw_ifd]),
+            ]
+            + dng_entries
+        )
     tiff.buf[4:8] = struct.pack("<I", first)
     Path(path).write_bytes(bytes(tiff.buf))
     return Path(path)

@@ -118,7 +118,9 @@ def test_a_mismatched_model_is_refused_with_the_fix(indexed, photos, tmp_path) -
 
 
 def test_embed_prints_a_unit_vector_as_json(tiny_model_dir, photos) -> None:
-    result = umsearch("embed", "--text", "a cat", "--image", photos / "photo 2.jpg", "--model", tiny_model_dir, "--json")
+    result = umsearch(
+        "embed", "--text", "a cat", "--image", photos / "photo 2.jpg", "--model", tiny_model_dir, "--json"
+    )
     vector = json.loads(result.stdout)
     assert len(vector) > 0 and sum(x * x for x in vector) == pytest.approx(1.0, abs=1e-4)
 

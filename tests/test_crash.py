@@ -23,10 +23,23 @@ KILLS = 6
 
 def _start_index(db: Path, model: Path, folder: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "umsearch", "index", "--db", str(db), "--model", str(model), "--batch-size", "2",
-         str(folder)],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "umsearch",
+            "index",
+            "--db",
+            str(db),
+            "--model",
+            str(model),
+            "--batch-size",
+            "2",
+            str(folder),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -79,7 +92,10 @@ def test_repeated_kill_9_during_indexing_always_recovers(tmp_path, tiny_model_di
     assert killed >= KILLS // 2  # most runs really were cut short
     final = subprocess.run(
         [sys.executable, "-m", "umsearch", "index", "--db", str(db), "--model", str(tiny_model_dir), str(folder)],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
     )
     # finished (3 when bad.jpg was first met in this run, 0 when an earlier run had already recorded it)
     assert final.returncode in (0, 3), final.stderr

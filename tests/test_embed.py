@@ -56,7 +56,11 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def ref_smart_resize(
-    height: int, width: int, factor: int = 28, min_pixels: int = 4 * 28 * 28, max_pixels: int = 16384 * 28 * 28,
+    height: int,
+    width: int,
+    factor: int = 28,
+    min_pixels: int = 4 * 28 * 28,
+    max_pixels: int = 16384 * 28 * 28,
     max_ratio: int = 200,
 ) -> tuple[int, int]:
     h_bar = max(factor, round(height / factor) * factor)
@@ -118,8 +122,9 @@ def reference_embed(
     vision = image_processor(images=images, return_tensors="pt") if images else None
     if vision is not None:
         counts = iter((vision["image_grid_thw"].prod(-1) // image_processor.merge_size**2).tolist())
-        texts = [t.replace("<|image_pad|>", "<|image_pad|>" * next(counts)) if "<|image_pad|>" in t else t
-                 for t in texts]
+        texts = [
+            t.replace("<|image_pad|>", "<|image_pad|>" * next(counts)) if "<|image_pad|>" in t else t for t in texts
+        ]
     inputs = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
 
     with torch.inference_mode():
@@ -166,8 +171,14 @@ def test_dev_model_uses_the_hub_checkpoint_names_and_loads_without_leftovers(
     index = json.loads((tiny_model_dir / "model.safetensors.index.json").read_text())
     names = set(index["weight_map"])
     assert len(set(index["weight_map"].values())) >= 2, "the hub repos are sharded"
-    assert {"model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight", "model.norm.weight",
-            "visual.patch_embed.proj.weight", "visual.blocks.0.attn.qkv.weight", "visual.merger.mlp.2.weight"} <= names
+    assert {
+        "model.embed_tokens.weight",
+        "model.layers.0.self_attn.q_proj.weight",
+        "model.norm.weight",
+        "visual.patch_embed.proj.weight",
+        "visual.blocks.0.attn.qkv.weight",
+        "visual.merger.mlp.2.weight",
+    } <= names
     assert not any(n.startswith(("model.language_model.", "model.visual.")) for n in names)
     _, info = hf_model_and_info
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
@@ -181,8 +192,13 @@ def test_importing_the_model_modules_does_not_import_torch() -> None:
 
 def test_embedder_info_describes_the_loaded_model(tiny_embedder: GmeEmbedder, tiny_model_dir: Path) -> None:
     assert tiny_embedder.info == EmbedderInfo(
-        model_id=str(tiny_model_dir), dim=64, min_image_tokens=256, max_image_tokens=1280,
-        device="cpu", dtype="float32", quant="none",
+        model_id=str(tiny_model_dir),
+        dim=64,
+        min_image_tokens=256,
+        max_image_tokens=1280,
+        device="cpu",
+        dtype="float32",
+        quant="none",
     )
 
 
@@ -191,8 +207,11 @@ def test_embedder_info_describes_the_loaded_model(tiny_embedder: GmeEmbedder, ti
 
 @pytest.mark.parametrize(
     "item",
-    [EmbedInput(text="a cat asleep on a red sofa"), EmbedInput(image=make_image(120, 90, 1)),
-     EmbedInput(text="make it winter", image=make_image(90, 120, 2))],
+    [
+        EmbedInput(text="a cat asleep on a red sofa"),
+        EmbedInput(image=make_image(120, 90, 1)),
+        EmbedInput(text="make it winter", image=make_image(90, 120, 2)),
+    ],
     ids=["text", "image", "image+text"],
 )
 def test_query_vectors_are_unit_float32_and_deterministic(tiny_embedder: GmeEmbedder, item: EmbedInput) -> None:
@@ -306,7 +325,9 @@ def _decode(embedder: GmeEmbedder, ids: list[int]) -> str:
 
 
 def test_long_text_is_cut_to_max_length_keeping_image_tokens_and_template(
-    tiny_embedder: GmeEmbedder, tiny_model_dir: Path, hf_model: Qwen2VLForConditionalGeneration,
+    tiny_embedder: GmeEmbedder,
+    tiny_model_dir: Path,
+    hf_model: Qwen2VLForConditionalGeneration,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(tiny_embedder, "max_length", 320)
@@ -355,8 +376,11 @@ def test_user_text_spelling_a_special_token_stays_text(tiny_embedder: GmeEmbedde
 
 @pytest.mark.parametrize(
     ("text", "with_image", "expected"),
-    [("a cat", False, TEXT_QUERY_INSTRUCTION), (None, True, IMAGE_QUERY_INSTRUCTION),
-     ("make it winter", True, FUSED_QUERY_INSTRUCTION)],
+    [
+        ("a cat", False, TEXT_QUERY_INSTRUCTION),
+        (None, True, IMAGE_QUERY_INSTRUCTION),
+        ("make it winter", True, FUSED_QUERY_INSTRUCTION),
+    ],
     ids=["text", "image", "image+text"],
 )
 def test_default_instruction_follows_the_input_kind(
@@ -419,8 +443,11 @@ def test_nf4_on_cpu_gives_vectors_close_to_float32(tiny_model_dir: Path, tiny_em
 
 def test_int8_on_cpu_gives_vectors_close_to_float32(tiny_model_dir: Path, tiny_embedder: GmeEmbedder) -> None:
     pytest.importorskip("bitsandbytes")
-    items = [EmbedInput(text="a cat asleep on a red sofa"), EmbedInput(image=make_image(120, 90, 25)),
-             EmbedInput(text="make it winter", image=make_image(160, 120, 26))]
+    items = [
+        EmbedInput(text="a cat asleep on a red sofa"),
+        EmbedInput(image=make_image(120, 90, 25)),
+        EmbedInput(text="make it winter", image=make_image(160, 120, 26)),
+    ]
     int8 = load_embedder(str(tiny_model_dir), device="cpu", quant="int8")
     assert (int8.info.quant, int8.info.dtype) == ("int8", "float32")
     # Measured: 0.9994 or better.

@@ -91,7 +91,11 @@ def test_without_the_extra_heic_and_raw_are_reported_as_unsupported(tmp_path):
     paths = [str(heic), str(disguised), str(raw)]
     out = subprocess.run(
         [sys.executable, "-c", _WITHOUT_EXTRA, *paths],
-        capture_output=True, text=True, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     ).stdout.splitlines()
     install = "(pip install 'umsearch[all]')"
     assert out == [
@@ -109,7 +113,11 @@ def test_pillow_reads_avif_itself_without_the_extra(tmp_path):
     avif = write_heif(tmp_path / "a.avif", 1)
     out = subprocess.run(
         [sys.executable, "-c", _WITHOUT_EXTRA, str(avif)],
-        capture_output=True, text=True, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     ).stdout.split()
     assert out == ["ok"]
 

@@ -209,8 +209,12 @@ def test_damaged_or_foreign_index_gives_one_clear_line(tmp_path, tiny_embedder, 
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and db in lines[0], result.stderr
     assert "Traceback" not in result.output and "unexpected" not in lines[0]
-    assert {"random-bytes": "not an umsearch index", "foreign-sqlite": "another application",
-            "truncated": "corrupt", "newer-schema": "newer umsearch"}[kind] in lines[0]
+    assert {
+        "random-bytes": "not an umsearch index",
+        "foreign-sqlite": "another application",
+        "truncated": "corrupt",
+        "newer-schema": "newer umsearch",
+    }[kind] in lines[0]
     assert Path(db).read_bytes() == before  # a foreign file is never modified
 
 

@@ -165,7 +165,9 @@ def test_doctor_gives_a_fix_for_each_problem(hub_cache: Path, tmp_path: Path) ->
     assert "not downloaded" in model.detail and model.fix == f"umsearch model download {HUB_ID}"
 
 
-def test_doctor_without_torch_still_reports(monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_doctor_without_torch_still_reports(
+    monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path, tmp_path: Path
+) -> None:
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
     report = doctor.diagnose(str(tiny_model_dir), tmp_path / "i.db")
     found = statuses(report)
@@ -195,8 +197,21 @@ def test_index_records_the_runtime_and_query_warns_about_other_settings(tiny_mod
     db = str(tmp_path / "i.db")
     common = ["--db", db, "--model", str(tiny_model_dir)]
     runner = CliRunner()
-    result = runner.invoke(cli.app, ["index", str(tmp_path / "photos"), *common, "--quality", "balanced",
-                                     "--device", "cpu", "--quant", "none", "--json"])
+    result = runner.invoke(
+        cli.app,
+        [
+            "index",
+            str(tmp_path / "photos"),
+            *common,
+            "--quality",
+            "balanced",
+            "--device",
+            "cpu",
+            "--quant",
+            "none",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     status = json.loads(runner.invoke(cli.app, ["status", "--db", db, "--json"]).stdout)
     assert (status["quality"], status["image_tokens"]) == ("balanced", [256, 576])

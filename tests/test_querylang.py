@@ -31,9 +31,7 @@ def test_filters_sort_min_limit_and_quoted_values(tmp_path):
     request = parse_search_text(
         f'dog in:{tmp_path} type:JPEG,png camera:"EOS R6" place:"New York" min:0.25 sort:date limit:7'
     )
-    assert request.filters == Filters(
-        folders=(str(tmp_path),), types=("jpg", "png"), camera="EOS R6", place="New York"
-    )
+    assert request.filters == Filters(folders=(str(tmp_path),), types=("jpg", "png"), camera="EOS R6", place="New York")
     assert (request.min_score, request.sort, request.limit) == (0.25, "date", 7)
 
 
@@ -63,11 +61,20 @@ def test_cli_terms_flags_and_image_fusion(tmp_path):
     assert parse_term("sunset^0.3") == Term("sunset", weight=0.3)
     assert parse_term("people", negative=True) == Term("people", weight=0.5)
     request = request_from_cli(
-        "beach -people", image="/p/a.jpg", also=["sea^2"], avoid=["night"], avoid_images=["/p/b.jpg"],
-        filters=Filters(place="Portugal"), sort="date",
+        "beach -people",
+        image="/p/a.jpg",
+        also=["sea^2"],
+        avoid=["night"],
+        avoid_images=["/p/b.jpg"],
+        filters=Filters(place="Portugal"),
+        sort="date",
     )
     assert request.positives == (Term("beach", image="/p/a.jpg"), Term("sea", weight=2.0))
-    assert request.negatives == (Term("people", weight=0.5), Term("night", weight=0.5), Term(image="/p/b.jpg", weight=0.5))
+    assert request.negatives == (
+        Term("people", weight=0.5),
+        Term("night", weight=0.5),
+        Term(image="/p/b.jpg", weight=0.5),
+    )
     assert request.filters.place == "Portugal" and request.sort == "date"
     literal = request_from_cli("-people place:x", literal=True)
     assert literal.positives == (Term("-people place:x"),) and literal.filters.is_empty()

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from .photos import write_photo
 from umsearch import devmodel, embed
 from umsearch.embed import EmbedderInfo, GmeEmbedder, fit_image, image_token_count, load_embedder
 from umsearch.errors import ModelMismatchError, UmsearchError
@@ -18,13 +17,15 @@ from umsearch.index import Indexer, IndexSummary, is_out_of_memory
 from umsearch.runtime import (
     QUALITY_PRESETS,
     RuntimeRequest,
-    query_mismatch,
     quality_name,
+    query_mismatch,
     record_runtime,
     recorded_runtime,
     resolve_budget,
 )
 from umsearch.store import IndexSettings, Store
+
+from .photos import write_photo
 
 # --- Device and quantisation choice, per platform -----------------------------------------------
 
@@ -311,8 +312,9 @@ def test_read_ahead_decodes_the_next_window_while_the_model_runs(tiny_embedder: 
 
     spy.on_call = model_call
     with Store.open(tmp_path / "i.db") as store:
-        indexer = Indexer(store, lambda: spy, max_pixels=1280 * 784, image_budget=(256, 1280), batch_size=4,
-                          window=4, workers=2)
+        indexer = Indexer(
+            store, lambda: spy, max_pixels=1280 * 784, image_budget=(256, 1280), batch_size=4, window=4, workers=2
+        )
         original = indexer._load
         count = {"n": 0}
 
@@ -334,8 +336,9 @@ def test_out_of_memory_halves_the_batch_and_drops_nothing(tiny_embedder: GmeEmbe
     spy = Spy(tiny_embedder)
     spy.fail_above = 2
     with Store.open(tmp_path / "i.db") as store:
-        indexer = Indexer(store, lambda: spy, max_pixels=1280 * 784, image_budget=(256, 1280), batch_size=8,
-                          window=8, workers=2)
+        indexer = Indexer(
+            store, lambda: spy, max_pixels=1280 * 784, image_budget=(256, 1280), batch_size=8, window=8, workers=2
+        )
         summary = indexer.index([str(root)])
         assert (summary.added, summary.failed) == (10, 0)
         assert indexer.batch_size == 2, "later batches start at the size that fitted"

@@ -20,9 +20,7 @@ def test_finds_images_recursively_by_extension_case_insensitively(tmp_path):
         write_photo(tmp_path / f"x.{ext}")
     (tmp_path / "notes.txt").write_text("not a photo")
     found = names(scan([tmp_path]), tmp_path)
-    assert found == sorted(
-        ["a.jpg", "sub/B.JPEG", "sub/deeper/c.PNG", "x.webp", "x.gif", "x.bmp", "x.tif", "x.tiff"]
-    )
+    assert found == sorted(["a.jpg", "sub/B.JPEG", "sub/deeper/c.PNG", "x.webp", "x.gif", "x.bmp", "x.tif", "x.tiff"])
 
 
 def test_skips_hidden_files_folders_and_macos_resource_forks(tmp_path):

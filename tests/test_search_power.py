@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,6 @@ from typer.testing import CliRunner
 from umsearch import metadata
 from umsearch import store as store_module
 from umsearch.cli import app
-from umsearch.dupes import find_duplicates
 from umsearch.filters import Filters, parse_date
 from umsearch.index import Indexer
 from umsearch.querylang import SearchRequest, Term
@@ -44,15 +42,29 @@ def crowded(tmp_path):
     store.bind(IndexSettings("m", DIM, 256, 1280))
     with store.transaction():
         for n in range(400):
-            meta = metadata.PhotoMeta(taken=parse_date("2020") + n, taken_source="exif", camera="Canon EOS R6",
-                                      place="Lisbon, Portugal")
-            store.put_file(f"/lib/common/{n}.jpg", size=1, mtime_ns=1, digest=f"c{n}",
-                           vector=unit(query + 0.3 * rng.standard_normal(DIM)), meta=meta)
+            meta = metadata.PhotoMeta(
+                taken=parse_date("2020") + n, taken_source="exif", camera="Canon EOS R6", place="Lisbon, Portugal"
+            )
+            store.put_file(
+                f"/lib/common/{n}.jpg",
+                size=1,
+                mtime_ns=1,
+                digest=f"c{n}",
+                vector=unit(query + 0.3 * rng.standard_normal(DIM)),
+                meta=meta,
+            )
         for n in range(12):
-            meta = metadata.PhotoMeta(taken=parse_date("2025-07") + n, taken_source="exif", camera="NIKON D750",
-                                      place="Shanghai, China")
-            store.put_file(f"/lib/rare 稀有/{n}.png", size=1, mtime_ns=1, digest=f"r{n}",
-                           vector=unit(-query + 0.3 * rng.standard_normal(DIM)), meta=meta)
+            meta = metadata.PhotoMeta(
+                taken=parse_date("2025-07") + n, taken_source="exif", camera="NIKON D750", place="Shanghai, China"
+            )
+            store.put_file(
+                f"/lib/rare 稀有/{n}.png",
+                size=1,
+                mtime_ns=1,
+                digest=f"r{n}",
+                vector=unit(-query + 0.3 * rng.standard_normal(DIM)),
+                meta=meta,
+            )
     yield store, query
     store.close()
 
@@ -87,8 +99,12 @@ def test_a_selective_filter_still_returns_a_full_page(crowded, filters, widening
 
 def test_filters_that_match_nothing_return_nothing(crowded):
     store, query = crowded
-    for filters in (Filters(camera="Hasselblad"), Filters(folders=("/elsewhere",)), Filters(before=parse_date("1999")),
-                    Filters(types=("gif",))):
+    for filters in (
+        Filters(camera="Hasselblad"),
+        Filters(folders=("/elsewhere",)),
+        Filters(before=parse_date("1999")),
+        Filters(types=("gif",)),
+    ):
         assert search(store, query, 10, filters) == []
 
 
@@ -145,14 +161,32 @@ def test_request_vector_combines_each_term_embedded_alone(tiny_embedder, tmp_pat
 def library(tmp_path_factory, tiny_model_dir):
     root = tmp_path_factory.mktemp("lib")
     for i in range(4):
-        write_exif_photo(root / "portugal" / f"lisbon_{i}.jpg", i, taken=f"2025:07:{10 + i:02d} 12:00:00",
-                         make="Canon", model="Canon EOS R6", gps=PLACES["lisbon"])
+        write_exif_photo(
+            root / "portugal" / f"lisbon_{i}.jpg",
+            i,
+            taken=f"2025:07:{10 + i:02d} 12:00:00",
+            make="Canon",
+            model="Canon EOS R6",
+            gps=PLACES["lisbon"],
+        )
     for i in range(3):
-        write_exif_photo(root / "portugal" / f"porto_2019_{i}.jpg", 10 + i, taken=f"2019:07:{10 + i:02d} 09:00:00",
-                         make="Canon", model="Canon EOS R6", gps=PLACES["porto"])
+        write_exif_photo(
+            root / "portugal" / f"porto_2019_{i}.jpg",
+            10 + i,
+            taken=f"2019:07:{10 + i:02d} 09:00:00",
+            make="Canon",
+            model="Canon EOS R6",
+            gps=PLACES["porto"],
+        )
     for i in range(3):
-        write_exif_photo(root / "spain" / f"madrid_{i}.jpg", 20 + i, taken=f"2025:08:{10 + i:02d} 18:00:00",
-                         make="NIKON CORPORATION", model="NIKON D750", gps=PLACES["madrid"])
+        write_exif_photo(
+            root / "spain" / f"madrid_{i}.jpg",
+            20 + i,
+            taken=f"2025:08:{10 + i:02d} 18:00:00",
+            make="NIKON CORPORATION",
+            model="NIKON D750",
+            gps=PLACES["madrid"],
+        )
     write_exif_photo(root / "中文 📷" / "海滩 🌊.jpg", 30, taken="2024:02:01 08:00:00", gps=PLACES["shanghai"])
     picture(40, (160, 120)).save(root / "misc" / "original.jpg") if (root / "misc").mkdir() is None else None
     picture(40, (160, 120)).resize((80, 60)).save(root / "misc" / "small copy.png")
@@ -180,8 +214,21 @@ def test_the_example_question_in_one_command(library):
     hits = cli_json(db, "query", "beach after:2025-06 before:2025-09 place:Portugal -people", "-n", "20")
     assert names(hits) == {f"lisbon_{i}.jpg" for i in range(4)}
     assert all(h["place"] == "Lisbon, Portugal" and h["taken"].startswith("2025-07") for h in hits)
-    flags = cli_json(db, "query", "beach", "--after", "2025-06", "--before", "2025-09", "--place", "portugal",
-                     "--not", "people", "-n", "20")
+    flags = cli_json(
+        db,
+        "query",
+        "beach",
+        "--after",
+        "2025-06",
+        "--before",
+        "2025-09",
+        "--place",
+        "portugal",
+        "--not",
+        "people",
+        "-n",
+        "20",
+    )
     assert [h["path"] for h in flags] == [h["path"] for h in hits]
 
 
@@ -220,7 +267,11 @@ def test_similar_uses_the_stored_vector_or_embeds_an_outside_photo(library, tmp_
     assert names(hits) == {"small copy.png", "re-encoded.jpg"}  # itself left out, its copies first
     outside = tmp_path / "outside.jpg"
     picture(40, (160, 120)).save(outside, quality=90)
-    assert names(cli_json(db, "similar", str(outside), "-n", "3")) == {"original.jpg", "small copy.png", "re-encoded.jpg"}
+    assert names(cli_json(db, "similar", str(outside), "-n", "3")) == {
+        "original.jpg",
+        "small copy.png",
+        "re-encoded.jpg",
+    }
     assert names(cli_json(db, "similar", str(root / "misc" / "original.jpg"), "--type", "png", "-n", "1")) == {
         "small copy.png"
     }
@@ -259,7 +310,9 @@ def test_bad_filter_values_are_one_line_errors(library):
     root, db = library
     for args in (["--after", "last summer"], ["--sort", "random"], ["--type", ","]):
         result = runner.invoke(app, ["query", "x", "--db", str(db), *args])
-        assert result.exit_code == 1 and "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+        assert (
+            result.exit_code == 1 and "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+        )
 
 
 # ---- migration of an index built before this change -------------------------------------------------
@@ -268,8 +321,9 @@ def test_an_index_built_by_the_m001_code_migrates_without_re_embedding(tmp_path)
 
     root = tmp_path / "photos"
     paths = [
-        write_exif_photo(root / "a.jpg", 1, taken="2025:07:14 10:00:00", make="Canon", model="Canon EOS R6",
-                         gps=PLACES["lisbon"]),
+        write_exif_photo(
+            root / "a.jpg", 1, taken="2025:07:14 10:00:00", make="Canon", model="Canon EOS R6", gps=PLACES["lisbon"]
+        ),
         write_exif_photo(root / "sub" / "b.png", 2),
     ]
     rng = np.random.default_rng(1)
@@ -305,8 +359,9 @@ def test_an_index_built_by_the_m001_code_migrates_without_re_embedding(tmp_path)
 
 # ---- metadata extraction -----------------------------------------------------------------------------
 def test_metadata_from_exif_and_fallbacks(tmp_path):
-    shot = write_exif_photo(tmp_path / "s.jpg", 1, taken="2024:12:31 23:59:58", make="FUJIFILM", model="X-T5",
-                            gps=(-33.8688, 151.2093))
+    shot = write_exif_photo(
+        tmp_path / "s.jpg", 1, taken="2024:12:31 23:59:58", make="FUJIFILM", model="X-T5", gps=(-33.8688, 151.2093)
+    )
     meta = metadata.extract_metadata(str(shot))
     assert (meta.taken_source, meta.taken, meta.camera) == ("exif", parse_date("2025") - 2, "FUJIFILM X-T5")
     assert meta.latitude == pytest.approx(-33.8688, abs=1e-3) and meta.longitude == pytest.approx(151.2093, abs=1e-3)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import socket
 import stat
 from pathlib import Path

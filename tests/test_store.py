@@ -38,7 +38,7 @@ def test_put_replace_and_knn(store):
     assert [fid for fid, _ in store.knn(unit(1, 0.1, 0, 0), 2)] == [a, b]
     # Replacing a file's vector (vec0 has no INSERT OR REPLACE) keeps one row per file.
     assert store.put_file("/p/a.jpg", size=2, mtime_ns=2, digest="ha2", vector=unit(0, 0, 1, 0)) == a
-    (best_id, score), = store.knn(unit(0, 0, 1, 0), 1)
+    ((best_id, score),) = store.knn(unit(0, 0, 1, 0), 1)
     assert best_id == a and score == pytest.approx(1.0, abs=1e-6)
     assert store.counts().indexed == 2
 
@@ -67,10 +67,9 @@ def test_iter_files_under_a_folder_does_not_match_siblings_with_the_same_prefix(
 
 
 def test_a_failed_transaction_leaves_nothing_behind(store):
-    with pytest.raises(RuntimeError):
-        with store.transaction():
-            store.put_file("/p/a.jpg", size=1, mtime_ns=1, digest="ha", vector=unit(1, 0, 0, 0))
-            raise RuntimeError("interrupted")
+    with pytest.raises(RuntimeError), store.transaction():
+        store.put_file("/p/a.jpg", size=1, mtime_ns=1, digest="ha", vector=unit(1, 0, 0, 0))
+        raise RuntimeError("interrupted")
     assert store.counts().indexed == 0 and store.knn(unit(1, 0, 0, 0), 1) == []
 
 

@@ -9,23 +9,23 @@ import pytest
 
 pytest.importorskip("textual")
 
-from tests.tui_support import (  # noqa: E402
+from tests.tui_support import (
     BUDGET,
     PHOTO_NAMES,
     build_index,
-    run_async,
     embedder_factory,
+    run_async,
     screen_text,
     settle,
     type_and_wait,
     write_photos,
 )
-from umsearch.cli import max_pixels  # noqa: E402
-from umsearch.search import Query, query_vector, rank  # noqa: E402
-from umsearch.store import Store  # noqa: E402
-from umsearch.tui.app import UmsearchApp, make_app  # noqa: E402
-from umsearch.tui.widgets.preview import Preview  # noqa: E402
-from umsearch.tui.widgets.results import ResultList  # noqa: E402
+from umsearch.cli import max_pixels
+from umsearch.search import Query, query_vector, rank
+from umsearch.store import Store
+from umsearch.tui.app import UmsearchApp, make_app
+from umsearch.tui.widgets.preview import Preview
+from umsearch.tui.widgets.results import ResultList
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -46,7 +46,7 @@ def shared_embedder(tiny_model_dir: Path):
     """The tiny model loaded once for the module through the real loader; apps share it via the factory."""
     calls: list[str] = []
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def load(model_id: str, budget: tuple[int, int]):
         calls.append(model_id)
         return embedder_factory(model_id, budget)
@@ -168,7 +168,9 @@ async def test_more_like_this_uses_the_stored_vector_without_the_model(app: Umse
             del embedder.embed_query
         assert calls == []
         with Store.open(db, create=False) as store:
-            expected = [hit.path for hit in rank(store, store.vector(anchor.file_id), 60) if hit.file_id != anchor.file_id]
+            expected = [
+                hit.path for hit in rank(store, store.vector(anchor.file_id), 60) if hit.file_id != anchor.file_id
+            ]
         assert shown_paths(app) == expected and anchor.path not in shown_paths(app)
         assert f"like {Path(anchor.path).name}" in message(app)
         assert app.focused is app.query_one("#query")  # ready for words that refine it

@@ -11,8 +11,8 @@ import pytest
 
 from tests.photos import write_photo
 from umsearch.errors import UmsearchError
-from umsearch.store import FileRow, Store
 from umsearch.runtime import RuntimeRequest
+from umsearch.store import FileRow, Store
 from umsearch.tui.service import ParsedQuery, SearchService, parse_query, photo_date, short_model_name
 from umsearch.tui.thumbs import ThumbnailCache
 from umsearch.tui.viewer import viewer_command
@@ -172,12 +172,24 @@ def test_the_tui_command_builds_the_app_from_its_options(monkeypatch, tmp_path: 
         def run(self) -> None:
             built.append(("run",))
 
-    def fake_make_app(db, model, image_mode, runtime):  # noqa: ANN001, ANN202
+    def fake_make_app(db, model, image_mode, runtime):
         built.append((db, model, image_mode, runtime))
         return Recorder()
 
     monkeypatch.setattr(tui_app, "make_app", fake_make_app)
-    args = ["tui", "--db", str(tmp_path / "x.db"), "--model", "m", "--images", "halfcell", "--device", "cpu", "--quant", "none"]
+    args = [
+        "tui",
+        "--db",
+        str(tmp_path / "x.db"),
+        "--model",
+        "m",
+        "--images",
+        "halfcell",
+        "--device",
+        "cpu",
+        "--quant",
+        "none",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert built == [(tmp_path / "x.db", "m", "halfcell", RuntimeRequest("cpu", "none", "auto")), ("run",)]

@@ -8,7 +8,6 @@ change to the look, review and update them with `pytest tests/test_tui_snapshots
 from __future__ import annotations
 
 import functools
-import os
 import time
 from pathlib import Path
 
@@ -16,9 +15,9 @@ import pytest
 
 pytest.importorskip("pytest_textual_snapshot")
 
-from tests.tui_support import build_index, embedder_factory, fresh_dir, settle, write_photos  # noqa: E402
-from umsearch.store import Store  # noqa: E402
-from umsearch.tui.app import make_app  # noqa: E402
+from tests.tui_support import build_index, embedder_factory, fresh_dir, settle, write_photos
+from umsearch.store import Store
+from umsearch.tui.app import make_app
 
 pytestmark = [
     pytest.mark.timeout(180),
@@ -50,7 +49,7 @@ def fixed_terminal(monkeypatch: pytest.MonkeyPatch):
     time.tzset()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _embedder(model_id: str, budget: tuple[int, int]):
     return embedder_factory(model_id, budget)
 

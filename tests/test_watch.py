@@ -33,7 +33,7 @@ from umsearch.embed import load_embedder
 from umsearch.errors import UmsearchError
 from umsearch.index import Indexer
 from umsearch.store import Store
-from umsearch.watch import WatchOptions, Watcher
+from umsearch.watch import Watcher, WatchOptions
 from umsearch.watchstate import WatcherLock, read_status
 
 pytestmark = [
@@ -45,7 +45,9 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def small_embedder(tiny_model_dir):
-    return load_embedder(str(tiny_model_dir), device="cpu", quant="none", min_image_tokens=MIN_TOKENS, max_image_tokens=MAX_TOKENS)
+    return load_embedder(
+        str(tiny_model_dir), device="cpu", quant="none", min_image_tokens=MIN_TOKENS, max_image_tokens=MAX_TOKENS
+    )
 
 
 @pytest.fixture
@@ -63,7 +65,7 @@ def db(tmp_path) -> Path:
 class Running:
     """A watcher on its own thread with its own store connection, and the counting embedder it uses."""
 
-    def __init__(self, db: Path, root: Path, embedder, **options) -> None:  # noqa: ANN001
+    def __init__(self, db: Path, root: Path, embedder, **options) -> None:
         self.store = Store.open(db)
         self.model = CountingEmbedder(embedder)
         self.indexer = Indexer(self.store, lambda: self.model, max_pixels=MAX_PIXELS, batch_size=16)
@@ -204,7 +206,7 @@ def test_a_burst_is_embedded_in_batches_while_queries_keep_working(db, photos, w
                     rank(store, query, 5)
                     store.counts()
                     queries += 1
-                except BaseException as exc:  # noqa: BLE001 - any error ("database is locked") fails the test
+                except BaseException as exc:
                     errors.append(exc)
                     return
 
@@ -334,7 +336,9 @@ def test_a_broken_photo_is_recorded_as_failed_and_the_watcher_carries_on(db, pho
     def recorded() -> bool:
         with Store.open(db) as store:
             row = store.file_by_path(str(photos / "broken.jpg"))
-            return row is not None and row.status == "failed" and store.file_by_path(str(photos / "fine.jpg")) is not None
+            return (
+                row is not None and row.status == "failed" and store.file_by_path(str(photos / "fine.jpg")) is not None
+            )
 
     wait_for(recorded, 60, "the broken photo to be recorded as failed")
     os.rename(photos / "fine.jpg", photos / "still fine.jpg")
@@ -374,14 +378,14 @@ def test_a_vanished_folder_keeps_its_index_and_is_followed_again_when_it_returns
 class SlowModel(CountingEmbedder):
     """The real model behind a call that outlasts the stop grace period (a big batch on a slow CPU)."""
 
-    def embed_images(self, images, batch_size: int = 8):  # noqa: ANN001, ANN201
+    def embed_images(self, images, batch_size: int = 8):
         return self._slowly(super().embed_images(images, batch_size=batch_size))
 
-    def embed_prepared(self, batch):  # noqa: ANN001, ANN201
+    def embed_prepared(self, batch):
         return self._slowly(super().embed_prepared(batch))
 
     @staticmethod
-    def _slowly(result):  # noqa: ANN001, ANN205
+    def _slowly(result):
         deadline = time.monotonic() + 1.5
         while time.monotonic() < deadline:
             time.sleep(0.01)

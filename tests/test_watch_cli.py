@@ -39,8 +39,20 @@ def environment() -> dict[str, str]:
 
 def start_watch(photos: Path, db: Path, model: Path, *extra: str) -> subprocess.Popen:
     command = umsearch(
-        "watch", str(photos), "--db", str(db), "--model", str(model), "--json", "--quiet-period", "0.5",
-        "--min-image-tokens", str(MIN_TOKENS), "--max-image-tokens", str(MAX_TOKENS), *extra,
+        "watch",
+        str(photos),
+        "--db",
+        str(db),
+        "--model",
+        str(model),
+        "--json",
+        "--quiet-period",
+        "0.5",
+        "--min-image-tokens",
+        str(MIN_TOKENS),
+        "--max-image-tokens",
+        str(MAX_TOKENS),
+        *extra,
     )
     return subprocess.Popen(command, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -67,7 +79,9 @@ def stop(process: subprocess.Popen) -> tuple[int, float, str]:
 
 
 def status(db: Path) -> dict:
-    done = subprocess.run(umsearch("status", "--db", str(db), "--json"), env=environment(), capture_output=True, text=True)
+    done = subprocess.run(
+        umsearch("status", "--db", str(db), "--json"), env=environment(), capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -100,7 +114,10 @@ def test_watch_follows_changes_shows_in_status_and_stops_on_sigterm(tmp_path, ti
 
         second = subprocess.run(
             umsearch("watch", str(photos), "--db", str(db), "--model", str(tiny_model_dir)),
-            env=environment(), capture_output=True, text=True, timeout=60,
+            env=environment(),
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert second.returncode == 1
         assert f"another watcher (pid {process.pid})" in second.stderr
@@ -130,7 +147,9 @@ def test_sigterm_with_a_batch_in_flight_exits_promptly_and_loses_nothing(tmp_pat
     assert_consistent(db)
     indexed_at_stop = len(index_state(db, photos))
     # The next run picks up exactly what was left.
-    embedder = load_embedder(str(tiny_model_dir), device="cpu", quant="none", min_image_tokens=MIN_TOKENS, max_image_tokens=MAX_TOKENS)
+    embedder = load_embedder(
+        str(tiny_model_dir), device="cpu", quant="none", min_image_tokens=MIN_TOKENS, max_image_tokens=MAX_TOKENS
+    )
     with Store.open(db) as store:
         summary = Indexer(store, lambda: embedder, max_pixels=MAX_PIXELS, batch_size=32).index([str(photos)])
     assert summary.added == 200 - indexed_at_stop and summary.removed == 0

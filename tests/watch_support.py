@@ -18,23 +18,23 @@ MAX_PIXELS = MAX_TOKENS * 28 * 28
 class CountingEmbedder:
     """The real embedder, counting how many images it was asked to embed and in how many calls."""
 
-    def __init__(self, inner) -> None:  # noqa: ANN001
+    def __init__(self, inner) -> None:
         self.inner = inner
         self.info = inner.info
         self.images = 0
         self.calls = 0
 
-    def embed_images(self, images, batch_size: int = 8):  # noqa: ANN001, ANN201
+    def embed_images(self, images, batch_size: int = 8):
         self.calls += 1
         self.images += len(images)
         return self.inner.embed_images(images, batch_size=batch_size)
 
-    def embed_prepared(self, batch):  # noqa: ANN001, ANN201 - the indexer's prepare-ahead path
+    def embed_prepared(self, batch):
         self.calls += 1
         self.images += len(batch["input_ids"])
         return self.inner.embed_prepared(batch)
 
-    def __getattr__(self, name: str):  # noqa: ANN204
+    def __getattr__(self, name: str):
         return getattr(self.inner, name)
 
 

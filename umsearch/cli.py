@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
@@ -34,11 +34,13 @@ EXIT_PARTIAL = 3  # the command finished, but some files could not be indexed
 EXIT_INTERRUPTED = 130
 
 DbOption = Annotated[
-    Optional[Path],
-    typer.Option("--db", envvar="UMSEARCH_DB", help="Index file [default: in the user data folder].", show_default=False),
+    Path | None,
+    typer.Option(
+        "--db", envvar="UMSEARCH_DB", help="Index file [default: in the user data folder].", show_default=False
+    ),
 ]
 ModelOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--model",
         envvar="UMSEARCH_MODEL",
@@ -48,37 +50,43 @@ ModelOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 MinTokensOption = Annotated[
-    Optional[int], typer.Option("--min-image-tokens", min=4, help="Smallest visual token budget per image [default: 256].")
+    int | None,
+    typer.Option("--min-image-tokens", min=4, help="Smallest visual token budget per image [default: 256]."),
 ]
 MaxTokensOption = Annotated[
-    Optional[int], typer.Option("--max-image-tokens", min=4, help="Largest visual token budget per image [default: 1280].")
+    int | None,
+    typer.Option("--max-image-tokens", min=4, help="Largest visual token budget per image [default: 1280]."),
 ]
 DeviceOption = Annotated[
     str,
     typer.Option(
-        "--device", envvar="UMSEARCH_DEVICE", help="auto, cpu, cuda or mps (auto: CUDA, then Apple MPS, then CPU).",
+        "--device",
+        envvar="UMSEARCH_DEVICE",
+        help="auto, cpu, cuda or mps (auto: CUDA, then Apple MPS, then CPU).",
     ),
 ]
 QuantOption = Annotated[
     str,
     typer.Option(
-        "--quant", envvar="UMSEARCH_QUANT",
+        "--quant",
+        envvar="UMSEARCH_QUANT",
         help="auto, nf4, int8 or none (auto: 4-bit NF4 on CUDA, full precision elsewhere).",
     ),
 ]
 DtypeOption = Annotated[
     str,
     typer.Option(
-        "--dtype", envvar="UMSEARCH_DTYPE",
+        "--dtype",
+        envvar="UMSEARCH_DTYPE",
         help="auto, float32, bfloat16 or float16 compute (auto: bf16/fp16 on GPUs, float32 on CPUs).",
     ),
 ]
 ExcludeOption = Annotated[
-    Optional[list[str]], typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")
+    list[str] | None, typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")
 ]
 BatchSizeOption = Annotated[int, typer.Option("--batch-size", min=1, help="Images per model call.")]
 QualityOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--quality",
         help="Image detail: fast (128-256 visual tokens), balanced (256-576) or best (256-1280) "
@@ -181,7 +189,11 @@ def load_model(
     download_on_first_use(model_id)
     with present.err.status(f"loading model {model_id} …"):
         return load_embedder(
-            model_id, device=request.device, quant=request.quant, dtype=request.dtype, min_image_tokens=budget[0],
+            model_id,
+            device=request.device,
+            quant=request.quant,
+            dtype=request.dtype,
+            min_image_tokens=budget[0],
             max_image_tokens=budget[1],
         )
 
@@ -221,27 +233,27 @@ def describe_watcher(watcher: dict | None) -> str:
 
 # ---- search filters (query and similar) ---------------------------------------------------------
 InOption = Annotated[
-    Optional[list[Path]], typer.Option("--in", help="Only photos below this folder (repeatable).", show_default=False)
+    list[Path] | None, typer.Option("--in", help="Only photos below this folder (repeatable).", show_default=False)
 ]
 AfterOption = Annotated[
-    Optional[str], typer.Option("--after", help="Taken on or after YYYY[-MM[-DD]] (EXIF date, else file time).")
+    str | None, typer.Option("--after", help="Taken on or after YYYY[-MM[-DD]] (EXIF date, else file time).")
 ]
-BeforeOption = Annotated[Optional[str], typer.Option("--before", help="Taken before YYYY[-MM[-DD]].")]
-TypeOption = Annotated[Optional[str], typer.Option("--type", help="Only these file types, e.g. jpg,png.")]
-CameraOption = Annotated[Optional[str], typer.Option("--camera", help="Camera make or model contains TEXT.")]
+BeforeOption = Annotated[str | None, typer.Option("--before", help="Taken before YYYY[-MM[-DD]].")]
+TypeOption = Annotated[str | None, typer.Option("--type", help="Only these file types, e.g. jpg,png.")]
+CameraOption = Annotated[str | None, typer.Option("--camera", help="Camera make or model contains TEXT.")]
 PlaceOption = Annotated[
-    Optional[str], typer.Option("--place", help="Place (city, region or country, from GPS) contains TEXT.")
+    str | None, typer.Option("--place", help="Place (city, region or country, from GPS) contains TEXT.")
 ]
-MinScoreOption = Annotated[Optional[float], typer.Option("--min-score", help="Drop matches scoring below X.")]
+MinScoreOption = Annotated[float | None, typer.Option("--min-score", help="Drop matches scoring below X.")]
 SortOption = Annotated[
-    Optional[str], typer.Option("--sort", help="Order the best matches by score (default) or date (newest first).")
+    str | None, typer.Option("--sort", help="Order the best matches by score (default) or date (newest first).")
 ]
 PreviewOption = Annotated[
     bool, typer.Option("--preview", help="Show small thumbnails where the terminal can draw images.")
 ]
 
 
-def cli_filters(folder, after, before, types, camera, place):  # noqa: ANN001, ANN201
+def cli_filters(folder, after, before, types, camera, place):
     from .filters import build_filters
 
     return build_filters(
@@ -255,7 +267,7 @@ def place_names_status() -> str:
     return geocoder_status() or "on (offline reverse-geocoder: GPS position to city, region, country)"
 
 
-def show_hits(hits, *, as_json: bool, paths_only: bool, preview: bool) -> None:  # noqa: ANN001
+def show_hits(hits, *, as_json: bool, paths_only: bool, preview: bool) -> None:
     from . import present
 
     if not (as_json or paths_only):
@@ -314,26 +326,28 @@ def index(
 @app.command()
 @friendly_errors
 def query(
-    text: Annotated[Optional[str], typer.Argument(help="What to look for, in words.", show_default=False)] = None,
+    text: Annotated[str | None, typer.Argument(help="What to look for, in words.", show_default=False)] = None,
     image: Annotated[
-        Optional[Path], typer.Option("--image", "-i", help="Find photos like this one (with TEXT: both at once).")
+        Path | None, typer.Option("--image", "-i", help="Find photos like this one (with TEXT: both at once).")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=4096, help="How many results.")] = config.DEFAULT_LIMIT,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=4096, help="How many results.")
+    ] = config.DEFAULT_LIMIT,
     instruction: Annotated[
-        Optional[str], typer.Option("--instruction", help="Override GME's task instruction for this query.")
+        str | None, typer.Option("--instruction", help="Override GME's task instruction for this query.")
     ] = None,
     db: DbOption = None,
     model: ModelOption = None,
     as_json: JsonOption = False,
     paths_only: Annotated[bool, typer.Option("--paths", help="Print only paths, one per line.")] = False,
     also: Annotated[
-        Optional[list[str]], typer.Option("--and", help="Another positive term, TEXT or TEXT^WEIGHT (repeatable).")
+        list[str] | None, typer.Option("--and", help="Another positive term, TEXT or TEXT^WEIGHT (repeatable).")
     ] = None,
     avoid: Annotated[
-        Optional[list[str]], typer.Option("--not", help="Move away from this, TEXT or TEXT^WEIGHT (repeatable).")
+        list[str] | None, typer.Option("--not", help="Move away from this, TEXT or TEXT^WEIGHT (repeatable).")
     ] = None,
     avoid_images: Annotated[
-        Optional[list[Path]], typer.Option("--not-image", help="Move away from photos like this one (repeatable).")
+        list[Path] | None, typer.Option("--not-image", help="Move away from photos like this one (repeatable).")
     ] = None,
     literal: Annotated[
         bool, typer.Option("--literal", help="Take TEXT as plain words, not the search language (key:value, -word).")
@@ -412,7 +426,15 @@ def status(
 
     path = db or config.default_db_path()
     if not path.exists():
-        report = {"db": str(path), "exists": False, "indexed": 0, "failed": 0, "model": None, "dim": None, "watcher": None}
+        report = {
+            "db": str(path),
+            "exists": False,
+            "indexed": 0,
+            "failed": 0,
+            "model": None,
+            "dim": None,
+            "watcher": None,
+        }
         if as_json:
             present.print_json(report)
         else:
@@ -458,7 +480,9 @@ def status(
     present.out.print(f"watcher   {describe_watcher(report['watcher'])}", markup=False)
     present.out.print(f"places    {report['places']}", markup=False)
     if report["metadata_missing"]:
-        present.out.print(f"metadata  {report['metadata_missing']} photos not yet read (run 'umsearch index' on their folders)")
+        present.out.print(
+            f"metadata  {report['metadata_missing']} photos not yet read (run 'umsearch index' on their folders)"
+        )
     for row in failed_rows:
         present.out.print(f"failed    {present.display_path(row.path)}: {row.error}", markup=False)
     if counts.failed > len(failed_rows):
@@ -468,9 +492,9 @@ def status(
 @app.command()
 @friendly_errors
 def embed(
-    text: Annotated[Optional[str], typer.Option("--text", help="Text to embed.")] = None,
-    image: Annotated[Optional[Path], typer.Option("--image", help="Image to embed.")] = None,
-    instruction: Annotated[Optional[str], typer.Option("--instruction", help="GME task instruction.")] = None,
+    text: Annotated[str | None, typer.Option("--text", help="Text to embed.")] = None,
+    image: Annotated[Path | None, typer.Option("--image", help="Image to embed.")] = None,
+    instruction: Annotated[str | None, typer.Option("--instruction", help="GME task instruction.")] = None,
     model: ModelOption = None,
     min_image_tokens: MinTokensOption = None,
     max_image_tokens: MaxTokensOption = None,
@@ -506,12 +530,24 @@ def watch(
     min_image_tokens: MinTokensOption = None,
     max_image_tokens: MaxTokensOption = None,
     quiet_period: Annotated[
-        float, typer.Option("--quiet-period", min=0.0, help="Seconds a file must stand still before it is read (unless closed after writing).")
+        float,
+        typer.Option(
+            "--quiet-period",
+            min=0.0,
+            help="Seconds a file must stand still before it is read (unless closed after writing).",
+        ),
     ] = 1.0,
     rescan_interval: Annotated[
-        Optional[float], typer.Option("--rescan-interval", min=1.0, help="Also compare all folders with the index every N seconds (network drives).")
+        float | None,
+        typer.Option(
+            "--rescan-interval",
+            min=1.0,
+            help="Also compare all folders with the index every N seconds (network drives).",
+        ),
     ] = None,
-    polling: Annotated[bool, typer.Option("--polling", help="Poll the folders instead of using file system events.")] = False,
+    polling: Annotated[
+        bool, typer.Option("--polling", help="Poll the folders instead of using file system events.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per change applied.")] = False,
     device: DeviceOption = "auto",
     quant: QuantOption = "auto",
@@ -521,29 +557,29 @@ def watch(
     """Catch up, then keep the index in step as photos arrive, change, move and disappear (Ctrl-C stops)."""
     from . import present
     from .index import Indexer
-    from .watch import WatchOptions, Watcher, describe_round, install_stop_signals
     from .runtime import RuntimeRequest
+    from .watch import Watcher, WatchOptions, describe_round, install_stop_signals
     from .watchstate import WatcherLock
 
     RuntimeRequest(device, quant, dtype)  # a typo fails now, not when the first photo arrives
     with open_store(db, create=True) as store:
         model_id, budget = index_settings(store, model, min_image_tokens, max_image_tokens, quality)
 
-        def first_model():  # noqa: ANN202 - loaded once, when the first photo needs embedding
+        def first_model():
             if watcher.lock is not None:
                 watcher.lock.report(f"loading model {model_id}")
             return load_model(model_id, budget, device, quant, dtype)
 
-        indexer = Indexer(
-            store, first_model, max_pixels=max_pixels(budget), batch_size=batch_size, image_budget=budget
-        )
+        indexer = Indexer(store, first_model, max_pixels=max_pixels(budget), batch_size=batch_size, image_budget=budget)
         options = WatchOptions(
             excludes=tuple(exclude or ()), quiet_period=quiet_period, rescan_interval=rescan_interval, polling=polling
         )
 
-        def show(round_) -> None:  # noqa: ANN001
+        def show(round_) -> None:
             if as_json:
-                present.print_json({**round_.summary.counters(), "deferred": round_.deferred, "seconds": round(round_.seconds, 3)})
+                present.print_json(
+                    {**round_.summary.counters(), "deferred": round_.deferred, "seconds": round(round_.seconds, 3)}
+                )
             elif any(round_.summary.counters().values()) or round_.full:
                 present.err.print(describe_round(round_), markup=False)
             for path, reason in round_.summary.failures:
@@ -578,12 +614,12 @@ model_app = typer.Typer(
 )
 app.add_typer(model_app, name="model")
 ModelIdArgument = Annotated[
-    Optional[str],
+    str | None,
     typer.Argument(help=f"Hugging Face id or local folder [default: {config.DEFAULT_MODEL}].", show_default=False),
 ]
 
 
-def _print_model_info(info, as_json: bool) -> None:  # noqa: ANN001
+def _print_model_info(info, as_json: bool) -> None:
     from . import present
 
     if as_json:
@@ -624,7 +660,9 @@ def model_info_command(model_id: ModelIdArgument = None, as_json: JsonOption = F
 @friendly_errors
 def similar(
     photo: Annotated[Path, typer.Argument(help="A photo: indexed (its stored vector is used) or any image file.")],
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=4096, help="How many results.")] = config.DEFAULT_LIMIT,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=4096, help="How many results.")
+    ] = config.DEFAULT_LIMIT,
     db: DbOption = None,
     model: ModelOption = None,
     as_json: JsonOption = False,

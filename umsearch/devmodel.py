@@ -44,9 +44,7 @@ SPECIAL_TOKENS = (
 
 # Same pre-tokenisation as transformers' Qwen2Tokenizer, which rebuilds the pipeline from
 # vocab/merges on load: tokenizer.json must agree with it or the two paths would differ.
-_QWEN2_PRETOKENIZE_REGEX = (
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
-)
+_QWEN2_PRETOKENIZE_REGEX = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 
 _CORPUS = """\
 A photo of a cat sleeping on a red sofa in the afternoon sun.
@@ -105,19 +103,46 @@ _PREPROCESSOR_CONFIG = {
 # Architecture numbers per size; "2b"/"7b" are the published Qwen2-VL / GME configs.
 _ARCH: dict[str, dict[str, Any]] = {
     "tiny": dict(
-        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, vocab_size=None, tie_word_embeddings=True, mrope_section=[2, 3, 3],
-        vision_depth=2, vision_embed_dim=32, vision_num_heads=2, dtype="float32",
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=None,
+        tie_word_embeddings=True,
+        mrope_section=[2, 3, 3],
+        vision_depth=2,
+        vision_embed_dim=32,
+        vision_num_heads=2,
+        dtype="float32",
     ),
     "2b": dict(
-        hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
-        num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True, mrope_section=[16, 24, 24],
-        vision_depth=32, vision_embed_dim=1280, vision_num_heads=16, dtype="bfloat16",
+        hidden_size=1536,
+        intermediate_size=8960,
+        num_hidden_layers=28,
+        num_attention_heads=12,
+        num_key_value_heads=2,
+        vocab_size=151936,
+        tie_word_embeddings=True,
+        mrope_section=[16, 24, 24],
+        vision_depth=32,
+        vision_embed_dim=1280,
+        vision_num_heads=16,
+        dtype="bfloat16",
     ),
     "7b": dict(
-        hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-        num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False, mrope_section=[16, 24, 24],
-        vision_depth=32, vision_embed_dim=1280, vision_num_heads=16, dtype="bfloat16",
+        hidden_size=3584,
+        intermediate_size=18944,
+        num_hidden_layers=28,
+        num_attention_heads=28,
+        num_key_value_heads=4,
+        vocab_size=152064,
+        tie_word_embeddings=False,
+        mrope_section=[16, 24, 24],
+        vision_depth=32,
+        vision_embed_dim=1280,
+        vision_num_heads=16,
+        dtype="bfloat16",
     ),
 }
 
@@ -140,11 +165,14 @@ def build_model_dir(path: Path, size: str = "tiny", seed: int = 0) -> Path:
     _write_json(path / "config.json", _config(arch, special_ids))
     _write_json(path / "preprocessor_config.json", _PREPROCESSOR_CONFIG)
     _write_json(path / "chat_template.json", {"chat_template": _CHAT_TEMPLATE})
-    _write_json(path / "generation_config.json", {
-        "bos_token_id": special_ids["<|endoftext|>"],
-        "eos_token_id": [special_ids["<|im_end|>"], special_ids["<|endoftext|>"]],
-        "pad_token_id": special_ids["<|endoftext|>"],
-    })
+    _write_json(
+        path / "generation_config.json",
+        {
+            "bos_token_id": special_ids["<|endoftext|>"],
+            "eos_token_id": [special_ids["<|im_end|>"], special_ids["<|endoftext|>"]],
+            "pad_token_id": special_ids["<|endoftext|>"],
+        },
+    )
     _write_weights(path, arch, seed, _SHARD_BYTES.get(size))
     return path
 
@@ -158,13 +186,17 @@ def _write_tokenizer(path: Path) -> dict[str, int]:
 
     tok = Tokenizer(models.BPE())
     tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(_QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(_QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=512, min_frequency=2, show_progress=False,
+        vocab_size=512,
+        min_frequency=2,
+        show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(_CORPUS.splitlines(), trainer=trainer)
@@ -176,34 +208,56 @@ def _write_tokenizer(path: Path) -> dict[str, int]:
 
     special_ids = {t: tok.token_to_id(t) for t in SPECIAL_TOKENS}
     added = {
-        str(i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False,
-                 "single_word": False, "special": True}
+        str(i): {
+            "content": t,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": True,
+        }
         for t, i in special_ids.items()
     }
-    _write_json(path / "tokenizer_config.json", {
-        "add_prefix_space": False,
-        "added_tokens_decoder": added,
-        "additional_special_tokens": list(SPECIAL_TOKENS[1:]),
-        "bos_token": None,
-        "chat_template": _CHAT_TEMPLATE,
-        "clean_up_tokenization_spaces": False,
-        "eos_token": "<|im_end|>",
-        "errors": "replace",
-        "model_max_length": 32768,
-        "pad_token": "<|endoftext|>",
-        "padding_side": "left",
-        "processor_class": "Qwen2VLProcessor",
-        "split_special_tokens": False,
-        "tokenizer_class": "Qwen2Tokenizer",
-        "unk_token": None,
-    })
-    _write_json(path / "special_tokens_map.json", {
-        "additional_special_tokens": list(SPECIAL_TOKENS[1:]),
-        "eos_token": {"content": "<|im_end|>", "lstrip": False, "normalized": False, "rstrip": False,
-                      "single_word": False},
-        "pad_token": {"content": "<|endoftext|>", "lstrip": False, "normalized": False, "rstrip": False,
-                      "single_word": False},
-    })
+    _write_json(
+        path / "tokenizer_config.json",
+        {
+            "add_prefix_space": False,
+            "added_tokens_decoder": added,
+            "additional_special_tokens": list(SPECIAL_TOKENS[1:]),
+            "bos_token": None,
+            "chat_template": _CHAT_TEMPLATE,
+            "clean_up_tokenization_spaces": False,
+            "eos_token": "<|im_end|>",
+            "errors": "replace",
+            "model_max_length": 32768,
+            "pad_token": "<|endoftext|>",
+            "padding_side": "left",
+            "processor_class": "Qwen2VLProcessor",
+            "split_special_tokens": False,
+            "tokenizer_class": "Qwen2Tokenizer",
+            "unk_token": None,
+        },
+    )
+    _write_json(
+        path / "special_tokens_map.json",
+        {
+            "additional_special_tokens": list(SPECIAL_TOKENS[1:]),
+            "eos_token": {
+                "content": "<|im_end|>",
+                "lstrip": False,
+                "normalized": False,
+                "rstrip": False,
+                "single_word": False,
+            },
+            "pad_token": {
+                "content": "<|endoftext|>",
+                "lstrip": False,
+                "normalized": False,
+                "rstrip": False,
+                "single_word": False,
+            },
+        },
+    )
     return special_ids
 
 
@@ -341,10 +395,12 @@ def _write_weights(path: Path, arch: dict[str, Any], seed: int, shard_bytes: int
         name = f"model-{n:05d}-of-{len(shards):05d}.safetensors"
         tensors = {key: _fill(shape, kind, pool, gen, dtype) for key, shape, kind in shard}
         save_file(tensors, str(path / name), metadata={"format": "pt"})
-        weight_map.update({key: name for key in tensors})
+        weight_map.update(dict.fromkeys(tensors, name))
         del tensors
-    _write_json(path / "model.safetensors.index.json",
-                {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))})
+    _write_json(
+        path / "model.safetensors.index.json",
+        {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))},
+    )
 
 
 def _fill(shape: tuple[int, ...], kind: str, pool: Any, gen: Any, dtype: Any) -> Any:

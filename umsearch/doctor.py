@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import platform
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 OK, NOTE, PROBLEM = "ok", "note", "problem"
 
@@ -58,8 +59,14 @@ def _guard(add: Callable[[Check], None], name: str, check: Callable[[Callable[[C
     try:
         return check(add)
     except Exception as exc:  # a check must never take the whole report down
-        add(Check(name, PROBLEM, f"the check itself failed: {type(exc).__name__}: {exc}",
-                  "report this at the umsearch issue tracker with the output of 'umsearch doctor --json'"))
+        add(
+            Check(
+                name,
+                PROBLEM,
+                f"the check itself failed: {type(exc).__name__}: {exc}",
+                "report this at the umsearch issue tracker with the output of 'umsearch doctor --json'",
+            )
+        )
         return None
 
 
@@ -67,8 +74,14 @@ def _check_torch(add: Callable[[Check], None]) -> Any:
     try:
         import torch
     except ImportError as exc:
-        add(Check("torch", PROBLEM, f"PyTorch is not installed or does not import ({exc})",
-                  "pip install torch (see pytorch.org for the CUDA build that matches your driver)"))
+        add(
+            Check(
+                "torch",
+                PROBLEM,
+                f"PyTorch is not installed or does not import ({exc})",
+                "pip install torch (see pytorch.org for the CUDA build that matches your driver)",
+            )
+        )
         return None
     cuda = torch.version.cuda
     build = f"CUDA {cuda} build" if cuda else "CPU-only build"
@@ -82,8 +95,10 @@ def _check_gpu(add: Callable[[Check], None], torch: Any) -> None:
             free, total = torch.cuda.mem_get_info(i)
             major, minor = torch.cuda.get_device_capability(i)
             bf16 = "bf16" if torch.cuda.is_bf16_supported() else "no bf16 (fp16 compute)"
-            detail = (f"GPU {i}: {torch.cuda.get_device_name(i)}, {_gib(free)} free of {_gib(total)}, "
-                      f"compute capability {major}.{minor}, {bf16}")
+            detail = (
+                f"GPU {i}: {torch.cuda.get_device_name(i)}, {_gib(free)} free of {_gib(total)}, "
+                f"compute capability {major}.{minor}, {bf16}"
+            )
             status, fix = OK, None
             if free < 3 * 2**30:
                 status, fix = PROBLEM, "close other programs using the GPU, or use --quality fast / --device cpu"
@@ -97,8 +112,14 @@ def _check_gpu(add: Callable[[Check], None], torch: Any) -> None:
         fix = "for an NVIDIA GPU, install a CUDA build of PyTorch (pytorch.org); without one, indexing runs on the CPU"
     else:
         fix = None
-    add(Check("gpu", NOTE, "no GPU available to PyTorch: the model runs on the CPU (slow for large libraries; "
-                           "try --quality fast)", fix))
+    add(
+        Check(
+            "gpu",
+            NOTE,
+            "no GPU available to PyTorch: the model runs on the CPU (slow for large libraries; try --quality fast)",
+            fix,
+        )
+    )
 
 
 def _check_bitsandbytes(add: Callable[[Check], None], torch: Any) -> None:
@@ -110,10 +131,15 @@ def _check_bitsandbytes(add: Callable[[Check], None], torch: Any) -> None:
         import bitsandbytes.functional as bnbf
     except Exception as exc:  # ImportError, or a broken CUDA setup raising at import
         on_cuda = torch.cuda.is_available()
-        add(Check("bitsandbytes", PROBLEM if on_cuda else NOTE,
-                  f"bitsandbytes is not usable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}):"
-                  " 4-bit models are unavailable",
-                  "pip install bitsandbytes accelerate" if on_cuda else None))
+        add(
+            Check(
+                "bitsandbytes",
+                PROBLEM if on_cuda else NOTE,
+                f"bitsandbytes is not usable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}):"
+                " 4-bit models are unavailable",
+                "pip install bitsandbytes accelerate" if on_cuda else None,
+            )
+        )
         return
     device = "cuda" if torch.cuda.is_available() else "cpu"
     # A tiny real 4-bit operation: quantise, then a 4-bit matmul, compared with full precision.
@@ -127,9 +153,14 @@ def _check_bitsandbytes(add: Callable[[Check], None], torch: Any) -> None:
     error = float((product - expected).abs().max() / expected.abs().max())
     quant_error = float((restored - weight).abs().mean() / weight.abs().mean())
     if error > 1e-2 or quant_error > 0.2:
-        add(Check("bitsandbytes", PROBLEM,
-                  f"bitsandbytes {bnb.__version__} gives wrong 4-bit results on {device} (error {error:.3g})",
-                  "reinstall bitsandbytes (pip install -U bitsandbytes), or use --quant none"))
+        add(
+            Check(
+                "bitsandbytes",
+                PROBLEM,
+                f"bitsandbytes {bnb.__version__} gives wrong 4-bit results on {device} (error {error:.3g})",
+                "reinstall bitsandbytes (pip install -U bitsandbytes), or use --quant none",
+            )
+        )
         return
     add(Check("bitsandbytes", OK, f"bitsandbytes {bnb.__version__}: a 4-bit NF4 matmul works on {device}"))
 
@@ -145,11 +176,23 @@ def _check_runtime(add: Callable[[Check], None], report: Report, device: str, qu
         return
     report.runtime = {"device": chosen_device, "dtype": dtype, "quant": chosen_quant}
     quant_text = {"none": "full weights", "nf4": "4-bit NF4 weights", "int8": "8-bit weights"}[chosen_quant]
-    add(Check("runtime", OK, f"umsearch will run the model on {chosen_device} in {dtype} with {quant_text} "
-                             f"(--device {device} --quant {quant} --dtype {wanted})"))
+    add(
+        Check(
+            "runtime",
+            OK,
+            f"umsearch will run the model on {chosen_device} in {dtype} with {quant_text} "
+            f"(--device {device} --quant {quant} --dtype {wanted})",
+        )
+    )
     if chosen_device == "cpu" and dtype == "float32" and cpu_has_native_bf16():
-        add(Check("cpu-bf16", NOTE, "this CPU computes bfloat16 natively (AVX512-BF16 or AMX): --dtype bfloat16 "
-                                    "is about twice as fast, with vectors slightly different from float32 ones"))
+        add(
+            Check(
+                "cpu-bf16",
+                NOTE,
+                "this CPU computes bfloat16 natively (AVX512-BF16 or AMX): --dtype bfloat16 "
+                "is about twice as fast, with vectors slightly different from float32 ones",
+            )
+        )
 
 
 def _check_sqlite(add: Callable[[Check], None]) -> None:
@@ -165,8 +208,7 @@ def _check_sqlite(add: Callable[[Check], None]) -> None:
         version = db.execute("SELECT vec_version()").fetchone()[0]
         db.close()
     except Exception as exc:
-        add(Check("sqlite", PROBLEM, f"{route}; sqlite-vec does not load: {exc}",
-                  "pip install -U sqlite-vec apsw"))
+        add(Check("sqlite", PROBLEM, f"{route}; sqlite-vec does not load: {exc}", "pip install -U sqlite-vec apsw"))
         return
     add(Check("sqlite", OK, f"{route}; sqlite-vec {version} loads"))
 
@@ -187,8 +229,14 @@ def _check_model(add: Callable[[Check], None], model: str) -> None:
     elif info.problem:
         add(Check("model", PROBLEM, info.problem, f"umsearch model download {model}"))
     else:
-        add(Check("model", PROBLEM, f"{model} is not downloaded (cache: {info.cache_dir})",
-                  f"umsearch model download {model}"))
+        add(
+            Check(
+                "model",
+                PROBLEM,
+                f"{model} is not downloaded (cache: {info.cache_dir})",
+                f"umsearch model download {model}",
+            )
+        )
 
 
 def _check_index(add: Callable[[Check], None], db_path: Path) -> None:
@@ -210,8 +258,13 @@ def _check_index(add: Callable[[Check], None], db_path: Path) -> None:
         return
     model = f", model {settings.model_id} ({settings.dim}-d)" if settings else ""
     made = f", made on {runtime[0]} {runtime[1]} quant {runtime[2]}" if runtime[0] else ""
-    add(Check("index", OK, f"{db_path} ({human_bytes(size)}): {counts.indexed} photos, {counts.failed} failed"
-                           f"{model}{made}"))
+    add(
+        Check(
+            "index",
+            OK,
+            f"{db_path} ({human_bytes(size)}): {counts.indexed} photos, {counts.failed} failed{model}{made}",
+        )
+    )
 
 
 def _gib(size: int) -> str:

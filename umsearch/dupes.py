@@ -60,7 +60,7 @@ def similar_pairs(matrix: "np.ndarray", threshold: float, block: int | None = No
         scores = matrix[start:stop] @ matrix[start:].T  # this block against itself and everything after it
         rows, cols = np.nonzero(scores >= threshold)
         keep = cols > rows  # upper triangle: i < j, each pair once, no self-pairs
-        for r, c in zip(rows[keep].tolist(), cols[keep].tolist()):
+        for r, c in zip(rows[keep].tolist(), cols[keep].tolist(), strict=True):
             yield start + r, start + c, float(scores[r, c])
 
 
@@ -92,7 +92,7 @@ def find_duplicates(store: Store, threshold: float = 0.95) -> list[DuplicateGrou
         groups.union(i, j)
         linked.append((i, j, score))
     members: dict[int, list[int]] = {}
-    for i, j, score in linked:
+    for i, _j, score in linked:
         root = groups.find(i)
         weakest[root] = min(weakest.get(root, 1.0), score)
         members.setdefault(root, [])

@@ -129,7 +129,9 @@ def choose_runtime(device: str, quant: str, dtype: str = "auto") -> tuple[str, s
     elif quant not in QUANTS:
         raise UmsearchError(f"unknown quantization '{quant}' (expected auto, {', '.join(QUANTS)})")
     if quant != "none" and device == "mps":
-        raise UmsearchError(f"quantization '{quant}' needs bitsandbytes, which does not run on Apple MPS: use --quant none")
+        raise UmsearchError(
+            f"quantization '{quant}' needs bitsandbytes, which does not run on Apple MPS: use --quant none"
+        )
 
     if dtype != "auto":
         if dtype not in DTYPES:
@@ -381,8 +383,14 @@ class GmeEmbedder:
         self._merge_length = self.image_processor.merge_size**2
         self._special = {
             name: self._special_id(name)
-            for name in ("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|vision_start|>", "<|vision_end|>",
-                         "<|image_pad|>")
+            for name in (
+                "<|im_start|>",
+                "<|im_end|>",
+                "<|endoftext|>",
+                "<|vision_start|>",
+                "<|vision_end|>",
+                "<|image_pad|>",
+            )
         }
         if self._special["<|image_pad|>"] != model.config.image_token_id:
             raise ModelError(
@@ -408,7 +416,7 @@ class GmeEmbedder:
         chunks = []
         with torch.inference_mode():
             for start in range(0, len(inputs), batch_size):
-                batch = self.prepare(inputs[start:start + batch_size])
+                batch = self.prepare(inputs[start : start + batch_size])
                 chunks.append(self.forward(batch).cpu().numpy())
         return np.concatenate(chunks).astype(np.float32, copy=False)
 
@@ -471,8 +479,13 @@ class GmeEmbedder:
         if instruction is None:
             instruction = default_instruction(bool(item.text), item.image is not None)
         text = item.text or ""
-        head = [sp["<|im_start|>"], *self._plain("system\n" + instruction), sp["<|im_end|>"], *self._newline,
-                sp["<|im_start|>"]]
+        head = [
+            sp["<|im_start|>"],
+            *self._plain("system\n" + instruction),
+            sp["<|im_end|>"],
+            *self._newline,
+            sp["<|im_start|>"],
+        ]
         tail = [sp["<|im_end|>"], *self._newline, sp["<|im_start|>"], *self._assistant, sp["<|endoftext|>"]]
         if item.image is not None:
             head += [*self._user, sp["<|vision_start|>"], *[sp["<|image_pad|>"]] * image_tokens, sp["<|vision_end|>"]]

@@ -52,8 +52,15 @@ def model_info(spec: str) -> ModelInfo:
     local = Path(spec).expanduser()
     if local.is_dir():
         problem = _problem(local)
-        return ModelInfo(source="local", downloaded=problem is None, path=str(local.resolve()), revision=None,
-                         size_bytes=_size(local), problem=problem, **base)
+        return ModelInfo(
+            source="local",
+            downloaded=problem is None,
+            path=str(local.resolve()),
+            revision=None,
+            size_bytes=_size(local),
+            problem=problem,
+            **base,
+        )
     try:
         snapshot = Path(snapshot_download(spec, allow_patterns=HUB_PATTERNS, local_files_only=True))
     except HFValidationError:
@@ -61,8 +68,15 @@ def model_info(spec: str) -> ModelInfo:
     except LocalEntryNotFoundError:
         return ModelInfo(source="hub", downloaded=False, path=None, revision=None, size_bytes=0, problem=None, **base)
     problem = _problem(snapshot)
-    return ModelInfo(source="hub", downloaded=problem is None, path=str(snapshot), revision=snapshot.name,
-                     size_bytes=_size(snapshot), problem=problem, **base)
+    return ModelInfo(
+        source="hub",
+        downloaded=problem is None,
+        path=str(snapshot),
+        revision=snapshot.name,
+        size_bytes=_size(snapshot),
+        problem=problem,
+        **base,
+    )
 
 
 def download_model(spec: str) -> ModelInfo:

@@ -9,16 +9,20 @@ import os
 import threading
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import ImageLoadError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 @dataclass(frozen=True)
 class LoadedImage:
-    image: "PIL.Image.Image"  # noqa: F821  (RGB, upright, at most ~4x the pixels the model will use)
+    image: "Image.Image"  # RGB, upright, at most ~4x the pixels the model will use)
     width: int  # the file's own pixel size, upright
     height: int
-    exif: "PIL.Image.Exif | None" = None  # noqa: F821  (read while the file was open: metadata needs no reopen)
+    exif: "Image.Exif | None" = None  # read while the file was open: metadata needs no reopen
 
 
 # Pillow's bomb check runs inside Image.open, before the format is known: it warns above 89.5 MP and refuses
@@ -32,8 +36,29 @@ _big_decode = threading.BoundedSemaphore(1)
 
 HEIF_EXTENSIONS = frozenset({".heic", ".heif", ".hif", ".avif"})
 RAW_EXTENSIONS = frozenset(
-    {".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".orf", ".rw2", ".raf",
-     ".pef", ".srw", ".x3f", ".3fr", ".iiq", ".erf", ".kdc", ".mrw", ".rwl"}
+    {
+        ".dng",
+        ".cr2",
+        ".cr3",
+        ".crw",
+        ".nef",
+        ".nrw",
+        ".arw",
+        ".srf",
+        ".sr2",
+        ".orf",
+        ".rw2",
+        ".raf",
+        ".pef",
+        ".srw",
+        ".x3f",
+        ".3fr",
+        ".iiq",
+        ".erf",
+        ".kdc",
+        ".mrw",
+        ".rwl",
+    }
 )
 INSTALL_ALL = "pip install 'umsearch[all]'"
 
@@ -73,7 +98,7 @@ def load_image(path: str, max_pixels: int) -> LoadedImage:
         raise ImageLoadError(f"cannot decode image: {exc or type(exc).__name__}") from None
 
 
-def _decode(img: "PIL.Image.Image", max_pixels: int) -> LoadedImage:
+def _decode(img: "Image.Image", max_pixels: int) -> LoadedImage:
     from PIL import ImageOps
 
     width, height = upright_size(img)
@@ -96,7 +121,7 @@ def _check_pixels(pixels: int) -> None:
         )
 
 
-def _shrink(img: "PIL.Image.Image", limit: int) -> "PIL.Image.Image":
+def _shrink(img: "Image.Image", limit: int) -> "Image.Image":
     """Huge non-JPEG images are reduced right after decoding, so the read-ahead queue stays small."""
     width, height = img.size
     if width * height <= limit:
@@ -141,7 +166,8 @@ def _looks_like_heif(path: str) -> bool:
     except OSError:
         return False
     return head[4:8] == b"ftyp" and any(
-        brand in head[8:32] for brand in (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")
+        brand in head[8:32]
+        for brand in (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")
     )
 
 
@@ -189,7 +215,7 @@ def _load_raw(path: str, max_pixels: int) -> LoadedImage:
     return LoadedImage(loaded.image, width, height)  # the sensor's size, not the preview's
 
 
-def _draft(img: "PIL.Image.Image", max_pixels: int) -> None:
+def _draft(img: "Image.Image", max_pixels: int) -> None:
     width, height = img.size
     if img.format != "JPEG" or width * height <= max_pixels:
         return
@@ -197,20 +223,20 @@ def _draft(img: "PIL.Image.Image", max_pixels: int) -> None:
     img.draft("RGB", (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))))
 
 
-def upright_size(img: "PIL.Image.Image") -> tuple[int, int]:
+def upright_size(img: "Image.Image") -> tuple[int, int]:
     """(width, height) as the photo is shown: EXIF orientations 5-8 swap the axes."""
     width, height = img.size
     return (height, width) if _orientation(img) in (5, 6, 7, 8) else (width, height)
 
 
-def _orientation(img: "PIL.Image.Image") -> int:
+def _orientation(img: "Image.Image") -> int:
     try:
         return int(img.getexif().get(0x0112, 1))
     except Exception:  # a malformed EXIF block must not make the photo itself fail
         return 1
 
 
-def to_rgb(img: "PIL.Image.Image") -> "PIL.Image.Image":
+def to_rgb(img: "Image.Image") -> "Image.Image":
     """Convert any Pillow mode to RGB the way a viewer would show it.
 
     Transparency is composited on white (not dropped to black); 16-bit and float images are scaled to
@@ -236,7 +262,7 @@ def to_rgb(img: "PIL.Image.Image") -> "PIL.Image.Image":
     return img.convert("RGB")
 
 
-def _scale_to_8bit(img: "PIL.Image.Image", full_scale: int | None) -> "PIL.Image.Image":
+def _scale_to_8bit(img: "Image.Image", full_scale: int | None) -> "Image.Image":
     import numpy as np
     from PIL import Image
 

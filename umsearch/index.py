@@ -9,8 +9,8 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from itertools import groupby
 from dataclasses import dataclass, field
+from itertools import groupby
 from typing import TYPE_CHECKING, Protocol
 
 from .errors import ImageLoadError, UmsearchError
@@ -216,9 +216,7 @@ class Indexer:
         if self._embedder is None:
             embedder = self._embedder_factory()
             info = embedder.info
-            self.store.bind(
-                IndexSettings(info.model_id, info.dim, info.min_image_tokens, info.max_image_tokens)
-            )
+            self.store.bind(IndexSettings(info.model_id, info.dim, info.min_image_tokens, info.max_image_tokens))
             from .runtime import record_runtime
 
             record_runtime(self.store, info)
@@ -416,11 +414,16 @@ class Indexer:
         return False
 
     def _embed_and_store(
-        self, batch: list[Loaded], summary: IndexSummary, *, prepared: Future | None = None, settle: Future | None = None
+        self,
+        batch: list[Loaded],
+        summary: IndexSummary,
+        *,
+        prepared: Future | None = None,
+        settle: Future | None = None,
     ) -> None:
         vectors = self._embed_batch(batch, prepared=prepared, settle=settle)
         with self.store.transaction():
-            for loaded, vector in zip(batch, vectors):
+            for loaded, vector in zip(batch, vectors, strict=True):
                 found, image = loaded.job.found, loaded.image
                 if isinstance(vector, str):
                     self.store.put_file(
@@ -442,7 +445,9 @@ class Indexer:
                 self._count_stored(loaded, summary)
         self.progress.advance(len(batch))
 
-    def _embed_batch(self, batch: list[Loaded], *, prepared: Future | None = None, settle: Future | None = None) -> list:
+    def _embed_batch(
+        self, batch: list[Loaded], *, prepared: Future | None = None, settle: Future | None = None
+    ) -> list:
         """Vectors for the batch; if the batch fails, each image alone, so one bad image fails alone.
 
         Out of accelerator memory, the batch is halved (and so is the batch size for the rest of the

@@ -12,6 +12,10 @@ import os
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 # EXIF tags (numbers from the EXIF 2.3 specification)
 _MAKE, _MODEL, _DATETIME = 0x010F, 0x0110, 0x0132
@@ -64,7 +68,9 @@ def extract_metadata(path: str, mtime_ns: int | None = None) -> PhotoMeta:
 
 
 def metadata_from_exif(
-    raw: "PIL.Image.Exif | None", size: tuple[int, int] | None, mtime_ns: int  # noqa: F821
+    raw: "Image.Exif | None",
+    size: tuple[int, int] | None,
+    mtime_ns: int,
 ) -> PhotoMeta:
     """The facts from an EXIF block already read (the loader has it from decoding), else from the file time."""
     try:
@@ -85,7 +91,7 @@ def metadata_from_exif(
     )
 
 
-def _read_exif(raw: "PIL.Image.Exif") -> dict:  # noqa: F821
+def _read_exif(raw: "Image.Exif") -> dict:
     found: dict = {}
     try:
         sub = raw.get_ifd(_EXIF_IFD)

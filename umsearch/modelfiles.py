@@ -118,7 +118,9 @@ def _hub_failure(repo_id: str, exc: Exception) -> ModelError:
             f"model '{repo_id}' is gated: accept its terms on huggingface.co, log in with 'hf auth login', and retry"
         )
     if isinstance(exc, (RepositoryNotFoundError, RevisionNotFoundError)):
-        return ModelError(f"model '{repo_id}' was not found on the Hugging Face Hub: check the name, or pass --model DIR")
+        return ModelError(
+            f"model '{repo_id}' was not found on the Hugging Face Hub: check the name, or pass --model DIR"
+        )
     if isinstance(exc, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
         return ModelError(_unreachable(repo_id, "offline"))
     # Connection errors and timeouts come from the HTTP stack (httpx, or httpx2 in huggingface_hub 2).

@@ -7,6 +7,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
@@ -22,8 +23,6 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
-
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .index import IndexSummary
@@ -55,7 +54,9 @@ def _escape_unprintable(match: "re.Match[str]") -> str:
     code = ord(match.group())
     if 0xDC80 <= code <= 0xDCFF:
         return f"\\x{code - 0xDC00:02x}"
-    return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(match.group(), f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+    return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(
+        match.group(), f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    )
 
 
 def write_path_line(path: str) -> None:
@@ -109,7 +110,7 @@ def print_summary(summary: "IndexSummary", *, as_json: bool, show_failures: int 
 
 
 class RateColumn(ProgressColumn):
-    def render(self, task) -> Text:  # noqa: ANN001
+    def render(self, task) -> Text:
         speed = task.finished_speed or task.speed
         return Text(f"{speed:.1f} img/s" if speed else "– img/s", style="cyan")
 

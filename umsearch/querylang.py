@@ -186,8 +186,10 @@ def request_from_cli(
 ) -> SearchRequest:
     """`umsearch query`'s arguments as one request: TEXT in the search language (unless literal), with
     --image fused into TEXT's first term (one GME input of both), and the flags added on top."""
-    base = SearchRequest() if not text or not text.strip() else (
-        SearchRequest(positives=(Term(text=text),)) if literal else parse_search_text(text)
+    base = (
+        SearchRequest()
+        if not text or not text.strip()
+        else (SearchRequest(positives=(Term(text=text),)) if literal else parse_search_text(text))
     )
     positives = list(base.positives)
     if image:

@@ -55,9 +55,7 @@ def quality_budget(quality: str) -> tuple[int, int]:
     try:
         return QUALITY_PRESETS[quality]
     except KeyError:
-        raise UmsearchError(
-            f"unknown quality '{quality}' (expected one of {', '.join(QUALITY_PRESETS)})"
-        ) from None
+        raise UmsearchError(f"unknown quality '{quality}' (expected one of {', '.join(QUALITY_PRESETS)})") from None
 
 
 def quality_name(min_tokens: int, max_tokens: int) -> str:
@@ -182,7 +180,11 @@ def query_embedder(
         store.check_model(model_id)
     low, high = resolve_budget(settings, quality)
     embedder = load_embedder(
-        model_id, device=request.device, quant=request.quant, dtype=request.dtype, min_image_tokens=low,
+        model_id,
+        device=request.device,
+        quant=request.quant,
+        dtype=request.dtype,
+        min_image_tokens=low,
         max_image_tokens=high,
     )
     return embedder, query_mismatch(store, embedder.info, has_image=has_image)

@@ -38,7 +38,7 @@ def is_hidden(name: str) -> bool:
 
 def is_temporary(name: str) -> bool:
     lower = name.lower()
-    return lower.endswith(TEMPORARY_SUFFIXES) or lower.startswith(".~") or lower.startswith("~$")
+    return lower.endswith(TEMPORARY_SUFFIXES) or lower.startswith((".~", "~$"))
 
 
 def has_image_extension(name: str, extensions: frozenset[str] = IMAGE_EXTENSIONS) -> bool:

@@ -136,8 +136,15 @@ def search(
     for file_id, score in found:
         fact = facts.get(file_id)
         hits.append(
-            Hit(len(hits) + 1, score, rows[file_id].path, file_id,
-                fact.taken if fact else None, fact.camera if fact else None, fact.place if fact else None)
+            Hit(
+                len(hits) + 1,
+                score,
+                rows[file_id].path,
+                file_id,
+                fact.taken if fact else None,
+                fact.camera if fact else None,
+                fact.place if fact else None,
+            )
         )
     return hits
 
@@ -147,7 +154,9 @@ def run_request(
 ) -> list[Hit]:
     """What the TUI's search box calls with `querylang.parse_search_text(line)`."""
     vector = request_vector(embedder, request, max_pixels)
-    return search(store, vector, request.limit or limit, request.filters, min_score=request.min_score, sort=request.sort)
+    return search(
+        store, vector, request.limit or limit, request.filters, min_score=request.min_score, sort=request.sort
+    )
 
 
 def similar_vector(store: Store, embedder_factory, path: str, max_pixels: int) -> "tuple[np.ndarray, int | None]":

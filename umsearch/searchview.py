@@ -36,8 +36,13 @@ def print_hits_with_facts(hits: Sequence["Hit"], *, previews: bool = False) -> N
     table.add_column("place", overflow="fold")
     table.add_column("path", overflow="fold")
     for hit in hits:
-        cells = [str(hit.rank), f"{hit.score:.3f}", taken_text(hit.taken)[:10] if hit.taken is not None else "",
-                 Text(hit.place or ""), Text(display_path(hit.path))]
+        cells = [
+            str(hit.rank),
+            f"{hit.score:.3f}",
+            taken_text(hit.taken)[:10] if hit.taken is not None else "",
+            Text(hit.place or ""),
+            Text(display_path(hit.path)),
+        ]
         if renderable is not None:
             try:
                 cells.insert(0, renderable(hit.path, width=THUMB_CELLS[0], height=THUMB_CELLS[1]))
@@ -52,7 +57,7 @@ def print_hits_with_facts(hits: Sequence["Hit"], *, previews: bool = False) -> N
         print_hits_with_facts(hits, previews=False)
 
 
-def _image_renderable():  # noqa: ANN202
+def _image_renderable():
     if not sys.stdout.isatty():
         return None
     try:

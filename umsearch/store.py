@@ -147,8 +147,15 @@ def m003_binary_index(db: "apsw.Connection") -> None:  # noqa: F821
         db.execute(
             f"INSERT INTO {BIT_TABLE} (rowid, embedding, taken, folder, ext, camera, place) "
             "VALUES (?, vec_bit(?), ?, ?, ?, ?, ?)",
-            (file_id, bits, taken or 0, labels.code("folder", folder), labels.code("ext", ext),
-             labels.code("camera", camera), labels.code("place", place)),
+            (
+                file_id,
+                bits,
+                taken or 0,
+                labels.code("folder", folder),
+                labels.code("ext", ext),
+                labels.code("camera", camera),
+                labels.code("place", place),
+            ),
         )
 
 
@@ -185,9 +192,7 @@ class _Labels:
         row = self.db.execute("SELECT id FROM labels WHERE kind = ? AND text = ?", (kind, text)).fetchone()
         if row:
             return row[0]
-        return self.db.execute(
-            "INSERT INTO labels (kind, text) VALUES (?, ?) RETURNING id", (kind, text)
-        ).fetchone()[0]
+        return self.db.execute("INSERT INTO labels (kind, text) VALUES (?, ?) RETURNING id", (kind, text)).fetchone()[0]
 
     def matching(self, kind: str, wanted: str) -> list[int]:
         """Codes whose text contains `wanted`, ignoring case (Python's casefold also handles non-ASCII)."""
@@ -197,7 +202,9 @@ class _Labels:
 
     def exact(self, kind: str, texts: Sequence[str]) -> list[int]:
         marks = ",".join("?" * len(texts))
-        return [r[0] for r in self.db.execute(f"SELECT id FROM labels WHERE kind = ? AND text IN ({marks})", (kind, *texts))]
+        return [
+            r[0] for r in self.db.execute(f"SELECT id FROM labels WHERE kind = ? AND text IN ({marks})", (kind, *texts))
+        ]
 
     def folders_under(self, root: str) -> list[int]:
         prefix = root.rstrip(os.sep) + os.sep
@@ -228,10 +235,10 @@ MIGRATIONS: list[Callable[["apsw.Connection"], None]] = [  # noqa: F821
 # File names are bytes on Linux; Python keeps undecodable bytes as lone surrogates (U+DC80-U+DCFF), which
 # SQLite's UTF-8 text cannot hold. Each becomes ESCAPE + a private-use character (and a literal ESCAPE is
 # doubled), character by character, so the mapping is reversible and keeps folder prefixes (range scans).
-_ESCAPE = "\U0010FE00"
+_ESCAPE = "\U0010fe00"
 _SURROGATE_BASE = 0x10FE00 - 0xDC00  # U+DC80..U+DCFF <-> U+10FE80..U+10FEFF
-_TO_DB = re.compile("[\udc80-\udcff\U0010FE00]")
-_FROM_DB = re.compile("\U0010FE00(.)", re.DOTALL)
+_TO_DB = re.compile("[\udc80-\udcff\U0010fe00]")
+_FROM_DB = re.compile("\U0010fe00(.)", re.DOTALL)
 
 
 def path_to_db(path: str) -> str:
@@ -564,8 +571,16 @@ class Store:
         self.db.execute(
             "UPDATE files SET ext = ?, taken = ?, camera = ?, place = ?, latitude = ?, longitude = ?, "
             "meta_version = ? WHERE id = ?",
-            (file_extension(stored), meta.taken, meta.camera, meta.place, meta.latitude, meta.longitude,
-             METADATA_VERSION, file_id),
+            (
+                file_extension(stored),
+                meta.taken,
+                meta.camera,
+                meta.place,
+                meta.latitude,
+                meta.longitude,
+                METADATA_VERSION,
+                file_id,
+            ),
         )
 
     def set_metadata(self, file_id: int, meta: "PhotoMeta") -> None:
@@ -601,8 +616,13 @@ class Store:
         if row is None:
             return None
         labels = _Labels(self.db)
-        return (row[0] or 0, labels.code("folder", row[1]), labels.code("ext", row[2]),
-                labels.code("camera", row[3]), labels.code("place", row[4]))
+        return (
+            row[0] or 0,
+            labels.code("folder", row[1]),
+            labels.code("ext", row[2]),
+            labels.code("camera", row[3]),
+            labels.code("place", row[4]),
+        )
 
     def _sync_filter_columns(self, file_id: int) -> None:
         if not self.has_vectors_table():
@@ -857,9 +877,7 @@ class Store:
 
     def size_bytes(self) -> int:
         return sum(
-            p.stat().st_size
-            for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm"))
-            if p.exists()
+            p.stat().st_size for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")) if p.exists()
         )
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .errors import UmsearchError
-from .index import IndexSummary, Indexer, check_roots
+from .index import Indexer, IndexSummary, check_roots
 from .scan import FoundFile, is_candidate_name, is_excluded, is_hidden, is_within
 from .watchstate import WatcherLock
 
@@ -147,7 +147,7 @@ class _EventHandler:
     def __init__(self, watcher: "Watcher") -> None:
         self.watcher = watcher
 
-    def dispatch(self, event) -> None:  # noqa: ANN001 - watchdog's FileSystemEvent
+    def dispatch(self, event) -> None:
         kind = event.event_type
         if kind in ("opened", "closed_no_write"):
             return
@@ -373,7 +373,7 @@ class Watcher:
                 self.on_message(f"cannot use file system events ({exc.strerror or exc}); polling instead")
         self._observer = self._new_observer(PollingObserver)
 
-    def _new_observer(self, kind):  # noqa: ANN001, ANN202 - a watchdog observer class
+    def _new_observer(self, kind):
         observer = kind()
         handler = _EventHandler(self)
         for root in self.roots:
@@ -433,7 +433,7 @@ def install_stop_signals(watcher: Watcher) -> Callable[[], None]:
         if watcher.busy:
             _thread.interrupt_main(signal.SIGINT)  # lands in `handle` below, on the main thread
 
-    def handle(signum, frame) -> None:  # noqa: ANN001
+    def handle(signum, frame) -> None:
         if watcher.stopping:
             if watcher.busy:
                 raise KeyboardInterrupt  # the transaction in flight rolls back

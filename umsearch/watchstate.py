@@ -69,7 +69,7 @@ class WatcherLock:
         self._handle: IO[str] | None = None
 
     def acquire(self) -> None:
-        handle = open(self.path, "a+", encoding="utf-8")  # never truncate another watcher's report
+        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release(); "a+" never truncates another watcher's report
         if not _try_lock(handle):
             handle.close()
             running = read_status(self.path.with_name(self.path.name.removesuffix(".watch.lock")))
@@ -108,7 +108,7 @@ def read_status(db_path: Path) -> WatcherStatus | None:
     """The running watcher of this index, or None when no process holds its lock."""
     path = lock_path(db_path)
     try:
-        handle = open(path, encoding="utf-8")
+        handle = open(path, encoding="utf-8")  # noqa: SIM115 - closed by the `with` below
     except OSError:
         return None
     with handle:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import on, work
 from textual.app import App, ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.timer import Timer
 from textual.widgets import Footer, Input, ListView, Static
@@ -47,7 +47,7 @@ class UmsearchApp(App[None]):
     CSS_PATH = "umsearch.tcss"
     TITLE = "umsearch"
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "focus_search", "Search"),
         Binding("s", "more_like_this", "Similar"),
         Binding("y", "copy_path", "Copy path"),
@@ -123,7 +123,7 @@ class UmsearchApp(App[None]):
         assert self.service is not None
         try:
             info = self.service.status()
-        except Exception as exc:  # noqa: BLE001  (e.g. the index file vanished: say so, keep running)
+        except Exception as exc:
             self._from_thread(self._show_error, f"cannot read the index: {exc}")
             return
         self._from_thread(self._show_status, info)
@@ -144,7 +144,7 @@ class UmsearchApp(App[None]):
             return  # the app is closing
         except UmsearchError as exc:
             self._from_thread(self._model_done, str(exc))
-        except Exception as exc:  # noqa: BLE001  (a broken model must not take the UI down)
+        except Exception as exc:
             self._from_thread(self._model_done, f"cannot load the model: {type(exc).__name__}: {exc}")
         else:
             self._from_thread(self._model_done, None)
@@ -192,7 +192,7 @@ class UmsearchApp(App[None]):
         except UmsearchError as exc:
             self._from_thread(self._search_failed, generation, str(exc))
             return
-        except Exception as exc:  # noqa: BLE001  (the UI reports it and stays usable)
+        except Exception as exc:
             self._from_thread(self._search_failed, generation, f"search failed: {type(exc).__name__}: {exc}")
             return
         self._from_thread(self._show_results, generation, text, like, results)
@@ -393,6 +393,10 @@ def _default_embedder_factory(model_id: str, budget: tuple[int, int], runtime: "
     hf_logging.disable_progress_bar()  # a progress bar on stderr would scribble over the screen
 
     return load_embedder(
-        model_id, device=runtime.device, quant=runtime.quant, dtype=runtime.dtype,
-        min_image_tokens=budget[0], max_image_tokens=budget[1],
+        model_id,
+        device=runtime.device,
+        quant=runtime.quant,
+        dtype=runtime.dtype,
+        min_image_tokens=budget[0],
+        max_image_tokens=budget[1],
     )

@@ -21,7 +21,6 @@ from ..store import FileRow, Store
 
 if TYPE_CHECKING:
     from ..embed import Embedder
-    from ..search import Hit
 
 T = TypeVar("T")
 IMAGE_PREFIX = "@"
@@ -82,7 +81,7 @@ def call_in_background(fn: Callable[[], T], cancelled: Callable[[], bool], poll_
     def target() -> None:
         try:
             box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001  (re-raised in the waiting thread)
+        except BaseException as exc:
             box["error"] = exc
         finally:
             done.set()
@@ -219,11 +218,15 @@ class SearchService:
         if image is not None:
             # The image and the first words form one fused GME input ("this photo, but at night").
             first = positives.pop(0) if positives and positives[0].image is None else None
-            positives.insert(0, Term(text=first.text if first else None, image=image, weight=first.weight if first else 1.0))
+            positives.insert(
+                0, Term(text=first.text if first else None, image=image, weight=first.weight if first else 1.0)
+            )
         if not positives and not request.negatives and request.filters == Filters():
             return self.recent()
         if not positives:
-            raise UmsearchError("type something to look for (words, @PATH, or press s on a photo), not only filters or -words")
+            raise UmsearchError(
+                "type something to look for (words, @PATH, or press s on a photo), not only filters or -words"
+            )
         stored_only = like_file_id is not None and len(positives) == 1 and positives[0].text is None
         if stored_only and not request.negatives:
             with self._db_lock:

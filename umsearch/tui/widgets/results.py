@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from typing import ClassVar
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.widget import Widget
 from textual.widgets import Label, ListItem, ListView
 
@@ -47,7 +48,7 @@ class ResultRow(ListItem):
 class ResultList(ListView):
     """Arrow keys or j/k move, Enter opens; the app reacts to the highlighted row."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "open_selected", "Open", show=True),
         Binding("j", "cursor_down", "Down", show=False),
         Binding("k", "cursor_up", "Up", show=False),
@@ -60,7 +61,7 @@ class ResultList(ListView):
     async def show_results(self, results: list[Result], cached_thumbnail) -> list[ResultRow]:
         """Show `results`, reusing the rows already mounted; returns the rows in order."""
         rows = [row for row in self.children if isinstance(row, ResultRow)]
-        for row, result in zip(rows, results):
+        for row, result in zip(rows, results, strict=False):  # either list may be longer
             row.show(result, cached_thumbnail(result.path))
         if len(rows) > len(results):
             await self.remove_children(rows[len(results) :])
