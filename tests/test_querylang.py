@@ -45,7 +45,7 @@ def test_unbalanced_quote_runs_to_the_end_instead_of_failing():
     assert parse_search_text('"open quote').positives == (Term("open quote"),)
 
 
-@pytest.mark.parametrize("bad", ["after:June", "before:2025-13", "sort:random", "min:high", "type:,"])
+@pytest.mark.parametrize("bad", ["after:someday", "before:2025-13", "sort:random", "min:high", "type:,"])
 def test_bad_values_are_one_line_errors(bad):
     with pytest.raises(UmsearchError):
         parse_search_text(f"beach {bad}")

@@ -232,6 +232,23 @@ def test_the_example_question_in_one_command(library):
     assert [h["path"] for h in flags] == [h["path"] for h in hits]
 
 
+def test_everyday_dates_in_the_query_text_and_the_flags(library, monkeypatch):
+    from datetime import datetime
+
+    from umsearch import dates
+
+    root, db = library
+    monkeypatch.setattr(dates, "now_wall_clock", lambda: datetime(2025, 11, 19, 15, 30))
+    summer = {f"lisbon_{i}.jpg" for i in range(4)} | {f"madrid_{i}.jpg" for i in range(3)}
+    assert names(cli_json(db, "query", "a photo last summer", "-n", "50")) == summer
+    assert (
+        names(cli_json(db, "query", "a photo", "--after", "last summer", "--before", "in september", "-n", "50"))
+        == summer
+    )
+    assert names(cli_json(db, "query", "海滩 2024年2月", "-n", "50")) == {"海滩 🌊.jpg"}
+    assert names(cli_json(db, "query", "a photo 2019..2019", "-n", "50")) == {f"porto_2019_{i}.jpg" for i in range(3)}
+
+
 def test_each_cli_filter(library):
     root, db = library
     q = ("query", "a photo", "-n", "50")
@@ -308,7 +325,7 @@ def test_query_terms_and_images_from_the_command_line(library, tiny_embedder):
 
 def test_bad_filter_values_are_one_line_errors(library):
     root, db = library
-    for args in (["--after", "last summer"], ["--sort", "random"], ["--type", ","]):
+    for args in (["--after", "someday soon"], ["--sort", "random"], ["--type", ","]):
         result = runner.invoke(app, ["query", "x", "--db", str(db), *args])
         assert (
             result.exit_code == 1 and "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1

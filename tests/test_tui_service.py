@@ -13,7 +13,14 @@ from tests.photos import write_photo
 from umsearch.errors import UmsearchError
 from umsearch.runtime import RuntimeRequest
 from umsearch.store import FileRow, Store
-from umsearch.tui.service import ParsedQuery, SearchService, parse_query, photo_date, short_model_name
+from umsearch.tui.service import (
+    ParsedQuery,
+    SearchService,
+    dates_note,
+    parse_query,
+    photo_date,
+    short_model_name,
+)
 from umsearch.tui.thumbs import ThumbnailCache
 from umsearch.tui.viewer import viewer_command
 
@@ -86,6 +93,16 @@ def test_empty_text_without_a_photo_gives_the_newest_photos(tmp_path: Path) -> N
     assert [Path(r.path).name for r in results] == ["p3.png", "p2.png", "p1.png", "p0.png"]
     assert all(r.score is None for r in results)
     assert [Path(r.path).name for r in service.recent(2)] == ["p3.png", "p2.png"]
+    service.close()
+
+
+def test_dates_alone_list_the_newest_photos_of_that_period_without_the_model(tmp_path: Path) -> None:
+    store = _index_without_model(tmp_path)  # photos dated by their file times, early in 1970 (local time)
+    service = SearchService(store, "test-model", _no_model, max_pixels=64 * 28 * 28)
+    assert [Path(r.path).name for r in service.run("1969..1970")] == ["p3.png", "p2.png", "p1.png", "p0.png"]
+    assert service.run("in 2024") == [] and service.run("去年") == []
+    assert dates_note("cats 1969..1970") == " · taken 1969-01-01 – 1970-12-31"
+    assert dates_note("cats") == ""
     service.close()
 
 

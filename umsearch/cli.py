@@ -236,9 +236,16 @@ InOption = Annotated[
     list[Path] | None, typer.Option("--in", help="Only photos below this folder (repeatable).", show_default=False)
 ]
 AfterOption = Annotated[
-    str | None, typer.Option("--after", help="Taken on or after YYYY[-MM[-DD]] (EXIF date, else file time).")
+    str | None,
+    typer.Option(
+        "--after",
+        help="Taken on or after a date: YYYY[-MM[-DD]] or a phrase ('last summer', '3 weeks ago', '去年夏天'); "
+        "EXIF date, else file time.",
+    ),
 ]
-BeforeOption = Annotated[str | None, typer.Option("--before", help="Taken before YYYY[-MM[-DD]].")]
+BeforeOption = Annotated[
+    str | None, typer.Option("--before", help="Taken before a date: YYYY[-MM[-DD]] or a phrase ('this year').")
+]
 TypeOption = Annotated[str | None, typer.Option("--type", help="Only these file types, e.g. jpg,png.")]
 CameraOption = Annotated[str | None, typer.Option("--camera", help="Camera make or model contains TEXT.")]
 PlaceOption = Annotated[
@@ -265,6 +272,14 @@ def place_names_status() -> str:
     from .metadata import geocoder_status
 
     return geocoder_status() or "on (offline reverse-geocoder: GPS position to city, region, country)"
+
+
+def show_dates(phrases) -> None:
+    """What each date phrase was taken to mean (on stderr): "last summer" depends on today and the hemisphere."""
+    from . import present
+
+    for phrase in phrases:
+        present.err.print(f"[dim]taken {phrase.text}: {phrase.when.describe()}[/]", markup=True)
 
 
 def show_hits(hits, *, as_json: bool, paths_only: bool, preview: bool) -> None:
@@ -370,7 +385,7 @@ def query(
     'beach after:2025-06 before:2025-09 place:Portugal -people' (see README, "Search power")."""
     from . import present
     from .querylang import request_from_cli
-    from .search import Query, query_vector, request_vector, search
+    from .search import Query, browse, query_vector, request_vector, search
 
     request = request_from_cli(
         text,
@@ -383,6 +398,13 @@ def query(
         min_score=min_score,
         sort=sort,
     )
+    if not (as_json or paths_only):
+        show_dates(request.dates)
+    if not request.positives and not request.negatives and not request.filters.is_empty():
+        with open_store(db, create=False) as store:  # dates or places alone: list those photos, newest first
+            hits = browse(store, request.limit or limit, request.filters)
+        show_hits(hits, as_json=as_json, paths_only=paths_only, preview=preview)
+        return
     if not request.positives:
         raise UmsearchError("give a text query, --image PATH, or both (negative terms alone cannot rank)")
     with open_store(db, create=False) as store:

@@ -7,8 +7,12 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from .errors import UmsearchError
+
+if TYPE_CHECKING:
+    from .dates import When
 
 _DATE = re.compile(r"^(\d{4})(?:-(\d{1,2}))?(?:-(\d{1,2}))?$")
 
@@ -24,6 +28,9 @@ class Filters:
     camera: str | None = None
     place: str | None = None
     exclude_ids: frozenset[int] = field(default_factory=frozenset)  # e.g. the photo given to `similar`
+    # Periods that differ by hemisphere ("last summer"): each photo must lie in its own hemisphere's span
+    # (by latitude; photos without one take the hemisphere of most of the library's geotagged photos).
+    seasonal: tuple["When", ...] = ()
 
     def is_empty(self) -> bool:
         return self == Filters()
@@ -39,10 +46,22 @@ class Filters:
             camera=other.camera or self.camera,
             place=other.place or self.place,
             exclude_ids=self.exclude_ids | other.exclude_ids,
+            seasonal=self.seasonal + tuple(w for w in other.seasonal if w not in self.seasonal),
+        )
+
+    def within(self, when: "When") -> "Filters":
+        """These filters narrowed to a period (all date conditions must hold, so periods intersect)."""
+        if when.hemispheric:
+            return replace(self, seasonal=(*self.seasonal, when)) if when not in self.seasonal else self
+        start, end = when.north.seconds()
+        return replace(
+            self,
+            after=max((v for v in (self.after, start) if v is not None), default=None),
+            before=min((v for v in (self.before, end) if v is not None), default=None),
         )
 
 
-def parse_date(text: str, *, end: bool = False) -> int:
+def parse_date(text: str, *, end: bool = False) -> int:  # (everyday phrases: dates.parse_value)
     """YYYY, YYYY-MM or YYYY-MM-DD as wall-clock seconds: the start of that period, or with end=True the
     start of the next one (so `before:2025` excludes all of 2025 and `after:2025-06` includes June)."""
     match = _DATE.match(text.strip())
@@ -85,13 +104,19 @@ def build_filters(
     types: str | None = None,
     camera: str | None = None,
     place: str | None = None,
+    now: datetime | None = None,
 ) -> Filters:
-    """Filters from the command line's text options."""
-    return Filters(
+    """Filters from the command line's text options (dates: any form of dates.parse_value)."""
+    from .dates import parse_value
+
+    filters = Filters(
         folders=tuple(folder_filter(f) for f in folders or ()),
-        after=parse_date(after) if after else None,
-        before=parse_date(before) if before else None,
         types=parse_types(types) if types else (),
         camera=camera.strip() or None if camera else None,
         place=place.strip() or None if place else None,
     )
+    if after:
+        filters = filters.within(parse_value(after, now).since())
+    if before:
+        filters = filters.within(parse_value(before, now).until())
+    return filters

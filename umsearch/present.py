@@ -80,8 +80,12 @@ def hits_table(hits: Sequence["Hit"]) -> Table:
     table.add_column("score", justify="right")
     table.add_column("path", overflow="fold")
     for hit in hits:
-        table.add_row(str(hit.rank), f"{hit.score:.3f}", Text(display_path(hit.path)))
+        table.add_row(str(hit.rank), score_text(hit.score), Text(display_path(hit.path)))
     return table
+
+
+def score_text(score: float | None) -> str:
+    return "–" if score is None else f"{score:.3f}"
 
 
 def print_hits(hits: Sequence["Hit"], *, as_json: bool, paths_only: bool) -> None:

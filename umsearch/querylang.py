@@ -9,16 +9,21 @@
 * `-word`, `-"a phrase"`, `-like:PATH` are negative terms: results move away from them.
 * `like:PATH` is an image term. Filters: `in:`, `after:`, `before:`, `type:`, `camera:`, `place:`;
   `min:` (lowest score), `sort:score|date`, `limit:N`. Quote values with spaces: `place:"New York"`.
+* Everyday dates among the words are date filters: `beach last summer`, `cat 3 weeks ago`, `去年夏天的海滩`,
+  `after:"last june"` (see dates.py); a quoted phrase stays words (`"last summer"`).
 * Anything else, including unknown `key:value` words, is ordinary text.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
+from . import dates
 from .errors import UmsearchError
-from .filters import Filters, folder_filter, parse_date, parse_types
+from .filters import Filters, folder_filter, parse_types
 
 NEGATIVE_WEIGHT = 0.5
 SORTS = ("score", "date")
@@ -43,19 +48,22 @@ class SearchRequest:
     min_score: float | None = None
     sort: str = "score"
     limit: int | None = None
+    dates: tuple[dates.DatePhrase, ...] = ()  # the date conditions as written, to show what was understood
 
     def is_empty(self) -> bool:
         return not self.positives and not self.negatives
 
 
-def parse_search_text(text: str) -> SearchRequest:
-    """Parse one line of the search language (see the module docstring); raises UmsearchError on bad values."""
+def parse_search_text(text: str, *, now: datetime | None = None) -> SearchRequest:
+    """Parse one line of the search language (see the module docstring); raises UmsearchError on bad values.
+    `now` is the wall clock that relative dates count from (default: this computer's)."""
     positives: list[Term] = []
     negatives: list[Term] = []
     words: list[str] = []
     weight = 1.0
     filters: dict = {"folders": []}
     request: dict = {}
+    found_dates: list[dates.DatePhrase] = []
 
     def close_term() -> None:
         nonlocal words, weight
@@ -63,7 +71,7 @@ def parse_search_text(text: str) -> SearchRequest:
             positives.append(Term(text=" ".join(words), weight=weight))
         words, weight = [], 1.0
 
-    for negative, key, value, quoted, token_weight in _tokens(text):
+    for negative, key, value, quoted, token_weight in _dates_picked_out(_tokens(text), now, found_dates):
         if key is None and value == "+" and not quoted and not negative:
             close_term()
             continue
@@ -72,6 +80,9 @@ def parse_search_text(text: str) -> SearchRequest:
                 close_term()  # keep terms in the order they were written
             term = Term(image=folder_filter(value), weight=_weight(token_weight, negative))
             (negatives if negative else positives).append(term)
+        elif key in ("after", "before") and not negative:
+            when = dates.parse_value(value, now)
+            found_dates.append(dates.DatePhrase(f"{key}:{value}", when.since() if key == "after" else when.until()))
         elif key is not None and not negative:
             _apply_key(key, value, filters, request)
         elif negative:
@@ -83,12 +94,44 @@ def parse_search_text(text: str) -> SearchRequest:
                 weight = token_weight
     close_term()
     folders = filters.pop("folders")
+    chosen = replace(Filters(**filters), folders=tuple(folders))
+    for phrase in found_dates:
+        chosen = chosen.within(phrase.when)
     return SearchRequest(
         positives=tuple(positives),
         negatives=tuple(negatives),
-        filters=replace(Filters(**filters), folders=tuple(folders)),
+        filters=chosen,
+        dates=tuple(found_dates),
         **request,
     )
+
+
+_Token = tuple[bool, "str | None", str, bool, "float | None"]
+
+
+def _dates_picked_out(
+    tokens: Iterable[_Token], now: datetime | None, found: list[dates.DatePhrase]
+) -> Iterator[_Token]:
+    """The tokens with everyday date phrases among the plain words taken out (into `found`). Only runs of
+    plain words are looked at: quoted phrases, weighted words, negatives and key:value stay as they are."""
+    run: list[str] = []
+
+    def flush() -> Iterator[_Token]:
+        for piece in dates.split_words(run, now) if run else ():
+            if isinstance(piece, dates.DatePhrase):
+                found.append(piece)
+            else:
+                yield False, None, piece, False, None
+        run.clear()
+
+    for token in tokens:
+        negative, key, value, quoted, weight = token
+        if not (negative or quoted or key is not None or weight is not None or value == "+"):
+            run.append(value)
+            continue
+        yield from flush()
+        yield token
+    yield from flush()
 
 
 def _weight(given: float | None, negative: bool) -> float:
@@ -98,10 +141,6 @@ def _weight(given: float | None, negative: bool) -> float:
 def _apply_key(key: str, value: str, filters: dict, request: dict) -> None:
     if key == "in":
         filters["folders"].append(folder_filter(value))
-    elif key == "after":
-        filters["after"] = parse_date(value)
-    elif key == "before":
-        filters["before"] = parse_date(value)
     elif key == "type":
         filters["types"] = parse_types(value)
     elif key in ("camera", "place"):
@@ -183,13 +222,14 @@ def request_from_cli(
     filters: Filters | None = None,
     min_score: float | None = None,
     sort: str | None = None,
+    now: datetime | None = None,
 ) -> SearchRequest:
     """`umsearch query`'s arguments as one request: TEXT in the search language (unless literal), with
     --image fused into TEXT's first term (one GME input of both), and the flags added on top."""
     base = (
         SearchRequest()
         if not text or not text.strip()
-        else (SearchRequest(positives=(Term(text=text),)) if literal else parse_search_text(text))
+        else (SearchRequest(positives=(Term(text=text),)) if literal else parse_search_text(text, now=now))
     )
     positives = list(base.positives)
     if image:
@@ -209,4 +249,5 @@ def request_from_cli(
         min_score=min_score if min_score is not None else base.min_score,
         sort=sort or base.sort,
         limit=base.limit,
+        dates=base.dates,
     )

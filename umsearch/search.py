@@ -31,7 +31,7 @@ class Query:
 @dataclass(frozen=True)
 class Hit:
     rank: int
-    score: float
+    score: float | None  # cosine similarity; None when photos are listed by filters alone (`browse`)
     path: str
     file_id: int
     taken: int | None = None  # wall-clock seconds (metadata.wall_clock_seconds)
@@ -39,7 +39,8 @@ class Hit:
     place: str | None = None
 
     def as_dict(self) -> dict:
-        found = {"rank": self.rank, "score": round(self.score, 6), "path": self.path, "id": self.file_id}
+        score = None if self.score is None else round(self.score, 6)
+        found = {"rank": self.rank, "score": score, "path": self.path, "id": self.file_id}
         if self.taken is not None:
             found.update(taken=taken_text(self.taken), camera=self.camera, place=self.place)
         return found
@@ -141,6 +142,28 @@ def search(
                 score,
                 rows[file_id].path,
                 file_id,
+                fact.taken if fact else None,
+                fact.camera if fact else None,
+                fact.place if fact else None,
+            )
+        )
+    return hits
+
+
+def browse(store: Store, limit: int, filters: "Filters") -> list[Hit]:
+    """A search with filters and nothing to look for ("yesterday", "place:Lisbon"): the newest photos that
+    pass them, without scores."""
+    rows = store.recent_files(limit, filters)
+    facts = store.facts_by_id(row.id for row in rows)
+    hits = []
+    for row in rows:
+        fact = facts.get(row.id)
+        hits.append(
+            Hit(
+                len(hits) + 1,
+                None,
+                row.path,
+                row.id,
                 fact.taken if fact else None,
                 fact.camera if fact else None,
                 fact.place if fact else None,

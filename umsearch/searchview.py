@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 from rich.text import Text
 
-from .present import display_path, err, out, print_json
+from .present import display_path, err, out, print_json, score_text
 
 if TYPE_CHECKING:
     from .dupes import DuplicateGroup
@@ -38,7 +38,7 @@ def print_hits_with_facts(hits: Sequence["Hit"], *, previews: bool = False) -> N
     for hit in hits:
         cells = [
             str(hit.rank),
-            f"{hit.score:.3f}",
+            score_text(hit.score),
             taken_text(hit.taken)[:10] if hit.taken is not None else "",
             Text(hit.place or ""),
             Text(display_path(hit.path)),

@@ -504,12 +504,21 @@ class Store:
         )
         return [_row(r) for r in rows]
 
-    def recent_files(self, limit: int) -> list[FileRow]:
-        """The most recently taken photos (EXIF date, else file time), newest first (the TUI's opening screen)."""
+    def recent_files(self, limit: int, filters: "Filters | None" = None) -> list[FileRow]:
+        """The most recently taken photos (EXIF date, else file time), newest first (the TUI's opening screen),
+        or the newest that pass `filters` (a search by date or place alone)."""
+        where, params = "", []
+        if filters is not None:
+            bits_where, _, where, params = self._filter_sql(filters)
+            if bits_where is None:
+                return []
+            if filters.exclude_ids:
+                where += f" AND id NOT IN ({','.join('?' * len(filters.exclude_ids))})"
+                params = [*params, *sorted(filters.exclude_ids)]
         rows = self.db.execute(
-            f"SELECT {_FILE_COLUMNS} FROM files WHERE status = 'ok' "
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE status = 'ok'{where} "
             "ORDER BY coalesce(taken, mtime_ns / 1000000000) DESC, id DESC LIMIT ?",
-            (int(limit),),
+            (*params, int(limit)),
         )
         return [_row(r) for r in rows]
 
@@ -765,6 +774,9 @@ class Store:
                         (query_bits, shortlist, *params),
                     )
                 ]
+                if filters is not None and filters.seasonal:
+                    passing = self._passing(candidates, file_where, file_params)
+                    candidates = [file_id for file_id in candidates if file_id in passing]
         ids = [file_id for file_id in candidates if file_id not in excluded]
         if not ids:
             return []
@@ -783,14 +795,20 @@ class Store:
         wide = bits.nearest_sorted(query_bits, shortlist * FILTER_WIDENING).tolist()
         passing: set[int] = set()
         for start, chunk in enumerate(_chunks(wide, 900)):
-            marks = ",".join("?" * len(chunk))
-            passing.update(
-                r[0] for r in self.db.execute(f"SELECT id FROM files WHERE id IN ({marks}){where}", (*chunk, *params))
-            )
+            passing |= self._passing(chunk, where, params)
             if start == 0 and len(passing) * len(wide) < shortlist * len(chunk) and len(wide) < len(bits.ids):
                 return None  # the pass rate of the nearest 900 says the wide list will not hold enough
         kept = [file_id for file_id in wide if file_id in passing][:shortlist]
         return kept if len(kept) >= shortlist or len(wide) >= len(bits.ids) else None
+
+    def _passing(self, ids: Sequence[int], where: str, params: list) -> set[int]:
+        """Which of `ids` pass a files-table condition (from _filter_sql)."""
+        passing: set[int] = set()
+        for chunk in _chunks(list(ids), 900):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT id FROM files WHERE id IN ({marks}){where}"
+            passing.update(r[0] for r in self.db.execute(sql, (*chunk, *params)))
+        return passing
 
     def _bit_matrix(self) -> "bitcache.BitMatrix":  # noqa: F821
         from . import bitcache
@@ -852,6 +870,21 @@ class Store:
                 params.append(int(bound))
                 file_clauses.append(f" AND taken {op} ?")
                 file_params.append(int(bound))
+        if filters.seasonal:
+            home = -1.0 if self._library_is_southern() else 1.0
+            for when in filters.seasonal:
+                north, south = when.north.seconds(), when.for_south().seconds()
+                # The bit table has no latitude: it gets the span both hemispheres cover, and knn drops
+                # the photos of the wrong hemisphere with the exact condition on the files table.
+                for bound, op, pick in ((0, ">=", min), (1, "<", max)):
+                    if north[bound] is not None and south[bound] is not None:
+                        clauses.append(f" AND taken {op} ?")
+                        params.append(pick(north[bound], south[bound]))
+                file_clauses.append(
+                    " AND (CASE WHEN coalesce(latitude, ?) < 0 THEN taken >= ? AND taken < ? "
+                    "ELSE taken >= ? AND taken < ? END)"
+                )
+                file_params.extend((home, *_open_bounds(south), *_open_bounds(north)))
         if filters.folders and not one_of(
             "folder", sorted({c for root in filters.folders for c in labels.folders_under(path_to_db(root))})
         ):
@@ -863,6 +896,14 @@ class Store:
         if filters.place and not one_of("place", labels.matching("place", filters.place)):
             return nothing
         return "".join(clauses), params, "".join(file_clauses), file_params
+
+    def _library_is_southern(self) -> bool:
+        """Whether most geotagged photos lie south of the equator: photos without a place are taken to be
+        from there too when a filter depends on the hemisphere (seasons)."""
+        south, placed = self.db.execute(
+            "SELECT count(*) FILTER (WHERE latitude < 0), count(latitude) FROM files"
+        ).fetchone()
+        return south * 2 > placed
 
     # ---- reporting -----------------------------------------------------------------------------
     def counts(self) -> Counts:
@@ -908,6 +949,10 @@ def _blob(vector: "np.ndarray") -> bytes:
     import numpy as np
 
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+
+
+def _open_bounds(span: tuple[int | None, int | None]) -> tuple[int, int]:
+    return (-(2**62) if span[0] is None else span[0], 2**62 if span[1] is None else span[1])
 
 
 def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:

@@ -20,7 +20,7 @@ from textual.widgets import Footer, Input, ListView, Static
 from textual.worker import get_current_worker
 
 from ..errors import UmsearchError
-from .service import Result, SearchService, StatusInfo, Superseded, call_in_background
+from .service import Result, SearchService, StatusInfo, Superseded, call_in_background, dates_note
 from .thumbs import PREVIEW_PIXELS, ThumbnailCache
 from .viewer import open_in_viewer
 from .widgets.images import image_widget_class
@@ -238,7 +238,8 @@ class UmsearchApp(App[None]):
             about += f" + “{text.strip()}”"
         elif text.strip():
             about = f"“{text.strip()}”"
-        return f"{len(results)} results for {about}" if results else f"no results for {about}"
+        found = f"{len(results)} results for {about}" if results else f"no results for {about}"
+        return found + dates_note(text)
 
     # ---- thumbnails and preview ---------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="thumbs")

@@ -21,6 +21,7 @@ from ..store import FileRow, Store
 
 if TYPE_CHECKING:
     from ..embed import Embedder
+    from ..filters import Filters
 
 T = TypeVar("T")
 IMAGE_PREFIX = "@"
@@ -200,7 +201,6 @@ class SearchService:
         - plain words: a text query.
         Raises Superseded when `cancelled()` turns true before the (slow) model call.
         """
-        from ..filters import Filters
         from ..querylang import Term, parse_search_text
         from ..search import combine, search, term_vector
 
@@ -221,8 +221,8 @@ class SearchService:
             positives.insert(
                 0, Term(text=first.text if first else None, image=image, weight=first.weight if first else 1.0)
             )
-        if not positives and not request.negatives and request.filters == Filters():
-            return self.recent()
+        if not positives and not request.negatives:  # filters alone ("yesterday"): the newest that pass
+            return self.recent(filters=request.filters)
         if not positives:
             raise UmsearchError(
                 "type something to look for (words, @PATH, or press s on a photo), not only filters or -words"
@@ -254,10 +254,10 @@ class SearchService:
             hits = search(self.store, vector, limit, request.filters, min_score=request.min_score, sort=request.sort)
         return [Result(h.file_id, h.path, h.score) for h in hits if h.file_id != exclude][: request.limit or self.limit]
 
-    def recent(self, limit: int = RECENT_LIMIT) -> list[Result]:
-        """The newest photos: what the TUI shows before anything is typed."""
+    def recent(self, limit: int = RECENT_LIMIT, filters: Filters | None = None) -> list[Result]:
+        """The newest photos (what the TUI shows before anything is typed), or the newest that pass `filters`."""
         with self._db_lock:
-            rows = self.store.recent_files(limit)
+            rows = self.store.recent_files(limit, filters)
         return [Result(row.id, row.path, None) for row in rows]
 
     # ---- details ---------------------------------------------------------------------------------
@@ -282,6 +282,17 @@ class SearchService:
         watcher = read_status(self.store.path)
         model = settings.model_id if settings else self.model_id
         return StatusInfo(counts.indexed, counts.failed, short_model_name(model), watcher.activity if watcher else None)
+
+
+def dates_note(text: str) -> str:
+    """What the date phrases in typed text were taken to mean (" · taken 2025-06-01 – 2025-08-31"), or ""."""
+    from ..querylang import parse_search_text
+
+    try:
+        phrases = parse_search_text(parse_query(text).text or "").dates
+    except UmsearchError:
+        return ""
+    return "".join(f" · taken {p.when.describe()}" for p in phrases)
 
 
 def check_ready(store: Store) -> None:
