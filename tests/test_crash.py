@@ -107,7 +107,7 @@ def test_repeated_kill_9_during_indexing_always_recovers(tmp_path, tiny_model_di
         assert set(files) == on_disk
         assert [p for p, row in files.items() if row.status == "failed"] == [str(folder / "bad.jpg")]
         ok_ids = {row.id for row in files.values() if row.status == "ok"}
-        vector_ids = {r[0] for r in store.db.execute("SELECT rowid FROM vectors")}
+        vector_ids = {r[0] for r in store.db.execute("SELECT id FROM embeddings")}
         assert vector_ids == ok_ids  # no file without its vector, no vector without its file
         assert store.counts().indexed == len(on_disk) - 1
         paths = [r[0] for r in store.db.execute("SELECT path FROM files")]

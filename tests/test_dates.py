@@ -339,8 +339,11 @@ def test_photos_without_a_place_follow_a_mostly_southern_library(two_hemispheres
     assert found(two_hemispheres, filters) == {"lisbon-july", "sydney-january", "unplaced-january"}
 
 
-def test_a_season_filter_on_the_selective_path_keeps_each_hemisphere_apart(two_hemispheres, monkeypatch):
-    monkeypatch.setattr(Store, "_filtered_shortlist", lambda *args: None)  # as if the filter were selective
+@pytest.mark.parametrize("selective", [0.0, 1.0])  # a mask over the full scan, or a scan of the passing only
+def test_a_season_filter_on_either_path_keeps_each_hemisphere_apart(two_hemispheres, monkeypatch, selective):
+    from umsearch.store import bitcache
+
+    monkeypatch.setattr(bitcache, "SELECTIVE", selective)
     hits = search(two_hemispheres, np.ones(8, dtype=np.float32), 20, Filters().within(parse("last summer", NOW)))
     assert {h.path.split("/")[-1][:-4] for h in hits} == {"lisbon-july", "sydney-january", "unplaced-july"}
 

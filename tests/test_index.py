@@ -33,7 +33,7 @@ def indexed_paths(store: Store) -> set[str]:
 
 
 def vector_rows(store: Store) -> int:
-    return store.db.execute("SELECT count(*) FROM vectors").fetchone()[0]
+    return store.db.execute("SELECT count(*) FROM embeddings").fetchone()[0]
 
 
 @pytest.fixture

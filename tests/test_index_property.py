@@ -67,7 +67,7 @@ def check_index_equals_folder(store: Store, folder: Folder) -> None:
         assert row.hash == content_hash(path)  # the stored entry describes the current bytes
         assert row.status == ("failed" if Path(path).read_bytes() == b"broken" else "ok"), (path, row)
     ok_ids = {row.id for row in rows.values() if row.status == "ok"}
-    vector_ids = {r[0] for r in store.db.execute("SELECT rowid FROM vectors")} if store.has_vectors_table() else set()
+    vector_ids = {r[0] for r in store.db.execute("SELECT id FROM embeddings")} if store.has_vectors_table() else set()
     assert vector_ids == ok_ids
 
 

@@ -16,8 +16,7 @@ from umsearch.filters import Filters, parse_date
 from umsearch.index import Indexer
 from umsearch.querylang import SearchRequest, Term
 from umsearch.search import combine, request_vector, search
-from umsearch.store import IndexSettings, Store
-from umsearch.store import vectors as store_module
+from umsearch.store import IndexSettings, Store, bitcache, sign_bits
 
 from .photos import picture
 from .search_support import PLACES, write_exif_photo
@@ -85,11 +84,10 @@ def rare_paths(hits):
         Filters(place="Shanghai", camera="D750", types=("png",)),
     ],
 )
-@pytest.mark.parametrize("widening", [1, 10], ids=["sqlite-vec-scan", "numpy-shortlist"])
-def test_a_selective_filter_still_returns_a_full_page(crowded, filters, widening, monkeypatch):
-    # widening 1: too few of the nearest 400 pass, so sqlite-vec scans with the filter inside;
-    # widening 10: all 412 photos are in the wide numpy shortlist and the filter is applied to it.
-    monkeypatch.setattr(store_module, "FILTER_WIDENING", widening)
+@pytest.mark.parametrize("selective", [1.0, 0.0], ids=["scan-the-passing", "mask-the-full-scan"])
+def test_a_selective_filter_still_returns_a_full_page(crowded, filters, selective, monkeypatch):
+    # 1.0: only the photos that pass are scanned; 0.0: all are scanned and the others masked out.
+    monkeypatch.setattr(bitcache, "SELECTIVE", selective)
     store, query = crowded
     assert rare_paths(search(store, query, 10)) == set()  # unfiltered, the rare photos are nowhere near
     hits = search(store, query, 10, filters)
@@ -369,9 +367,11 @@ def test_an_index_built_by_the_m001_code_migrates_without_re_embedding(tmp_path)
         assert [h.path for h in hits] == [str(paths[0])]
         if metadata.geocoder_status() is None:
             assert hits[0].place == "Lisbon, Portugal"
-        sql = store.db.execute("SELECT sql FROM sqlite_master WHERE name = 'vectors'").fetchone()[0]
-        assert "bit[16]" in sql and "float[" not in sql  # the float vec0 table was replaced: floats stored once
-        assert {r[0] for r in store.db.execute("SELECT rowid FROM vectors")} == set(ids)
+        # the float vec0 table was replaced (floats stored once), and so was the sign-bit one (numpy scans)
+        assert store.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'vectors'").fetchone() is None
+        assert {r[0] for r in store.db.execute("SELECT id FROM embeddings")} == set(ids)
+        bits = dict(store.db.execute("SELECT id, bits FROM embeddings"))
+        assert all(bits[i] == sign_bits(store.vector(i)) for i in ids)  # SimHash bits, remade by m004
 
 
 # ---- metadata extraction -----------------------------------------------------------------------------
@@ -397,7 +397,6 @@ def test_metadata_from_exif_and_fallbacks(tmp_path):
 
 # ---- the unfiltered coarse scan's bit matrix ---------------------------------------------------------
 def test_bit_matrix_follows_every_change_and_is_reused_from_its_side_file(crowded, tmp_path):
-    from umsearch.store import bitcache
 
     store, query = crowded
     before = search(store, query, 3)
@@ -424,8 +423,7 @@ def test_preview_without_a_terminal_prints_the_plain_table(library):
     assert "\x1b" not in result.stdout and "score" in result.stdout
 
 
-def test_a_broad_filter_gives_the_same_page_as_no_filter_when_all_top_photos_pass(crowded, monkeypatch):
-    monkeypatch.setattr(store_module, "FILTER_WIDENING", 1)  # 400 of the nearest 400 pass: numpy shortlist
+def test_a_broad_filter_gives_the_same_page_as_no_filter_when_all_top_photos_pass(crowded):
     store, query = crowded
     assert [h.file_id for h in search(store, query, 10, Filters(camera="canon", before=parse_date("2021")))] == [
         h.file_id for h in search(store, query, 10)

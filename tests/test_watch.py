@@ -421,7 +421,7 @@ def test_sigterm_abandons_a_batch_that_outlasts_the_grace_period_and_keeps_the_i
         assert watcher.stopping and time.monotonic() - signalled[0] < 1.5  # well before the batch would end
         assert len(index_state(db, photos)) == 4  # the first batch, committed; the second never landed
         ok_ids = {r[0] for r in store.db.execute("SELECT id FROM files WHERE status = 'ok'")}
-        assert ok_ids == {r[0] for r in store.db.execute("SELECT rowid FROM vectors")}
+        assert ok_ids == {r[0] for r in store.db.execute("SELECT id FROM embeddings")}
         summary = Indexer(store, lambda: small_embedder, max_pixels=MAX_PIXELS).index([str(photos)])
         assert (summary.added, summary.unchanged) == (20, 4)
 

@@ -18,7 +18,7 @@ from tests.watch_support import MAX_PIXELS, MAX_TOKENS, MIN_TOKENS, index_state,
 from umsearch.embed import load_embedder
 from umsearch.index import Indexer
 from umsearch.store import Store
-from umsearch.store.schema import VEC_TABLE
+from umsearch.store.schema import FLOAT_TABLE
 from umsearch.watchstate import read_status
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")]
@@ -91,7 +91,7 @@ def assert_consistent(db: Path) -> None:
     with Store.open(db, create=False) as store:
         assert store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         ok_ids = {r[0] for r in store.db.execute("SELECT id FROM files WHERE status = 'ok'")}
-        vector_ids = {r[0] for r in store.db.execute(f"SELECT rowid FROM {VEC_TABLE}")}
+        vector_ids = {r[0] for r in store.db.execute(f"SELECT id FROM {FLOAT_TABLE}")}
         assert ok_ids == vector_ids  # every indexed photo has exactly one vector, and no vector is orphaned
 
 

@@ -40,7 +40,15 @@ class Report:
         return {"checks": [c.as_dict() for c in self.checks], "runtime": self.runtime, "problems": len(self.problems)}
 
 
-def diagnose(model: str, db_path: Path, device: str = "auto", quant: str = "auto", dtype: str = "auto") -> Report:
+def diagnose(
+    model: str,
+    db_path: Path,
+    device: str = "auto",
+    quant: str = "auto",
+    dtype: str = "auto",
+    *,
+    search: bool = False,
+) -> Report:
     report = Report()
     add = report.checks.append
     add(Check("python", OK, f"Python {platform.python_version()} ({sys.executable})"))
@@ -52,6 +60,8 @@ def diagnose(model: str, db_path: Path, device: str = "auto", quant: str = "auto
     _guard(add, "sqlite", _check_sqlite)
     _guard(add, "model", lambda a: _check_model(a, model))
     _guard(add, "index", lambda a: _check_index(a, db_path))
+    if search:
+        _guard(add, "search", lambda a: _check_search(a, db_path))
     return report
 
 
@@ -263,6 +273,44 @@ def _check_index(add: Callable[[Check], None], db_path: Path) -> None:
             "index",
             OK,
             f"{db_path} ({human_bytes(size)}): {counts.indexed} photos, {counts.failed} failed{model}{made}",
+        )
+    )
+
+
+def _check_search(add: Callable[[Check], None], db_path: Path) -> None:
+    from .errors import StoreError
+    from .searchcheck import check_recall
+    from .settings import rescore_shortlist
+    from .store import Store
+
+    if not db_path.exists():
+        add(Check("search", NOTE, "no index to check yet", "umsearch index FOLDER creates it"))
+        return
+    try:
+        with Store.open(db_path, create=False) as store:
+            report = check_recall(store)
+    except StoreError as exc:
+        add(Check("search", PROBLEM, str(exc), "move the file away (or pass --db) and re-index"))
+        return
+    if report is None:
+        add(Check("search", NOTE, "too few photos to measure the search's recall (21 or more needed)"))
+        return
+    detail = (
+        f"recall@{report.k} of the fast search against an exact scan of all {report.photos} photos, with "
+        f"{report.queries} of them as queries: mean {report.mean:.3f}, worst query {report.worst:.2f} "
+        f"(mean cosine between photos {report.mean_cosine:.2f}; {report.seconds:.1f} s)"
+    )
+    if report.healthy:
+        add(Check("search", OK, detail))
+        return
+    shortlist = rescore_shortlist()
+    add(
+        Check(
+            "search",
+            PROBLEM,
+            detail + ": the fast search misses photos an exact one finds on this index's vectors",
+            f"rescore more photos per search: UMSEARCH_SHORTLIST={shortlist * 4} (now {shortlist}), then run "
+            "'umsearch doctor --search' again; please report the figures above at the umsearch issue tracker",
         )
     )
 

@@ -15,6 +15,8 @@ DEFAULT_MODEL: Final = "Alibaba-NLP/gme-Qwen2-VL-2B-Instruct"
 DEFAULT_LIMIT: Final = 20  # results per query (CLI, TUI and service alike)
 MAX_LIMIT: Final = 4096
 DEFAULT_BATCH_SIZE: Final = 8  # images per model call while indexing
+# Photos rescored exactly per search, after the sign-bit scan (benchmarks/search_scale.py chose it).
+DEFAULT_SHORTLIST: Final = 400
 
 # GME (Qwen2-VL) turns each 28x28 pixel square into one visual token (14-pixel patches merged 2x2).
 PIXELS_PER_TOKEN: Final = 28 * 28
@@ -56,6 +58,14 @@ def default_db_path() -> Path:
     if override:
         return Path(override).expanduser()
     return data_dir() / "index.db"
+
+
+def rescore_shortlist() -> int:
+    """UMSEARCH_SHORTLIST: more photos rescored exactly per search (slower, finds more; `doctor --search`)."""
+    try:
+        return max(50, int(os.environ.get("UMSEARCH_SHORTLIST") or DEFAULT_SHORTLIST))
+    except ValueError:
+        return DEFAULT_SHORTLIST
 
 
 def default_model() -> str:

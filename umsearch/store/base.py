@@ -7,8 +7,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .schema import BIT_TABLE
-
 if TYPE_CHECKING:
     import apsw
 
@@ -62,5 +60,5 @@ class StoreBase:
         )
 
     def has_vectors_table(self) -> bool:
-        row = self.db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (BIT_TABLE,)).fetchone()
-        return row is not None
+        """Whether a model is bound, so vectors of its dimension can be stored and searched."""
+        return self.meta("dim") is not None

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelMismatchError, StoreError
+from . import simhash
 from .files import FileTable
 from .schema import (
     APPLICATION_ID,
     BUSY_TIMEOUT_MS,
     MIGRATIONS,
-    create_bit_table,
     create_private_file,
     make_private_parent,
     sqlite_vec_path,
@@ -133,7 +133,7 @@ class Store(FileTable):
             with self.transaction():
                 for key, value in vars(settings).items():
                     self.set_meta(key, str(value))
-                create_bit_table(self.db, settings.dim)
+                self.set_meta("bits", simhash.fingerprint(settings.dim))
             return
         self.check_model(settings.model_id)
         if current.dim != settings.dim:

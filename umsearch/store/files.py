@@ -126,9 +126,10 @@ class FileTable(VectorTable):
 
         where, params = "", []
         if filters is not None:
-            bits_where, _, where, params = filter_sql(self.db, filters)
-            if bits_where is None:
+            conditions = filter_sql(self.db, filters)
+            if conditions is None:
                 return []
+            where, params = conditions
             if filters.exclude_ids:
                 where += f" AND id NOT IN ({','.join('?' * len(filters.exclude_ids))})"
                 params = [*params, *sorted(filters.exclude_ids)]
@@ -216,7 +217,7 @@ class FileTable(VectorTable):
             if row is None:
                 return
             self._write_metadata(file_id, row[0], row[1], meta)
-            self._sync_filter_columns(file_id)
+            self._facts_changed(file_id)
 
     def files_missing_metadata(self) -> list[FileRow]:
         """Indexed photos whose metadata is absent or from an older extractor (read again, no re-embedding)."""
@@ -255,7 +256,7 @@ class FileTable(VectorTable):
             from ..metadata import file_extension
 
             self.db.execute("UPDATE files SET ext = ? WHERE id = ?", (file_extension(stored), file_id))
-            self._sync_filter_columns(file_id)
+            self._facts_changed(file_id)
 
     def copy_vector_to(self, source_id: int, path: str, *, size: int, mtime_ns: int, digest: str) -> int:
         """A copy of an indexed file: reuse its vector instead of running the model again."""

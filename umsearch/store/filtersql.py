@@ -1,17 +1,21 @@
-"""Filters (folder, date, type, camera, place) as SQL over the bit table's integer columns and the files table."""
+"""Filters (folder, date, type, camera, place, season) as SQL over the files table and as a boolean mask
+over the codes kept beside the bit matrix (bitcache)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .paths import path_to_db
 
 if TYPE_CHECKING:
     import apsw
+    import numpy as np
 
     from ..filters import Filters
+    from .bitcache import BitMatrix
 
 FILTER_COLUMNS = ("taken", "folder", "ext", "camera", "place")  # integer metadata columns of the bit table
 
@@ -51,60 +55,91 @@ class Labels:
         return [r[0] for r in rows]
 
 
-def filter_sql(db: "apsw.Connection", filters: "Filters | None") -> tuple[str | None, list, str, list]:
-    """The filters as conditions on the bit table's columns and, equivalently, on the files table;
-    (None, [], "", []) when nothing can match."""
-    nothing: tuple[None, list, str, list] = (None, [], "", [])
-    if filters is None:
-        return "", [], "", []
-    labels = Labels(db)
+def filter_sql(db: "apsw.Connection", filters: "Filters | None") -> tuple[str, list] | None:
+    """The filters as conditions on the files table (" AND ..." and its parameters); None when nothing can
+    match. The same conditions as FilterPlan.mask, for listing photos by their facts alone."""
+    plan = filter_plan(db, filters)
+    if plan is None:
+        return None
     clauses: list[str] = []
     params: list = []
-    file_clauses: list[str] = []
-    file_params: list = []
-
-    def one_of(column: str, codes: list[int]) -> bool:
-        if not codes:
-            return False
-        marks = ",".join("?" * len(codes))
-        clauses.append(f" AND {column} IN ({marks})")
-        params.extend(codes)
-        file_clauses.append(f" AND {column} IN (SELECT text FROM labels WHERE id IN ({marks}))")
-        file_params.extend(codes)
-        return True
-
-    for bound, op in ((filters.after, ">="), (filters.before, "<")):
+    for bound, op in ((plan.after, ">="), (plan.before, "<")):
         if bound is not None:
             clauses.append(f" AND taken {op} ?")
             params.append(int(bound))
-            file_clauses.append(f" AND taken {op} ?")
-            file_params.append(int(bound))
-    if filters.seasonal:
+    for column, codes in plan.codes:
+        marks = ",".join("?" * len(codes))
+        clauses.append(f" AND {column} IN (SELECT text FROM labels WHERE id IN ({marks}))")
+        params.extend(codes)
+    if plan.seasons:
         home = -1.0 if library_is_southern(db) else 1.0
-        for when in filters.seasonal:
-            north, south = when.north.seconds(), when.for_south().seconds()
-            # The bit table has no latitude: it gets the span both hemispheres cover, and knn drops the
-            # photos of the wrong hemisphere with the exact condition on the files table.
-            for bound, op, pick in ((0, ">=", min), (1, "<", max)):
-                if north[bound] is not None and south[bound] is not None:
-                    clauses.append(f" AND taken {op} ?")
-                    params.append(pick(north[bound], south[bound]))
-            file_clauses.append(
+        for north, south in plan.seasons:
+            clauses.append(
                 " AND (CASE WHEN coalesce(latitude, ?) < 0 THEN taken >= ? AND taken < ? "
                 "ELSE taken >= ? AND taken < ? END)"
             )
-            file_params.extend((home, *_open_bounds(south), *_open_bounds(north)))
-    if filters.folders and not one_of(
-        "folder", sorted({c for root in filters.folders for c in labels.folders_under(path_to_db(root))})
-    ):
-        return nothing
-    if filters.types and not one_of("ext", labels.exact("ext", list(filters.types))):
-        return nothing
-    if filters.camera and not one_of("camera", labels.matching("camera", filters.camera)):
-        return nothing
-    if filters.place and not one_of("place", labels.matching("place", filters.place)):
-        return nothing
-    return "".join(clauses), params, "".join(file_clauses), file_params
+            params.extend((home, *south, *north))
+    return "".join(clauses), params
+
+
+@dataclass(frozen=True)
+class FilterPlan:
+    """Filters resolved to label codes and seconds, ready to be applied to a bit matrix's code arrays."""
+
+    after: int | None = None
+    before: int | None = None
+    codes: tuple[tuple[str, tuple[int, ...]], ...] = ()  # (column, codes it must be one of)
+    seasons: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = ()  # ((north start, end), (south start, end))
+
+    def mask(self, matrix: "BitMatrix") -> "np.ndarray | None":
+        """Which photos of the matrix pass (None: all of them)."""
+        import numpy as np
+
+        from .bitcache import NOWHERE, SOUTH
+
+        passing: np.ndarray | None = None
+
+        def both(condition: np.ndarray) -> None:
+            nonlocal passing
+            passing = condition if passing is None else passing & condition
+
+        if self.after is not None:
+            both(matrix.taken >= self.after)
+        if self.before is not None:
+            both(matrix.taken < self.before)
+        for column, codes in self.codes:
+            both(np.isin(getattr(matrix, column), np.asarray(codes, dtype=np.int32)))
+        if self.seasons:
+            placed = matrix.hemisphere != NOWHERE
+            home_south = int(np.count_nonzero(matrix.hemisphere == SOUTH)) * 2 > int(np.count_nonzero(placed))
+            southern = (matrix.hemisphere == SOUTH) | (~placed if home_south else False)
+            for north, south in self.seasons:
+                span = np.where(southern, south[0], north[0]), np.where(southern, south[1], north[1])
+                both((matrix.taken >= span[0]) & (matrix.taken < span[1]))
+        return passing
+
+
+def filter_plan(db: "apsw.Connection", filters: "Filters | None") -> FilterPlan | None:
+    """The filters with their label codes looked up; None when nothing can match."""
+    if filters is None:
+        return FilterPlan()
+    labels = Labels(db)
+    wanted: list[tuple[str, Sequence[int] | set[int]]] = []
+    if filters.folders:
+        wanted.append(("folder", {c for root in filters.folders for c in labels.folders_under(path_to_db(root))}))
+    if filters.types:
+        wanted.append(("ext", labels.exact("ext", list(filters.types))))
+    if filters.camera:
+        wanted.append(("camera", labels.matching("camera", filters.camera)))
+    if filters.place:
+        wanted.append(("place", labels.matching("place", filters.place)))
+    if any(not found for _, found in wanted):
+        return None  # e.g. a camera no photo was taken with
+    codes = tuple((column, tuple(sorted(found))) for column, found in wanted)
+    seasons = tuple(
+        (_open_bounds(when.north.seconds()), _open_bounds(when.for_south().seconds())) for when in filters.seasonal
+    )
+    return FilterPlan(filters.after, filters.before, codes, seasons)
 
 
 def library_is_southern(db: "apsw.Connection") -> bool:

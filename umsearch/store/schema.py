@@ -20,11 +20,11 @@ if TYPE_CHECKING:
 
 APPLICATION_ID = 0x756D7365  # "umse": marks the file as ours, so a foreign SQLite file is recognised
 BUSY_TIMEOUT_MS = 15_000
-# The vec0 table, one row per photo with a vector (rowid = file id). m001 made it float[dim]; since m003 it
-# holds the sign bits + filter columns (the coarse scan, sqlite-vec bit[dim]) and the floats live in FLOAT_TABLE.
+# The vec0 table of m001-m003 (rowid = file id): m001 made it float[dim], m003 sign bits + filter columns
+# (sqlite-vec's bit[] scan); m004 dropped it (the bit matrix and its filter codes live in numpy, bitcache).
 VEC_TABLE = "vectors"
 BIT_TABLE = VEC_TABLE
-FLOAT_TABLE = "embeddings"  # exact float32 vectors and their sign bits, one row per photo (fast lookup by id)
+FLOAT_TABLE = "embeddings"  # exact float32 vectors and their SimHash sign bits, one row per photo
 
 
 # Migrations: an ordered list of small named steps, each run once in its own transaction.
@@ -116,6 +116,51 @@ def m003_binary_index(db: "apsw.Connection") -> None:
         )
 
 
+def m004_simhash_bits(db: "apsw.Connection") -> None:
+    """Sign bits of random hyperplanes (SimHash) instead of the components' own signs, which say little on
+    LLM-like embeddings (simhash.py); filters are applied beside the numpy bit matrix, so sqlite-vec's bit
+    table is no longer read and is dropped. About 2 s per 10,000 photos, once."""
+    db.execute(f"DROP TABLE IF EXISTS {BIT_TABLE}")
+    dim = db.execute("SELECT value FROM meta WHERE key = 'dim'").fetchone()
+    if dim is not None:
+        rebuild_bits(db, int(dim[0]))
+
+
+def rebuild_bits(db: "apsw.Connection", dim: int, batch: int = 4096) -> None:
+    """Every stored vector's sign bits made again with this version's transform (inside a transaction)."""
+    import numpy as np
+
+    from . import simhash
+
+    last = -1
+    while True:
+        rows = db.execute(
+            f"SELECT id, vector FROM {FLOAT_TABLE} WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
+        ).fetchall()
+        if not rows:
+            break
+        vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        packed = simhash.pack(simhash.project(vectors))
+        db.executemany(
+            f"UPDATE {FLOAT_TABLE} SET bits = ? WHERE id = ?",
+            ((p.tobytes(), r[0]) for p, r in zip(packed, rows, strict=False)),
+        )
+        last = rows[-1][0]
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES ('bits', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (simhash.fingerprint(dim),),
+    )
+    bump_generation(db)
+
+
+def bump_generation(db: "apsw.Connection") -> None:
+    """The vectors or the filterable facts changed: a saved bit matrix (bitcache) is out of date."""
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES ('vectors_generation', '1') ON CONFLICT(key) DO UPDATE "
+        "SET value = CAST(value AS INTEGER) + 1"
+    )
+
+
 def create_bit_table(db: "apsw.Connection", dim: int) -> None:
     # Metadata columns are filtered inside sqlite-vec's scan, so a selective filter still fills a page.
     # They reject NULL: 0 stands for "unknown" (label ids start at 1; taken 0 is 1970).
@@ -130,17 +175,18 @@ def bit_width(dim: int) -> int:
 
 
 def sign_bits(vector: "np.ndarray | bytes") -> bytes:
-    """One bit per component (1 where > 0), packed as sqlite-vec's bit[] expects (bit i = byte i//8, bit i%8)."""
-    import numpy as np
+    """A vector's sign bits as the index stores them (SimHash: simhash.py), packed as sqlite-vec's bit[] holds
+    them (bit i = byte i//8, bit i%8)."""
+    from .simhash import sign_bits as simhash_bits
 
-    values = np.frombuffer(vector, dtype=np.float32) if isinstance(vector, bytes) else np.asarray(vector)
-    return np.packbits(values > 0, bitorder="little").tobytes()
+    return simhash_bits(vector)
 
 
 MIGRATIONS: list[Callable[["apsw.Connection"], None]] = [
     m001_create_tables,
     m002_photo_metadata,
     m003_binary_index,
+    m004_simhash_bits,
 ]
 
 

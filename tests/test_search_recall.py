@@ -1,0 +1,158 @@
+"""Search that holds on any distribution: SimHash bits, filter codes beside the bit matrix, the recall check.
+
+The figures at 100k and 1M photos are benchmarks (benchmarks/search_scale.py, BENCHMARKS.md); these tests
+check the properties they rest on, on small synthetic sets.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from umsearch import doctor
+from umsearch.cli import app
+from umsearch.filters import Filters, parse_date
+from umsearch.metadata import PhotoMeta
+from umsearch.search import search
+from umsearch.searchcheck import check_recall
+from umsearch.store import IndexSettings, Store, bitcache, simhash, vectors
+
+DIM = 384
+
+
+def anisotropic(count: int, seed: int = 0) -> np.ndarray:
+    """Clustered vectors shaped like LLM embeddings: power-law variance per dimension, a common offset
+    (unrelated vectors have cosine ~0.9) and two large, nearly constant dimensions."""
+    rng = np.random.default_rng(seed)
+    fixed = np.random.default_rng(99)
+    centres = fixed.standard_normal((40, DIM))
+    vectors_ = centres[rng.integers(0, 40, count)] + 0.7 * rng.standard_normal((count, DIM))
+    scale = (np.arange(DIM) + 1.0) ** -0.75
+    fixed.shuffle(scale)
+    offset = fixed.standard_normal(DIM) * 0.25
+    shaped = vectors_ * scale + offset
+    shaped[:, [3, 77]] += [2.0, -2.0]
+    return (shaped / np.linalg.norm(shaped, axis=1, keepdims=True)).astype(np.float32)
+
+
+def filled_store(path: Path, vectors_: np.ndarray) -> Store:
+    store = Store.open(path)
+    store.bind(IndexSettings("m", vectors_.shape[1], 256, 1280))
+    with store.transaction():
+        for n, vector in enumerate(vectors_):
+            meta = PhotoMeta(taken=parse_date("2020") + n * 3600, taken_source="exif", camera=f"Cam {n % 7}")
+            store.put_file(f"/lib/{n % 10}/{n}.jpg", size=1, mtime_ns=1, digest=str(n), vector=vector, meta=meta)
+    return store
+
+
+# ---- SimHash -----------------------------------------------------------------------------------------
+def test_the_share_of_differing_bits_estimates_the_angle_whatever_the_distribution():
+    points = anisotropic(400)
+    bits = np.unpackbits(simhash.pack(simhash.project(points)), axis=1)[:, :DIM].astype(bool)
+    plain = points > 0
+    pairs = np.random.default_rng(1).integers(0, len(points), (300, 2))
+    angles = np.arccos(np.clip(np.einsum("ij,ij->i", points[pairs[:, 0]], points[pairs[:, 1]]), -1, 1)) / np.pi
+    differing = (bits[pairs[:, 0]] != bits[pairs[:, 1]]).mean(axis=1)
+    plain_differing = (plain[pairs[:, 0]] != plain[pairs[:, 1]]).mean(axis=1)
+    # An unbiased estimate (mean error near 0) that follows the angle closely; the components' own signs do not.
+    assert abs(float(np.mean(differing - angles))) < 0.01
+    assert np.corrcoef(differing, angles)[0, 1] > 0.9
+    assert np.corrcoef(plain_differing, angles)[0, 1] < np.corrcoef(differing, angles)[0, 1] - 0.1
+
+
+def test_the_hyperplanes_are_the_same_in_every_process_and_recorded_in_the_index(tmp_path):
+    first = simhash.hyperplanes(DIM)
+    simhash.hyperplanes.cache_clear()
+    assert np.array_equal(simhash.hyperplanes(DIM), first)
+    store = filled_store(tmp_path / "i.db", anisotropic(5))
+    assert store.meta("bits") == simhash.fingerprint(DIM)
+    store.close()
+
+
+def test_the_projection_table_estimate_equals_the_sum_over_bits():
+    query = anisotropic(1, seed=5)[0]
+    rows = simhash.pack(simhash.project(anisotropic(30, seed=6)))
+    signs = np.unpackbits(rows, axis=1, bitorder="little")[:, :DIM] * 2.0 - 1.0
+    expected = signs @ simhash.project(query)
+    assert np.allclose(simhash.estimate(simhash.byte_tables(simhash.project(query)), rows), expected, atol=1e-3)
+
+
+# ---- recall on an anisotropic library --------------------------------------------------------------
+@pytest.fixture
+def llm_like(tmp_path):
+    store = filled_store(tmp_path / "i.db", anisotropic(3000))
+    yield store
+    store.close()
+
+
+def test_the_fast_search_finds_what_an_exact_scan_finds_on_llm_like_vectors(llm_like, monkeypatch):
+    monkeypatch.setattr(vectors, "RESCORE_SHORTLIST", 100)  # 3000 photos: keep the shortlist a small share
+    report = check_recall(llm_like, samples=40, k=10)
+    assert report is not None and (report.photos, report.queries) == (3000, 40)
+    assert report.mean_cosine > 0.8  # the distribution that defeats plain sign bits
+    assert report.mean >= 0.99 and report.worst >= 0.9 and report.healthy
+
+
+def test_the_recall_check_flags_a_search_that_misses(llm_like, monkeypatch):
+    monkeypatch.setattr(vectors, "RESCORE_SHORTLIST", 10)
+    monkeypatch.setattr(vectors, "WIDENING", 1)
+    monkeypatch.setattr(simhash, "project", lambda v: np.asarray(v, dtype=np.float32))  # plain sign bits
+    report = check_recall(llm_like, samples=30, k=10)
+    assert report is not None and not report.healthy and report.worst < 0.9
+
+
+def test_check_recall_needs_more_photos_than_k(tmp_path):
+    with filled_store(tmp_path / "i.db", anisotropic(15)) as store:
+        assert check_recall(store, k=20) is None
+
+
+# ---- filters beside the bit matrix ----------------------------------------------------------------------
+@pytest.mark.parametrize("selective", [0.0, 1.0], ids=["mask-the-full-scan", "scan-the-passing"])
+def test_filtered_search_is_the_exact_answer_among_the_photos_that_pass(llm_like, monkeypatch, selective):
+    monkeypatch.setattr(bitcache, "SELECTIVE", selective)
+    monkeypatch.setattr(vectors, "RESCORE_SHORTLIST", 60)
+    points = np.stack([llm_like.vector(i + 1) for i in range(3000)])
+    query = anisotropic(1, seed=42)[0]
+    passing = np.array([n % 7 == 3 and n % 10 in (1, 2) and n >= 1000 for n in range(3000)])
+    scores = np.where(passing, points @ query, -np.inf)
+    truth = set((np.argsort(-scores)[:10] + 1).tolist())
+    flt = Filters(camera="Cam 3", folders=("/lib/1", "/lib/2"), after=parse_date("2020") + 1000 * 3600)
+    hits = search(llm_like, query, 10, flt)
+    assert {h.file_id for h in hits} == truth
+
+
+def test_the_bit_matrix_follows_metadata_changes_as_well_as_vectors(llm_like):
+    query = llm_like.vector(5)
+    assert search(llm_like, query, 1, Filters(camera="Leica")) == []
+    llm_like.set_metadata(5, PhotoMeta(taken=parse_date("2024"), taken_source="exif", camera="Leica Q3"))
+    assert [h.file_id for h in search(llm_like, query, 1, Filters(camera="Leica"))] == [5]
+    llm_like.move_file(5, "/elsewhere/5.jpg", size=1, mtime_ns=1)
+    assert [h.file_id for h in search(llm_like, query, 1, Filters(folders=("/elsewhere",)))] == [5]
+    assert search(llm_like, query, 1, Filters(folders=("/elsewhere",), before=parse_date("2024"))) == []
+
+
+# ---- umsearch doctor --search ----------------------------------------------------------------------------
+def test_doctor_search_reports_recall_on_the_users_own_index(llm_like, monkeypatch):
+    monkeypatch.setattr(vectors, "RESCORE_SHORTLIST", 400)
+    report = doctor.diagnose("m", llm_like.path, "cpu", "none", search=True)
+    check = next(c for c in report.checks if c.name == "search")
+    assert check.status == doctor.OK and "recall@20" in check.detail and "3000 photos" in check.detail
+    monkeypatch.setattr(vectors, "RESCORE_SHORTLIST", 10)
+    monkeypatch.setattr(vectors, "WIDENING", 1)
+    monkeypatch.setattr(simhash, "project", lambda v: np.asarray(v, dtype=np.float32))
+    check = next(c for c in doctor.diagnose("m", llm_like.path, search=True).checks if c.name == "search")
+    assert check.status == doctor.PROBLEM and "UMSEARCH_SHORTLIST=" in (check.fix or "")
+
+
+def test_doctor_search_on_the_command_line(llm_like, tiny_model_dir):
+    result = CliRunner().invoke(
+        app, ["doctor", "--search", "--json", "--db", str(llm_like.path), "--model", str(tiny_model_dir)]
+    )
+    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    assert "recall@20" in checks["search"]["detail"]
+    plain = CliRunner().invoke(app, ["doctor", "--json", "--db", str(llm_like.path), "--model", str(tiny_model_dir)])
+    assert "search" not in {c["name"] for c in json.loads(plain.stdout)["checks"]}
