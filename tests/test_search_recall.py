@@ -156,3 +156,46 @@ def test_doctor_search_on_the_command_line(llm_like, tiny_model_dir):
     assert "recall@20" in checks["search"]["detail"]
     plain = CliRunner().invoke(app, ["doctor", "--json", "--db", str(llm_like.path), "--model", str(tiny_model_dir)])
     assert "search" not in {c["name"] for c in json.loads(plain.stdout)["checks"]}
+
+
+# ---- the saved bit matrix is patched, not rebuilt ---------------------------------------------------------
+def same_matrix(a: bitcache.BitMatrix, b: bitcache.BitMatrix) -> bool:
+    order_a, order_b = np.argsort(a.ids), np.argsort(b.ids)
+    return (
+        np.array_equal(a.ids[order_a], b.ids[order_b])
+        and np.array_equal(a.words[:, order_a], b.words[:, order_b])
+        and all(np.array_equal(getattr(a, c)[order_a], getattr(b, c)[order_b]) for c in bitcache.CODE_COLUMNS)
+    )
+
+
+def test_a_changed_index_patches_the_saved_matrix_with_what_changed(tmp_path, monkeypatch):
+    store = filled_store(tmp_path / "i.db", anisotropic(50))
+    search(store, anisotropic(1, seed=9)[0], 5)  # builds and saves the matrix
+    with store.transaction():
+        store.put_file("/lib/new.jpg", size=1, mtime_ns=1, digest="new", vector=anisotropic(1, seed=8)[0])
+        store.delete_files([3, 4])
+        store.set_metadata(7, PhotoMeta(taken=parse_date("2024"), taken_source="exif", camera="Leica", latitude=-30.0))
+        store.move_file(8, "/elsewhere/8.jpg", size=1, mtime_ns=1)
+        store.put_file("/lib/0/10.jpg", size=2, mtime_ns=2, digest="x", vector=anisotropic(1, seed=7)[0])  # replaced
+    monkeypatch.setattr(bitcache, "build", lambda *a, **k: pytest.fail("rebuilt instead of patched"))
+    with Store.open(store.path, create=False) as other:  # another process: the side file, patched
+        patched = other._bit_matrix()
+    patched_here = store._bit_matrix()
+    monkeypatch.undo()
+    fresh = bitcache.build(store.db, store.vectors_generation())
+    assert same_matrix(patched, fresh) and same_matrix(patched_here, fresh)
+    assert 3 not in fresh.ids and fresh.hemisphere[list(fresh.ids).index(7)] == -1
+    store.close()
+
+
+def test_a_long_deletion_log_is_cleared_and_older_matrices_are_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setattr(vectors, "DELETION_LOG", 2)
+    store = filled_store(tmp_path / "i.db", anisotropic(20))
+    search(store, anisotropic(1, seed=9)[0], 5)
+    store.delete_files([1, 2, 3])
+    store.delete_files([4])
+    assert store.db.execute("SELECT count(*) FROM vector_deletions").fetchone()[0] <= 2
+    with Store.open(store.path, create=False) as other:
+        matrix = other._bit_matrix()
+    assert sorted(matrix.ids.tolist()) == list(range(5, 21))
+    store.close()

@@ -8,8 +8,9 @@ filtered scan at 1M took 120-240 ms. A Hamming scan over 64-bit words costs the 
 scans only the photos that pass, a broad one masks the full scan.
 
 The matrix is saved next to the index (`<index>.bits.npz`, ~220 bytes per photo) with the index's search
-generation, and rebuilt from the `embeddings.bits` column and the files table whenever the vectors or the
-filterable facts have changed since.
+generation. When the index has changed since, the rows changed after that generation (`embeddings.changed`)
+and the deleted ones (`vector_deletions`) are patched in; it is rebuilt from `embeddings` only when it is
+older than the index's `matrix_floor` (all bits remade, or the deletion log cleared).
 """
 
 from __future__ import annotations
@@ -20,15 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .schema import FLOAT_TABLE
+from .schema import FILTER_CODE_COLUMNS, FLOAT_TABLE
 
 if TYPE_CHECKING:
     import apsw
     import numpy as np
 
 FORMAT = 2  # of the side file: an older one is rebuilt
-NORTH, SOUTH, NOWHERE = 1, -1, 0  # `hemisphere` codes: from the photo's latitude, or none known
-CODE_COLUMNS = ("taken", "folder", "ext", "camera", "place", "hemisphere")
+CODE_COLUMNS = FILTER_CODE_COLUMNS
 SELECTIVE = 0.25  # a filter passing fewer than this share of photos: only those are scanned, else all are
 
 
@@ -42,7 +42,7 @@ class BitMatrix:
     ext: "np.ndarray"
     camera: "np.ndarray"
     place: "np.ndarray"
-    hemisphere: "np.ndarray"  # int8: NORTH, SOUTH or NOWHERE
+    hemisphere: "np.ndarray"  # int8: schema.NORTH, SOUTH or NOWHERE
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -101,54 +101,95 @@ def cache_path(db_path: Path) -> Path:
     return Path(f"{db_path}.bits.npz")
 
 
-def load(db: "apsw.Connection", db_path: Path, generation: int) -> BitMatrix:
-    """The bit matrix of the index at `generation`: from the side file when current, else rebuilt and saved."""
+def load(
+    db: "apsw.Connection", db_path: Path, generation: int, floor: int = 0, cached: BitMatrix | None = None
+) -> BitMatrix:
+    """The bit matrix of the index at `generation`: `cached` (this process's) or the side file's, patched
+    with what changed since when it is not older than `floor`, else rebuilt; saved for other processes."""
     import numpy as np
 
     path = cache_path(db_path)
-    try:
-        with np.load(path) as saved:
-            if int(saved["format"]) == FORMAT and int(saved["generation"]) == generation:
-                return BitMatrix(generation, saved["ids"], saved["words"], *(saved[c] for c in CODE_COLUMNS))
-    except (OSError, KeyError, ValueError):
-        pass  # missing, stale format or damaged: rebuild
-    matrix = build(db, generation)
+    if cached is None or cached.generation < floor or cached.generation > generation:
+        cached = None
+        try:
+            with np.load(path) as saved:
+                if int(saved["format"]) == FORMAT and floor <= int(saved["generation"]) <= generation:
+                    cached = BitMatrix(
+                        int(saved["generation"]), saved["ids"], saved["words"], *(saved[c] for c in CODE_COLUMNS)
+                    )
+        except (OSError, KeyError, ValueError):
+            pass  # missing, stale format or damaged: rebuild
+    if cached is not None and cached.generation == generation:
+        return cached
+    matrix = _patched(db, cached, generation) if cached is not None else build(db, generation)
     _save(path, matrix)
     return matrix
 
 
-def build(db: "apsw.Connection", generation: int) -> BitMatrix:
-    """From the index: each photo's bits, and its filter codes (label ids, as the filters resolve them)."""
+_ROW_COLUMNS = f"id, bits, {', '.join(CODE_COLUMNS)}"
+
+
+def build(db: "apsw.Connection", generation: int, batch: int = 50_000) -> BitMatrix:
+    """Every photo's bits and filter codes from `embeddings`, read in batches into preallocated arrays (at
+    1M photos a list of all rows would hold ~0.5 GB)."""
+
+    count = db.execute(f"SELECT count(*) FROM {FLOAT_TABLE}").fetchone()[0]
+    parts, done, last = [], 0, -1
+    while done < count:
+        rows = db.execute(
+            f"SELECT {_ROW_COLUMNS} FROM {FLOAT_TABLE} WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
+        ).fetchall()
+        if not rows:
+            break
+        parts.append(_from_rows(rows, generation))
+        done, last = done + len(rows), rows[-1][0]
+    return _joined(parts, generation) if parts else _from_rows([], generation)
+
+
+def _patched(db: "apsw.Connection", old: BitMatrix, generation: int) -> BitMatrix:
+    """`old` with the rows deleted or changed since its generation dropped and the changed ones added."""
     import numpy as np
 
-    rows = db.execute(
-        f"""
-        SELECT e.id, e.bits, f.taken, lf.id, le.id, lc.id, lp.id, f.latitude
-        FROM {FLOAT_TABLE} e JOIN files f ON f.id = e.id
-        LEFT JOIN labels lf ON lf.kind = 'folder' AND lf.text = f.folder
-        LEFT JOIN labels le ON le.kind = 'ext' AND le.text = f.ext
-        LEFT JOIN labels lc ON lc.kind = 'camera' AND lc.text = f.camera
-        LEFT JOIN labels lp ON lp.kind = 'place' AND lp.text = f.place
-        ORDER BY e.id
-        """
-    ).fetchall()
+    since = old.generation
+    changed = db.execute(f"SELECT {_ROW_COLUMNS} FROM {FLOAT_TABLE} WHERE changed > ?", (since,)).fetchall()
+    gone = [r[0] for r in db.execute("SELECT id FROM vector_deletions WHERE generation > ?", (since,))]
+    drop = np.isin(old.ids, np.asarray(gone + [r[0] for r in changed], dtype=np.int64))
+    kept = BitMatrix(
+        generation,
+        old.ids[~drop],
+        old.words[:, ~drop] if drop.any() else old.words,
+        *(getattr(old, c)[~drop] for c in CODE_COLUMNS),
+    )
+    return _joined([kept, _from_rows(changed, generation)], generation) if changed else kept
+
+
+def _from_rows(rows: list, generation: int) -> BitMatrix:
+    import numpy as np
+
     count = len(rows)
-    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=count)
     width = len(rows[0][1]) if rows else 0
-    padded = (width + 7) // 8 * 8  # whole 64-bit words; zero padding never differs
-    raw = np.zeros((count, padded), dtype=np.uint8)
+    raw = np.zeros((count, (width + 7) // 8 * 8), dtype=np.uint8)  # whole 64-bit words; padding never differs
     if count:
         raw[:, :width] = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8).reshape(count, width)
-    words = np.ascontiguousarray(raw.view(np.uint64).T)
+    codes = [np.fromiter((r[2 + i] for r in rows), dtype=dtype, count=count) for i, dtype in enumerate(_DTYPES)]
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=count)
+    return BitMatrix(generation, ids, np.ascontiguousarray(raw.view(np.uint64).T), *codes)
 
-    def column(index: int, dtype: type) -> "np.ndarray":
-        return np.fromiter((r[index] or 0 for r in rows), dtype=dtype, count=count)
 
-    hemisphere = np.fromiter(
-        (NOWHERE if r[7] is None else (SOUTH if r[7] < 0 else NORTH) for r in rows), dtype=np.int8, count=count
+def _joined(parts: list[BitMatrix], generation: int) -> BitMatrix:
+    import numpy as np
+
+    parts = [p for p in parts if len(p)] or parts[:1]
+    words = parts[0].words if len(parts) == 1 else np.concatenate([p.words for p in parts], axis=1)
+    return BitMatrix(
+        generation,
+        np.concatenate([p.ids for p in parts]),
+        np.ascontiguousarray(words),
+        *(np.concatenate([getattr(p, c) for p in parts]) for c in CODE_COLUMNS),
     )
-    codes = [column(2, np.int64), *(column(i, np.int32) for i in (3, 4, 5, 6)), hemisphere]
-    return BitMatrix(generation, ids, words, *codes)
+
+
+_DTYPES = ("int64", "int32", "int32", "int32", "int32", "int8")
 
 
 def _save(path: Path, matrix: BitMatrix) -> None:

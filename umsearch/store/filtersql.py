@@ -95,7 +95,7 @@ class FilterPlan:
         """Which photos of the matrix pass (None: all of them)."""
         import numpy as np
 
-        from .bitcache import NOWHERE, SOUTH
+        from .schema import NOWHERE, SOUTH
 
         passing: np.ndarray | None = None
 

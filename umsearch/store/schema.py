@@ -116,14 +116,76 @@ def m003_binary_index(db: "apsw.Connection") -> None:
         )
 
 
-def m004_simhash_bits(db: "apsw.Connection") -> None:
+def m004_simhash_bits_and_filter_codes(db: "apsw.Connection") -> None:
     """Sign bits of random hyperplanes (SimHash) instead of the components' own signs, which say little on
-    LLM-like embeddings (simhash.py); filters are applied beside the numpy bit matrix, so sqlite-vec's bit
-    table is no longer read and is dropped. About 2 s per 10,000 photos, once."""
+    LLM-like embeddings (simhash.py). Filters become masks over codes kept beside the numpy bit matrix
+    (bitcache), so sqlite-vec's bit table is no longer read and is dropped; its filter columns move to
+    `embeddings`, with the hemisphere, and `changed` (the generation of a row's last change) and
+    `vector_deletions` let a saved matrix be patched instead of rebuilt. About 2 s per 10,000 photos, once.
+    """
     db.execute(f"DROP TABLE IF EXISTS {BIT_TABLE}")
+    db.execute(
+        f"""
+        ALTER TABLE {FLOAT_TABLE} ADD COLUMN taken INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE {FLOAT_TABLE} ADD COLUMN folder INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE {FLOAT_TABLE} ADD COLUMN ext INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE {FLOAT_TABLE} ADD COLUMN camera INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE {FLOAT_TABLE} ADD COLUMN place INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE {FLOAT_TABLE} ADD COLUMN hemisphere INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE {FLOAT_TABLE} ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX {FLOAT_TABLE}_changed ON {FLOAT_TABLE}(changed);
+        CREATE TABLE vector_deletions (id INTEGER NOT NULL, generation INTEGER NOT NULL);
+        CREATE INDEX vector_deletions_generation ON vector_deletions(generation);
+        """
+    )
+    for kind in ("folder", "ext", "camera", "place"):  # every value has its code (as writes always ensured)
+        db.execute(
+            f"INSERT OR IGNORE INTO labels (kind, text) SELECT DISTINCT ?, {kind} FROM files "
+            f"WHERE {kind} IS NOT NULL AND {kind} != ''",
+            (kind,),
+        )
+    db.execute(
+        f"""
+        UPDATE {FLOAT_TABLE} SET taken = coalesce(f.taken, 0), folder = coalesce(lf.id, 0),
+            ext = coalesce(le.id, 0), camera = coalesce(lc.id, 0), place = coalesce(lp.id, 0),
+            hemisphere = CASE WHEN f.latitude IS NULL THEN {NOWHERE} WHEN f.latitude < 0 THEN {SOUTH} ELSE {NORTH} END
+        FROM files f
+        LEFT JOIN labels lf ON lf.kind = 'folder' AND lf.text = f.folder
+        LEFT JOIN labels le ON le.kind = 'ext' AND le.text = f.ext
+        LEFT JOIN labels lc ON lc.kind = 'camera' AND lc.text = f.camera
+        LEFT JOIN labels lp ON lp.kind = 'place' AND lp.text = f.place
+        WHERE f.id = {FLOAT_TABLE}.id
+        """
+    )
     dim = db.execute("SELECT value FROM meta WHERE key = 'dim'").fetchone()
     if dim is not None:
         rebuild_bits(db, int(dim[0]))
+
+
+FILTER_CODE_COLUMNS = ("taken", "folder", "ext", "camera", "place", "hemisphere")
+NORTH, SOUTH, NOWHERE = 1, -1, 0  # hemisphere codes: from the photo's latitude, or none known
+
+
+def write_filter_codes(db: "apsw.Connection", file_id: int, generation: int) -> None:
+    """Copy a photo's filterable facts, as codes, next to its bits (labels give texts small integer codes)."""
+    row = db.execute(
+        "SELECT taken, folder, ext, camera, place, latitude FROM files WHERE id = ?", (file_id,)
+    ).fetchone()
+    if row is None:
+        return
+    taken, folder, ext, camera, place, latitude = row
+    labels = Labels(db)
+    hemisphere = NOWHERE if latitude is None else (SOUTH if latitude < 0 else NORTH)
+    codes = (
+        taken or 0,
+        labels.code("folder", folder),
+        labels.code("ext", ext),
+        labels.code("camera", camera),
+        labels.code("place", place),
+        hemisphere,
+    )
+    sets = ", ".join(f"{column} = ?" for column in FILTER_CODE_COLUMNS)
+    db.execute(f"UPDATE {FLOAT_TABLE} SET {sets}, changed = ? WHERE id = ?", (*codes, generation, file_id))
 
 
 def rebuild_bits(db: "apsw.Connection", dim: int, batch: int = 4096) -> None:
@@ -150,14 +212,24 @@ def rebuild_bits(db: "apsw.Connection", dim: int, batch: int = 4096) -> None:
         "INSERT INTO meta (key, value) VALUES ('bits', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         (simhash.fingerprint(dim),),
     )
-    bump_generation(db)
+    set_matrix_floor(db, bump_generation(db))
 
 
-def bump_generation(db: "apsw.Connection") -> None:
-    """The vectors or the filterable facts changed: a saved bit matrix (bitcache) is out of date."""
-    db.execute(
+def bump_generation(db: "apsw.Connection") -> int:
+    """The vectors or the filterable facts changed: a saved bit matrix (bitcache) is out of date. Returns the
+    new generation, which changed rows are marked with."""
+    return db.execute(
         "INSERT INTO meta (key, value) VALUES ('vectors_generation', '1') ON CONFLICT(key) DO UPDATE "
-        "SET value = CAST(value AS INTEGER) + 1"
+        "SET value = CAST(value AS INTEGER) + 1 RETURNING CAST(value AS INTEGER)"
+    ).fetchone()[0]
+
+
+def set_matrix_floor(db: "apsw.Connection", generation: int) -> None:
+    """A saved bit matrix older than `generation` cannot be patched (every row changed, or the deletion
+    log was cleared): it is rebuilt."""
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES ('matrix_floor', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (str(generation),),
     )
 
 
@@ -186,7 +258,7 @@ MIGRATIONS: list[Callable[["apsw.Connection"], None]] = [
     m001_create_tables,
     m002_photo_metadata,
     m003_binary_index,
-    m004_simhash_bits,
+    m004_simhash_bits_and_filter_codes,
 ]
 
 

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from ..errors import StoreError
 from ..settings import rescore_shortlist
 from .base import StoreBase
-from .filtersql import Labels, filter_plan
-from .schema import FLOAT_TABLE, bump_generation, chunks, rebuild_bits, sign_bits
+from .filtersql import filter_plan
+from .schema import FLOAT_TABLE, bump_generation, chunks, rebuild_bits, set_matrix_floor, sign_bits, write_filter_codes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 # on anisotropic (LLM-like) 1536-d vectors at 100k and 1M photos (see BENCHMARKS.md).
 RESCORE_SHORTLIST = rescore_shortlist()  # 400 unless UMSEARCH_SHORTLIST says otherwise
 WIDENING = 10
+DELETION_LOG = 100_000  # deleted ids remembered for patching saved bit matrices
 
 
 class VectorTable(StoreBase):
@@ -44,18 +45,29 @@ class VectorTable(StoreBase):
         )
         self._facts_changed(file_id)
 
-    def _vectors_changed(self) -> None:
-        """Bump the generation that tells a saved bit matrix (bitcache) it is out of date."""
-        bump_generation(self.db)
+    def _vectors_changed(self) -> int:
+        """Bump the generation that tells a saved bit matrix (bitcache) it is out of date; the new one."""
+        return bump_generation(self.db)
 
     def vectors_generation(self) -> int:
         return int(self.meta("vectors_generation") or 0)
 
     def _delete_vectors(self, ids: Sequence[int]) -> None:
         marks = ",".join("?" * len(ids))
+        gone = [r[0] for r in self.db.execute(f"SELECT id FROM {FLOAT_TABLE} WHERE id IN ({marks})", list(ids))]
+        if not gone:
+            return
+        generation = self._vectors_changed()
         self.db.execute(f"DELETE FROM {FLOAT_TABLE} WHERE id IN ({marks})", list(ids))
-        if self.db.changes():
-            self._vectors_changed()
+        # The log lets a saved bit matrix drop these rows; past DELETION_LOG rows it is cleared, and saved
+        # matrices older than that are rebuilt instead.
+        self.db.executemany(
+            "INSERT INTO vector_deletions (id, generation) VALUES (?, ?)", ((i, generation) for i in gone)
+        )
+        span = self.db.execute("SELECT max(rowid) - min(rowid) FROM vector_deletions").fetchone()[0]
+        if span is not None and span >= DELETION_LOG:
+            self.db.execute("DELETE FROM vector_deletions")
+            set_matrix_floor(self.db, generation)
 
     def vector(self, file_id: int) -> "np.ndarray":
         import numpy as np
@@ -85,14 +97,9 @@ class VectorTable(StoreBase):
             last = int(ids[-1])
 
     def _facts_changed(self, file_id: int) -> None:
-        """A photo's vector or filterable facts changed: its filter values get label codes (the bit matrix's
-        filter columns hold those codes) and saved bit matrices go stale."""
-        row = self.db.execute("SELECT folder, ext, camera, place FROM files WHERE id = ?", (file_id,)).fetchone()
-        if row is not None:
-            labels = Labels(self.db)
-            for kind, text in zip(("folder", "ext", "camera", "place"), row, strict=False):
-                labels.code(kind, text)
-        self._vectors_changed()
+        """A photo's vector or filterable facts changed: its filter codes are written next to its bits, marked
+        with a new generation (a saved bit matrix patches in the rows changed since its own)."""
+        write_filter_codes(self.db, file_id, self._vectors_changed())
 
     def knn(self, vector: "np.ndarray", k: int, filters: "Filters | None" = None) -> list[tuple[int, float]]:
         """The k nearest files by cosine similarity, best first, as (file id, similarity).
@@ -135,7 +142,8 @@ class VectorTable(StoreBase):
             generation = self.vectors_generation()
             cached = getattr(self, "_bits", None)
             if cached is None or cached.generation != generation:
-                self._bits = bitcache.load(self.db, self.path, generation)
+                floor = int(self.meta("matrix_floor") or 0)
+                self._bits = bitcache.load(self.db, self.path, generation, floor, cached)
         return self._bits
 
     def _vectors_for(self, ids: Sequence[int]) -> tuple["np.ndarray", "np.ndarray"]:
