@@ -184,7 +184,7 @@ class ServiceState:
             "quant": runtime["quant"],
             "uptime_s": round(time.time() - self.started, 3),
             "requests": self.requests,
-            "in_flight": self.in_flight,
+            "in_flight": max(0, self.in_flight - 1),  # not counting the status request itself
             "rss_bytes": current_rss(),
             "peak_rss_bytes": peak_rss(),
             "idle_timeout_s": self.idle_timeout,
