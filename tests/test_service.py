@@ -124,6 +124,7 @@ def test_a_query_that_needs_the_model_starts_a_private_service_that_later_querie
     assert status["rss_bytes"] > 0 and status["uptime_s"] > 0 and status["index"] == str(paths.db)
     text = umsearch(env, "server", "status").stdout
     assert f"pid {client.pid}" in text and "requests" in text and "loaded" in text
+    assert f"service   running (pid {client.pid}, model loaded)" in umsearch(env, "status").stdout
 
 
 def test_results_are_identical_in_process_and_through_the_service(warm, library, tiny_embedder, tmp_path) -> None:

@@ -286,6 +286,24 @@ def describe_watcher(watcher: dict | None) -> str:
     return f"running (pid {watcher['pid']}): {watcher['activity']} — {', '.join(watcher['roots'])}"
 
 
+def running_service(db: Path) -> dict | None:
+    """The index's resident service as `status` reports it (pid, model loaded, watching), or None."""
+    from .service.client import find_service
+    from .service.paths import service_paths
+
+    client = find_service(service_paths(db))
+    if client is None:
+        return None
+    return {key: client.identity.get(key) for key in ("pid", "model_loaded", "watching")}
+
+
+def describe_service(service: dict | None) -> str:
+    if service is None:
+        return "not running (the first query that needs the model starts it)"
+    model = "model loaded" if service["model_loaded"] else "model not loaded yet"
+    return f"running (pid {service['pid']}, {model}) — 'umsearch server status' for more"
+
+
 # ---- search filters (query and similar) ---------------------------------------------------------
 InOption = Annotated[
     list[Path] | None, typer.Option("--in", help="Only photos below this folder (repeatable).", show_default=False)
@@ -470,6 +488,7 @@ def status(
         return
     with open_session(path) as session:
         report = session.status(failures)
+    report["service"] = running_service(path)
     if as_json:
         present.print_json(report)
         return
@@ -484,6 +503,7 @@ def status(
         if report["device"]:
             present.out.print(f"runtime   {report['device']}, {report['dtype']}, quantization {report['quant']}")
     present.out.print(f"watcher   {describe_watcher(report['watcher'])}", markup=False)
+    present.out.print(f"service   {describe_service(report['service'])}", markup=False)
     present.out.print(f"places    {report['places']}", markup=False)
     if report["metadata_missing"]:
         present.out.print(

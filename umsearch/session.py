@@ -33,7 +33,7 @@ from .store import FileRow, Store
 if TYPE_CHECKING:
     import numpy as np
 
-    from .embed import Embedder
+    from .embed import Embedder, EmbedderInfo
 
 EmbedderFactory = Callable[[str, tuple[int, int], RuntimeRequest], "Embedder"]
 
@@ -189,6 +189,13 @@ class Session:
             if self._embedder is None:
                 self._embedder = self._factory(self.model_id, self.budget, self.runtime)
             return self._embedder
+
+    @property
+    def model_info(self) -> EmbedderInfo | None:
+        """What the loaded model runs on (device, dtype, quantization); None until it is loaded. Never waits
+        for a load in progress (a service reports its status while another request loads the model)."""
+        embedder = self._embedder
+        return None if embedder is None else embedder.info
 
     def load_model(self) -> Embedder:
         """Load the model now rather than at the first query that needs it (the TUI, the service)."""

@@ -13,12 +13,12 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..errors import UmsearchError
 from ..session import SearchQuery, SearchResult
 from . import protocol
@@ -238,9 +238,12 @@ def start_service(paths: ServicePaths, arguments: Sequence[str], *, timeout: flo
                 close_fds=True,
                 env={**os.environ, "UMSEARCH_SERVICE_CHILD": "1"},
             )
-        return _wait_ready(paths, process, timeout)
+        client = _wait_ready(paths, process, timeout)
     finally:
         starting.release()
+    # Reap it when it ends, so a long-lived client (the TUI) keeps no zombie; a short one just exits.
+    threading.Thread(target=process.wait, name="umsearch-service-reaper", daemon=True).start()
+    return client
 
 
 def _open_log(path: Path):  # type: ignore[no-untyped-def]
@@ -277,9 +280,3 @@ def last_log_line(path: Path) -> str:
     except OSError:
         lines = []
     return (lines[-1] if lines else "no reason given") + f" (log: {path})"
-
-
-def version_line(identity: dict[str, Any]) -> str:
-    return f"umsearch {identity.get('version')}" + (
-        "" if identity.get("version") == __version__ else " (another version)"
-    )

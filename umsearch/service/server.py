@@ -169,10 +169,8 @@ class ServiceState:
         return None if recorded is None else [recorded.min_image_tokens, recorded.max_image_tokens]
 
     def _loaded_runtime(self) -> dict[str, str] | None:
-        if not self.session.model_loaded:
-            return None
-        info = self.session.embedder().info
-        return {"device": info.device, "dtype": info.dtype, "quant": info.quant}
+        info = self.session.model_info
+        return None if info is None else {"device": info.device, "dtype": info.dtype, "quant": info.quant}
 
     def status(self) -> dict[str, Any]:
         loaded = self._loaded_runtime()
