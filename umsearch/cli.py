@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from . import settings
+from .cliapp import App, show_version
 from .errors import UmsearchError
 from .runtime import RuntimeRequest
 
@@ -20,13 +21,10 @@ if TYPE_CHECKING:
     from .session import Session
     from .store import Store
 
-app = typer.Typer(
+app = App(
     name="umsearch",
     help="Local, private, semantic photo search: find any photo by describing it, by showing another, or both.",
     no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
 )
 
 F = TypeVar("F", bound=Callable)
@@ -231,6 +229,18 @@ def download_on_first_use(model_id: str) -> None:
     download_model(model_id)
 
 
+def warn_nothing_found(paths: list[Path]) -> None:
+    """An index run that found no photo at all was most likely pointed at the wrong place: say what it looks for."""
+    from . import present
+    from .scan import extensions_looked_for
+
+    where = ", ".join(present.display_path(str(p)) for p in paths)
+    present.warn(
+        f"no photos found in {where}: umsearch looks for files ending in {extensions_looked_for()} "
+        "(any case), in subfolders too, skipping hidden ones"
+    )
+
+
 def max_pixels(budget: tuple[int, int]) -> int:
     return settings.max_pixels(budget[1])
 
@@ -283,6 +293,16 @@ def show_hits(hits, *, as_json: bool, paths_only: bool, preview: bool) -> None:
 
 
 # ---- commands ----------------------------------------------------------------------------------
+@app.callback()
+def umsearch_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=show_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    pass
+
+
 @app.command()
 @friendly_errors
 def index(
@@ -320,6 +340,8 @@ def index(
             on_scan_error=lambda path, reason: present.warn(f"{present.display_path(path)}: {reason}"),
         )
         present.print_summary(summary, as_json=as_json)
+    if not any(summary.counters().values()) and not summary.interrupted:
+        warn_nothing_found(paths)
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     if summary.failed:
@@ -518,7 +540,7 @@ def watch(
     """Catch up, then keep the index in step as photos arrive, change, move and disappear (Ctrl-C stops)."""
     from . import present
     from .index import Indexer
-    from .watch import Watcher, WatchOptions, describe_round, install_stop_signals
+    from .watch import Watcher, WatchOptions, describe_changes, install_stop_signals
     from .watchstate import WatcherLock
 
     RuntimeRequest(device, quant, dtype)  # a typo fails now, not when the first photo arrives
@@ -540,10 +562,11 @@ def watch(
                 present.print_json(
                     {**round_.summary.counters(), "deferred": round_.deferred, "seconds": round(round_.seconds, 3)}
                 )
-            elif any(round_.summary.counters().values()) or round_.full:
-                present.err.print(describe_round(round_), markup=False)
-            for path, reason in round_.summary.failures:
-                present.warn(f"{path}: {reason}")
+                for path, reason in round_.summary.failures:
+                    present.warn(f"{present.display_path(path)}: {reason}")
+            else:
+                for line in describe_changes(round_, present.display_path):
+                    present.err.print(line, markup=False)
 
         watcher = Watcher(indexer, [str(p) for p in paths], options, on_round=show, on_message=present.warn)
         with WatcherLock(store.path, watcher.roots) as lock:
@@ -565,17 +588,15 @@ def watch(
     os._exit(0)
 
 
-model_app = typer.Typer(
-    help="Download the GME model ahead of use, or see what is downloaded.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
+model_app = App(help="Download the GME model ahead of use, or see what is downloaded.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 ModelIdArgument = Annotated[
     str | None,
-    typer.Argument(help=f"Hugging Face id or local folder [default: {settings.DEFAULT_MODEL}].", show_default=False),
+    typer.Argument(
+        metavar="MODEL",
+        help=f"Hugging Face id or local folder [default: UMSEARCH_MODEL if set, else {settings.DEFAULT_MODEL}].",
+        show_default=False,
+    ),
 ]
 
 
