@@ -185,13 +185,16 @@ def index_model(db_path: Path) -> str | None:
     return recorded.model_id if recorded else None
 
 
-def load_model(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest) -> Embedder:
-    """The one way CLI commands load a model: fetch it on first use (progress bars), then a spinner."""
+def load_model(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest, *, spinner: bool = True) -> Embedder:
+    """The one way CLI commands load a model: fetch it on first use (progress bars), then a spinner (not while
+    a progress bar already says "loading model")."""
+    from contextlib import nullcontext
+
     from . import present
     from .session import load_for_session
 
     download_on_first_use(model_id)
-    with present.err.status(f"loading model {model_id} …"):
+    with present.err.status(f"loading model {model_id} …") if spinner else nullcontext():
         return load_for_session(model_id, budget, runtime)
 
 
@@ -328,7 +331,7 @@ def index(
         model_id, budget = index_settings(store, model, min_image_tokens, max_image_tokens, quality)
         indexer = Indexer(
             store,
-            lambda: load_model(model_id, budget, RuntimeRequest(device, quant, dtype)),
+            lambda: load_model(model_id, budget, RuntimeRequest(device, quant, dtype), spinner=False),
             max_pixels=max_pixels(budget),
             batch_size=batch_size,
             progress=present.BarProgress(),
