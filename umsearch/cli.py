@@ -30,6 +30,7 @@ app = App(
 F = TypeVar("F", bound=Callable)
 
 EXIT_ERROR = 1
+EXIT_USAGE = 2  # the command line was not understood: click's own code, printed as one line by cliapp
 EXIT_PARTIAL = 3  # the command finished, but some files could not be indexed
 EXIT_INTERRUPTED = 130
 

@@ -5,7 +5,7 @@ Typer builds the commands from cli.py's functions; the classes here only change 
 - a command's description is shown whole in the command list (wrapped, not cut with "...");
 - `-h` works like `--help`, and `--version` prints the version;
 - a command line that cannot be understood (`--limit 0`, `--threshold 1.5`, an unknown option) prints one line,
-  `error: ...`, and exits with EXIT_USAGE (2), the code every click/typer program uses for it.
+  `error: ...`, and exits with status 2 (cli.EXIT_USAGE), the code every click/typer program uses for it.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ try:  # recent typer carries its own copy of click: its exceptions are the ones 
     from typer import _click as click
 except ImportError:  # older typer runs on click itself
     import click  # type: ignore[no-redef]
-
-EXIT_USAGE = 2  # the command line itself was wrong (documented in the README's exit-status list)
 
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 
