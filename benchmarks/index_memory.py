@@ -64,6 +64,9 @@ class RssProgress:
         if before // step != self.done // step:
             self.samples.append((self.done, rss_mb()))
 
+    def note(self, text: str | None) -> None:
+        pass
+
     def finish(self) -> None:
         self.samples.append((self.done, rss_mb()))
 
@@ -151,7 +154,7 @@ def plan_only(count: int, workdir: Path) -> None:
     holds a row for every file (N unchanged files, the common re-run)."""
     import gc
 
-    from umsearch.index import plan_changes
+    from umsearch.planning import plan_changes
     from umsearch.scan import scan
     from umsearch.store import Store
 

@@ -36,8 +36,9 @@ class Term:
     """One thing to look for (or away from): words, an image, or both fused into one GME input."""
 
     text: str | None = None
-    image: str | None = None
+    image: str | None = None  # an image file's path
     weight: float = 1.0
+    photo_id: int | None = None  # an indexed photo: its stored vector alone, or its file fused with the text
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ class SearchRequest:
     min_score: float | None = None
     sort: str = "score"
     limit: int | None = None
-    dates: tuple[dates.DatePhrase, ...] = ()  # the date conditions as written, to show what was understood
+    # The date conditions as written, to show what was understood (display only: not compared, not sent).
+    dates: tuple[dates.DatePhrase, ...] = field(default=(), compare=False)
 
     def is_empty(self) -> bool:
         return not self.positives and not self.negatives

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 APPLICATION_ID = 0x756D7365  # "umse": marks the file as ours, so a foreign SQLite file is recognised
 BUSY_TIMEOUT_MS = 15_000
 # The vec0 table of m001-m003 (rowid = file id): m001 made it float[dim], m003 sign bits + filter columns
-# (sqlite-vec's bit[] scan); m004 dropped it (the bit matrix and its filter codes live in numpy, bitcache).
+# (sqlite-vec's bit[] scan); m005 dropped it (the bit matrix and its filter codes live in numpy, bitcache).
 VEC_TABLE = "vectors"
 BIT_TABLE = VEC_TABLE
 FLOAT_TABLE = "embeddings"  # exact float32 vectors and their SimHash sign bits, one row per photo
@@ -116,7 +116,7 @@ def m003_binary_index(db: "apsw.Connection") -> None:
         )
 
 
-def m004_simhash_bits_and_filter_codes(db: "apsw.Connection") -> None:
+def m005_simhash_bits_and_filter_codes(db: "apsw.Connection") -> None:
     """Sign bits of random hyperplanes (SimHash) instead of the components' own signs, which say little on
     LLM-like embeddings (simhash.py). Filters become masks over codes kept beside the numpy bit matrix
     (bitcache), so sqlite-vec's bit table is no longer read and is dropped; its filter columns move to
@@ -254,11 +254,18 @@ def sign_bits(vector: "np.ndarray | bytes") -> bytes:
     return simhash_bits(vector)
 
 
+def m004_query_cache(db: apsw.Connection) -> None:
+    """Vectors of text queries already asked (querycache.py): asking again needs no model."""
+    db.execute("CREATE TABLE query_cache (key TEXT PRIMARY KEY, vector BLOB NOT NULL, used_at REAL NOT NULL)")
+    db.execute("CREATE INDEX query_cache_used ON query_cache(used_at)")
+
+
 MIGRATIONS: list[Callable[["apsw.Connection"], None]] = [
     m001_create_tables,
     m002_photo_metadata,
     m003_binary_index,
-    m004_simhash_bits_and_filter_codes,
+    m004_query_cache,
+    m005_simhash_bits_and_filter_codes,
 ]
 
 

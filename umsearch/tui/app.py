@@ -20,6 +20,7 @@ from textual.widgets import Footer, Input, ListView, Static
 from textual.worker import get_current_worker
 
 from ..errors import UmsearchError
+from ..present import display_path
 from .service import Result, SearchService, StatusInfo, Superseded, call_in_background, dates_note
 from .thumbs import PREVIEW_PIXELS, ThumbnailCache
 from .viewer import open_in_viewer
@@ -28,7 +29,9 @@ from .widgets.preview import Preview
 from .widgets.results import ResultList, ResultRow
 
 if TYPE_CHECKING:
+    from ..embed import Embedder
     from ..runtime import RuntimeRequest
+    from ..session import EmbedderFactory
 
 DEBOUNCE_S = 0.4
 STATUS_REFRESH_S = 3.0
@@ -80,7 +83,7 @@ class UmsearchApp(App[None]):
     # ---- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         with Horizontal(id="search-bar"):
-            yield Static("", id="like")
+            yield Static("", id="like", markup=False)
             yield Input(placeholder="Describe a photo, or @path/to/image.jpg …", id="query")
         yield Static("", id="message", markup=False)
         with Horizontal(id="body"):
@@ -315,7 +318,7 @@ class UmsearchApp(App[None]):
             self.bell()
             return
         self.like = chosen
-        self.query_one("#like", Static).update(f"like {os.path.basename(chosen.path)} +")
+        self.query_one("#like", Static).update(f"like {display_path(os.path.basename(chosen.path))} +")
         self.query_one("#search-bar").add_class("has-like")
         query = self.query_one("#query", Input)
         with query.prevent(Input.Changed):
@@ -329,7 +332,7 @@ class UmsearchApp(App[None]):
             self.bell()
             return
         self.copy_to_clipboard(chosen.path)
-        self.notify(f"copied {chosen.path}", timeout=3)
+        self.notify(f"copied {display_path(chosen.path)}", timeout=3, markup=False)
 
     def action_open_selected(self) -> None:
         chosen = self.selected
@@ -339,7 +342,7 @@ class UmsearchApp(App[None]):
         try:
             self.opener(chosen.path)
         except UmsearchError as exc:
-            self.notify(str(exc), severity="error")
+            self.notify(str(exc), severity="error", markup=False)
 
     def action_back(self) -> None:
         """Esc: leave "more like this" first, then the result list, then clear the search."""
@@ -360,44 +363,43 @@ def make_app(
     model: str | None = None,
     *,
     image_mode: str = "auto",
-    embedder_factory: Callable[[str, tuple[int, int]], object] | None = None,
+    embedder_factory: EmbedderFactory | None = None,
     opener: Callable[[str], None] = open_in_viewer,
-    runtime: "RuntimeRequest | None" = None,
+    runtime: RuntimeRequest | None = None,
+    server: bool = False,
 ) -> UmsearchApp:
-    """Open the index and build the app; a problem (no index, wrong model) is shown inside the app."""
-    from .. import cli
-    from ..runtime import RuntimeRequest
-    from .service import check_ready
+    """Open the index's session and build the app; a problem (no index, wrong model) is shown inside the app.
 
-    chosen = runtime or RuntimeRequest()
-    factory = embedder_factory or (lambda model_id, budget: _default_embedder_factory(model_id, budget, chosen))
+    With `server`, searches that need the model go to the index's resident service (started when first needed)
+    and everything else is read from the index here; without it, the model is loaded in this process."""
+    from ..session import Session
+
     try:
-        store = cli.open_store(db, create=False)
+        session = Session.open(db, model=model, runtime=runtime, embedder_factory=embedder_factory or _quiet_model_load)
     except UmsearchError as exc:
         return UmsearchApp(None, problem=str(exc), image_mode=image_mode, opener=opener)
     try:
-        model_id = cli.chosen_model(store, model)
-        budget = cli.token_budget(store, None, None)
-        check_ready(store)
+        session.check_ready()
     except UmsearchError as exc:
-        store.close()
+        session.close()
         return UmsearchApp(None, problem=str(exc), image_mode=image_mode, opener=opener)
-    service = SearchService(store, model_id, lambda: factory(model_id, budget), max_pixels=cli.max_pixels(budget))
-    return UmsearchApp(service, image_mode=image_mode, opener=opener)
+    if not server:
+        return UmsearchApp(SearchService(session), image_mode=image_mode, opener=opener)
+    from ..service.route import Route, ServiceBackend
+
+    route = Route(
+        db=session.db_path,
+        open_session=lambda: Session.open(session.db_path, model=model, runtime=runtime),
+        model=model,
+        runtime=session.runtime,
+    )
+    return UmsearchApp(SearchService(ServiceBackend(session, route)), image_mode=image_mode, opener=opener)
 
 
-def _default_embedder_factory(model_id: str, budget: tuple[int, int], runtime: "RuntimeRequest"):
+def _quiet_model_load(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest) -> Embedder:
     from transformers.utils import logging as hf_logging
 
-    from ..embed import load_embedder
+    from ..session import load_for_session
 
     hf_logging.disable_progress_bar()  # a progress bar on stderr would scribble over the screen
-
-    return load_embedder(
-        model_id,
-        device=runtime.device,
-        quant=runtime.quant,
-        dtype=runtime.dtype,
-        min_image_tokens=budget[0],
-        max_image_tokens=budget[1],
-    )
+    return load_for_session(model_id, budget, runtime)
