@@ -370,3 +370,14 @@ def test_cli_query_with_dates_alone_lists_those_photos_newest_first(two_hemisphe
 def test_the_real_clock_is_the_default_now():
     today = date.today()
     assert days(parse("today")) == (today.isoformat(), today.isoformat())
+
+
+def test_date_filters_travel_to_the_resident_service_unchanged():
+    from umsearch.service import protocol
+
+    request = parse_search_text("beach last summer since 2019 去年冬天", now=NOW)
+    assert len(request.filters.seasonal) == 2 and request.filters.after == parse_date("2019")
+    wire = protocol.loads(protocol.dumps(protocol.encode_request(request)))
+    assert protocol.decode_request(wire) == request
+    with pytest.raises(protocol.ProtocolError, match="ISO days"):
+        protocol.decode_filters({"seasonal": [{"north": ["2025-06-01", "June"]}]})

@@ -115,13 +115,25 @@ def test_a_query_image_that_is_a_folder_or_missing_is_refused_before_any_model_l
                 session.search(query)
 
 
-def test_filters_alone_say_what_is_missing(indexed) -> None:
+def test_options_or_negatives_alone_say_what_is_missing(indexed) -> None:
     db, _ = indexed
     with Session(Store.open(db), embedder_factory=refuse_model) as session:
         with pytest.raises(UmsearchError, match="cannot rank photos alone"):
-            session.search(text_query("camera:Canon sort:date"))
+            session.search(text_query("sort:date min:0.2"))
         with pytest.raises(UmsearchError, match="not only -negative terms"):
             session.search(text_query("-people"))
+
+
+def test_filters_alone_list_the_newest_photos_that_pass_without_the_model(indexed) -> None:
+    db, _ = indexed
+    with Session(Store.open(db), embedder_factory=refuse_model) as session:
+        everything = session.recent(50)
+        listed = session.search(
+            text_query("after:1970"),
+        ).hits
+        assert [h.path for h in listed] == [h.path for h in everything][: len(listed)] and listed
+        assert all(h.score is None for h in listed)
+        assert session.search(text_query("in 1999")).hits == []
 
 
 def test_the_model_gate_serves_a_waiting_query_before_the_next_indexing_batch() -> None:
