@@ -118,6 +118,19 @@ async def test_typing_searches_after_a_pause_and_matches_the_library_api(
 
 
 @run_async
+async def test_dates_in_the_search_box_filter_and_say_what_they_meant(app: UmsearchApp) -> None:
+    async with app.run_test(size=(100, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press(*"2023-11..2023-11", "enter")  # the photos' dates (file times, November 2023)
+        await settle(pilot)
+        assert [Path(p).name for p in shown_paths(app)] == list(reversed(PHOTO_NAMES))  # dates alone: newest first
+        assert "taken 2023-11-01 – 2023-11-30" in message(app)
+        await pilot.press("slash", *"boat in 2022", "enter")
+        await settle(pilot)
+        assert shown_paths(app) == [] and "no results for “boat in 2022”" in message(app)
+
+
+@run_async
 async def test_enter_runs_at_once_and_only_the_latest_query_is_shown(app: UmsearchApp) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
