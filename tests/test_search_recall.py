@@ -138,6 +138,17 @@ def test_filtered_search_is_the_exact_answer_among_the_photos_that_pass(llm_like
     assert {h.file_id for h in hits} == truth
 
 
+def test_a_selective_filter_compares_up_to_thousands_of_the_photos_that_pass_exactly(llm_like, monkeypatch):
+    monkeypatch.setattr(vectors, "RESCORE_SHORTLIST", 10)
+    monkeypatch.setattr(vectors, "WIDENING", 1)
+    monkeypatch.setattr(simhash, "project", lambda v: np.asarray(v, dtype=np.float32))  # even with poor bits
+    points = np.stack([llm_like.vector(i + 1) for i in range(3000)])
+    query = anisotropic(1, seed=43)[0]
+    scores = np.where(np.arange(3000) % 7 == 3, points @ query, -np.inf)  # "Cam 3": 1/7 of the photos
+    hits = search(llm_like, query, 10, Filters(camera="Cam 3"))
+    assert {h.file_id for h in hits} == set((np.argsort(-scores)[:10] + 1).tolist())
+
+
 def test_the_bit_matrix_follows_metadata_changes_as_well_as_vectors(llm_like):
     query = llm_like.vector(5)
     assert search(llm_like, query, 1, Filters(camera="Leica")) == []

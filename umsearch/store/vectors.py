@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 # on anisotropic (LLM-like) 1536-d vectors at 100k and 1M photos (see BENCHMARKS.md).
 RESCORE_SHORTLIST = rescore_shortlist()  # 400 unless UMSEARCH_SHORTLIST says otherwise
 WIDENING = 10
+# A selective filter (bitcache.SELECTIVE) spares most of the bit scan; the time saved goes to comparing up to
+# this many of the photos that pass exactly. Among a few thousand photos the best matches of a query are
+# often weak and nearly equal (cosines ~0.1 apart by 0.01), which only exact scores can order.
+SELECTIVE_RESCORE = 2000
 DELETION_LOG = 100_000  # deleted ids remembered for patching saved bit matrices
 
 
@@ -109,7 +113,7 @@ class VectorTable(StoreBase):
         """
         import numpy as np
 
-        from . import simhash
+        from . import bitcache, simhash
 
         if not self.has_vectors_table() or k <= 0:
             return []
@@ -117,10 +121,16 @@ class VectorTable(StoreBase):
         if plan is None:
             return []
         excluded = filters.exclude_ids if filters else frozenset()
-        shortlist = max(RESCORE_SHORTLIST, 4 * k) + len(excluded)
         query = np.ascontiguousarray(vector, dtype=np.float32)
         matrix = self._bit_matrix()
-        candidates = matrix.shortlist(simhash.project(query), plan.mask(matrix), shortlist, shortlist * WIDENING)
+        passing = plan.mask(matrix)
+        count = max(RESCORE_SHORTLIST, 4 * k)
+        if passing is not None:
+            passed = int(np.count_nonzero(passing))
+            if passed < bitcache.SELECTIVE * len(matrix):
+                count = max(count, min(passed, SELECTIVE_RESCORE))
+        shortlist = count + len(excluded)
+        candidates = matrix.shortlist(simhash.project(query), passing, shortlist, shortlist * WIDENING)
         ids = [file_id for file_id in candidates.tolist() if file_id not in excluded]
         if not ids:
             return []
