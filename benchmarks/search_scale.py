@@ -325,6 +325,46 @@ def run(distribution: str, size: int, n_queries: int, k: int, shortlists: list[i
         for (name, flt, _), answers in zip(chosen, exact["answers"][1:]):
             t, r, full = measure(store, qs, k, flt, answers)
             print(line(f"filter {name}", t, r, full, len(qs), k))
+        upkeep(store, distribution, size)
+
+
+class _Undo(Exception):
+    pass
+
+
+def upkeep(store, distribution: str, size: int) -> None:
+    """What keeping the bit matrix current costs: loading the side file in a new process, patching it after
+    100 photos arrive and 10 go (in a transaction that is then rolled back), and a full rebuild."""
+    from umsearch.store import Store
+
+    started = time.perf_counter()
+    with Store.open(store.path, create=False) as fresh:
+        fresh._bit_matrix()
+    opened = time.perf_counter() - started
+    patched = 0.0
+    try:
+        with store.transaction():
+            vectors_ = make_batch(distribution, 2 * size, 100, size)
+            for i, vector in enumerate(vectors_):
+                n = size + i
+                store.put_file(
+                    photo_path(n), size=1, mtime_ns=n, digest=f"new{n}", vector=vector, meta=photo_meta(n, size)
+                )
+            store.delete_files(range(1, 11))
+            started = time.perf_counter()
+            store._bit_matrix()
+            patched = time.perf_counter() - started
+            raise _Undo
+    except _Undo:
+        pass
+    store._bits = None
+    started = time.perf_counter()
+    store._bit_matrix()  # the side file is now ahead of the index: rebuilt in full, and saved
+    rebuilt = time.perf_counter() - started
+    print(
+        f"bit matrix upkeep: load in a new process {opened * 1e3:.0f} ms; patch after 100 new + 10 deleted "
+        f"photos {patched * 1e3:.0f} ms; full rebuild {rebuilt * 1e3:.0f} ms (each including saving the side file)"
+    )
 
 
 def main() -> None:
