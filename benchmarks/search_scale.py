@@ -314,7 +314,7 @@ def run(distribution: str, size: int, n_queries: int, k: int, shortlists: list[i
         for shortlist in shortlists:
             vectors.RESCORE_SHORTLIST = shortlist
             t, r, full = measure(store, qs, k, None, exact["answers"][0])
-            print(line(f"umsearch, shortlist {shortlist}", t, r, full, len(qs), k))
+            print(line(f"umsearch, shortlist {vectors.shortlist_size(size)}", t, r, full, len(qs), k))
         vectors.RESCORE_SHORTLIST = default
         bits = store._bit_matrix()
         side = bitcache.cache_path(store.path)

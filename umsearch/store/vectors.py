@@ -23,10 +23,11 @@ if TYPE_CHECKING:
     from ..filters import Filters
     from .bitcache import BitMatrix
 
-# The coarse scan keeps this many candidates (at least 4 x the page), which are then rescored exactly;
-# they are the best by the bits-and-projections estimate among the WIDENING x as many nearest by Hamming
-# distance. Chosen with benchmarks/search_scale.py: recall@20 >= 0.99 (worst query >= 0.9) on clustered and
-# on anisotropic (LLM-like) 1536-d vectors at 100k and 1M photos (see BENCHMARKS.md).
+# The coarse scan keeps this many candidates at 100k photos (at least 4 x the page), which are then rescored
+# exactly; they are the best by the bits-and-projections estimate among the WIDENING x as many nearest by
+# Hamming distance. Larger libraries hold more near-equal candidates around a query, so the shortlist grows
+# with N^0.3 (800 at 1M). Chosen with benchmarks/search_scale.py: recall@20 >= 0.99 (worst query >= 0.9) on
+# clustered and on anisotropic (LLM-like) 1536-d vectors at 100k and 1M photos (see BENCHMARKS.md).
 RESCORE_SHORTLIST = rescore_shortlist()  # 400 unless UMSEARCH_SHORTLIST says otherwise
 WIDENING = 10
 # A selective filter (bitcache.SELECTIVE) spares most of the bit scan; the time saved goes to comparing up to
@@ -124,7 +125,7 @@ class VectorTable(StoreBase):
         query = np.ascontiguousarray(vector, dtype=np.float32)
         matrix = self._bit_matrix()
         passing = plan.mask(matrix)
-        count = max(RESCORE_SHORTLIST, 4 * k)
+        count = max(shortlist_size(len(matrix)), 4 * k)
         if passing is not None:
             passed = int(np.count_nonzero(passing))
             if passed < bitcache.SELECTIVE * len(matrix):
@@ -165,6 +166,11 @@ class VectorTable(StoreBase):
             rows.extend(self.db.execute(f"SELECT id, vector FROM {FLOAT_TABLE} WHERE id IN ({marks})", chunk))
         found = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         return found, np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+
+
+def shortlist_size(photos: int) -> int:
+    """How many photos a search rescores exactly in an index of `photos` (RESCORE_SHORTLIST at 100k or fewer)."""
+    return round(RESCORE_SHORTLIST * max(1.0, photos / 100_000) ** 0.3)
 
 
 def _blob(vector: "np.ndarray") -> bytes:
