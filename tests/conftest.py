@@ -31,3 +31,13 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(home / "hf"))
     return home
+
+
+@pytest.fixture
+def processes():
+    """umsearch processes a test starts (append them); any still running at its end are killed with their group."""
+    from tests.fault_support import close_all
+
+    started: list = []
+    yield started
+    close_all(started)

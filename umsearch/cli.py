@@ -17,6 +17,7 @@ from .runtime import RuntimeRequest
 
 if TYPE_CHECKING:
     from .embed import Embedder
+    from .index import IndexSummary
     from .session import Session
     from .store import Store
 
@@ -126,6 +127,9 @@ def friendly_errors(command: F) -> F:
         except Exception as exc:
             if os.environ.get("UMSEARCH_DEBUG"):
                 raise
+            if type(exc).__module__ == "apsw" and type(exc).__name__ == "FullError":
+                present.error("the disk holding the index is full; free space and run again")
+                raise typer.Exit(EXIT_ERROR) from None
             if type(exc).__module__ == "apsw" and (
                 type(exc).__name__ in ("CorruptError", "NotADBError") or "blob read error" in str(exc)
             ):
@@ -235,6 +239,29 @@ def max_pixels(budget: tuple[int, int]) -> int:
     return settings.max_pixels(budget[1])
 
 
+def join_watcher(store: "Store", roots: list[str], watcher) -> "IndexSummary":
+    """`index` beside a running watcher: when the watcher keeps these folders, wait until it has caught up
+    (the index is then up to date, and nothing was embedded twice); otherwise say which process holds the index.
+    Raises WriterGone when the watcher stops before catching up."""
+    from . import present
+    from .index import IndexSummary
+    from .scan import is_within
+    from .watchstate import wait_until_caught_up
+
+    if not all(any(is_within(root, kept) for kept in watcher.roots) for root in roots):
+        raise UmsearchError(
+            f"a watcher (pid {watcher.pid}) updates this index, watching {', '.join(watcher.roots)}; "
+            "add these folders to it, or stop it first"
+        )
+    present.err.print(f"the watcher (pid {watcher.pid}) keeps these folders indexed; waiting until it has caught up")
+    paused = wait_until_caught_up(store.path, watcher)  # WriterGone when it stops first
+    if paused is not None:
+        raise UmsearchError(f"the watcher (pid {paused.pid}) that keeps this index is {paused.activity}")
+    summary = IndexSummary()
+    summary.unchanged = sum(1 for row in store.iter_files(roots) if row.status == "ok")
+    return summary
+
+
 def describe_watcher(watcher: dict | None) -> str:
     if watcher is None:
         return "not running ('umsearch watch FOLDER' keeps the index live)"
@@ -302,23 +329,37 @@ def index(
     """Add new photos, re-embed changed ones, follow moves and drop deleted ones."""
     from . import present
     from .index import Indexer
+    from .planning import check_roots
+    from .watchstate import INDEX, IndexLock, WriterGone, acquire_waiting
 
     RuntimeRequest(device, quant, dtype)  # a typo fails now, not after the scan
     with open_store(db, create=True) as store:
         model_id, budget = index_settings(store, model, min_image_tokens, max_image_tokens, quality)
-        indexer = Indexer(
-            store,
-            lambda: load_model(model_id, budget, RuntimeRequest(device, quant, dtype)),
-            max_pixels=max_pixels(budget),
-            batch_size=batch_size,
-            progress=present.BarProgress(),
-            image_budget=budget,
-        )
-        summary = indexer.index(
-            [str(p) for p in paths],
-            exclude or (),
-            on_scan_error=lambda path, reason: present.warn(f"{present.display_path(path)}: {reason}"),
-        )
+        roots = check_roots([str(p) for p in paths])
+        lock = IndexLock(store.path, tuple(roots), INDEX)
+        while (watcher := acquire_waiting(lock, functools.partial(present.err.print, markup=False))) is not None:
+            # A watcher keeps this index: never two processes embedding the same photos.
+            try:
+                summary = join_watcher(store, roots, watcher)
+            except WriterGone:
+                continue  # it stopped before catching up: this run does the work
+            present.print_summary(summary, as_json=as_json)
+            return
+        with lock:
+            lock.report("indexing")
+            indexer = Indexer(
+                store,
+                lambda: load_model(model_id, budget, RuntimeRequest(device, quant, dtype)),
+                max_pixels=max_pixels(budget),
+                batch_size=batch_size,
+                progress=present.BarProgress(),
+                image_budget=budget,
+            )
+            summary = indexer.index(
+                roots,
+                exclude or (),
+                on_scan_error=lambda path, reason: present.warn(f"{present.display_path(path)}: {reason}"),
+            )
         present.print_summary(summary, as_json=as_json)
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -518,45 +559,60 @@ def watch(
     """Catch up, then keep the index in step as photos arrive, change, move and disappear (Ctrl-C stops)."""
     from . import present
     from .index import Indexer
-    from .watch import Watcher, WatchOptions, describe_round, install_stop_signals
-    from .watchstate import WatcherLock
+    from .watch import StopSignals, Watcher, WatchOptions, describe_round
+    from .watchstate import WatcherLock, acquire_waiting, busy_error
 
-    RuntimeRequest(device, quant, dtype)  # a typo fails now, not when the first photo arrives
-    with open_store(db, create=True) as store:
-        model_id, budget = index_settings(store, model, min_image_tokens, max_image_tokens, quality)
+    # First of all: from here on SIGINT, SIGTERM and SIGHUP end the watcher cleanly (exit 0), at any moment.
+    stopper = StopSignals()
+    try:
+        RuntimeRequest(device, quant, dtype)  # a typo fails now, not when the first photo arrives
+        with open_store(db, create=True) as store:
+            model_id, budget = index_settings(store, model, min_image_tokens, max_image_tokens, quality)
 
-        def first_model():
-            if watcher.lock is not None:
-                watcher.lock.report(f"loading model {model_id}")
-            return load_model(model_id, budget, RuntimeRequest(device, quant, dtype))
+            def first_model():
+                if watcher.lock is not None:
+                    watcher.lock.report(f"loading model {model_id}")
+                return load_model(model_id, budget, RuntimeRequest(device, quant, dtype))
 
-        indexer = Indexer(store, first_model, max_pixels=max_pixels(budget), batch_size=batch_size, image_budget=budget)
-        options = WatchOptions(
-            excludes=tuple(exclude or ()), quiet_period=quiet_period, rescan_interval=rescan_interval, polling=polling
-        )
+            indexer = Indexer(
+                store, first_model, max_pixels=max_pixels(budget), batch_size=batch_size, image_budget=budget
+            )
+            options = WatchOptions(
+                excludes=tuple(exclude or ()),
+                quiet_period=quiet_period,
+                rescan_interval=rescan_interval,
+                polling=polling,
+            )
 
-        def show(round_) -> None:
-            if as_json:
-                present.print_json(
-                    {**round_.summary.counters(), "deferred": round_.deferred, "seconds": round(round_.seconds, 3)}
-                )
-            elif any(round_.summary.counters().values()) or round_.full:
-                present.err.print(describe_round(round_), markup=False)
-            for path, reason in round_.summary.failures:
-                present.warn(f"{path}: {reason}")
+            def show(round_) -> None:
+                if as_json:
+                    present.print_json(
+                        {**round_.summary.counters(), "deferred": round_.deferred, "seconds": round(round_.seconds, 3)}
+                    )
+                elif any(round_.summary.counters().values()) or round_.full:
+                    present.err.print(describe_round(round_), markup=False)
+                for path, reason in round_.summary.failures:
+                    present.warn(f"{path}: {reason}")
 
-        watcher = Watcher(indexer, [str(p) for p in paths], options, on_round=show, on_message=present.warn)
-        with WatcherLock(store.path, watcher.roots) as lock:
-            watcher.lock = lock
-            present.err.print(f"watching {', '.join(watcher.roots)} (Ctrl-C stops)", markup=False)
-            restore = install_stop_signals(watcher)
+            watcher = Watcher(indexer, [str(p) for p in paths], options, on_round=show, on_message=present.warn)
+            stopper.attach(watcher)
+            lock = WatcherLock(store.path, watcher.roots)
+            say = functools.partial(present.err.print, markup=False)
+            other = acquire_waiting(lock, say, should_stop=stopper.requested.is_set)  # an `index` run finishes first
+            if other is not None:
+                raise busy_error(other)
             try:
-                watcher.run()
-            except KeyboardInterrupt:
-                if not watcher.stopping:
-                    raise
+                if lock.held:
+                    watcher.lock = lock
+                    present.err.print(f"watching {', '.join(watcher.roots)} (Ctrl-C stops)", markup=False)
+                    watcher.run()
             finally:
-                restore()
+                lock.release()
+    except KeyboardInterrupt:
+        if not stopper.requested.is_set():
+            raise
+    finally:
+        stopper.restore()
     present.err.print("stopped", markup=False)
     # Everything is committed and closed. Tearing down an interpreter that holds torch and the model can take
     # seconds on a busy machine, and a service manager expects a prompt exit after SIGTERM: skip it.

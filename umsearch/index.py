@@ -10,16 +10,18 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from .embed import is_out_of_memory, release_accelerator_memory
-from .errors import ImageLoadError, UmsearchError
+from .errors import DiskFullError, ImageLoadError, UmsearchError
 from .imageload import LoadedImage, describe_os_error, load_image
 from .metadata import PhotoMeta, extract_metadata, metadata_from_exif
 from .planning import Job, Plan, check_roots, content_hash, found_in_scope, is_within, outermost_paths, plan_changes
 from .scan import FoundFile, normalize_root, scan
 from .store import FileRow, IndexSettings, Store
+from .store.health import is_disk_full
 
 if TYPE_CHECKING:
     import numpy as np
@@ -42,6 +44,16 @@ class IndexSummary:
 
     def counters(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in COUNTERS}
+
+    @property
+    def saved(self) -> int:
+        """Photos embedded (or given a copy's vector) and committed."""
+        return self.added + self.updated
+
+    def add(self, other: "IndexSummary") -> None:
+        for name in COUNTERS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.failures.extend(other.failures)
 
 
 class Progress(Protocol):
@@ -138,13 +150,27 @@ class Indexer:
         if unreadable:  # a folder that could not be listed is not a folder whose photos were deleted
             plan.removals = [row for row in plan.removals if not any(is_within(row.path, f) for f in unreadable)]
         summary.unchanged = plan.unchanged
-        self._apply_moves_and_removals(plan, summary)
-        try:
-            self.process(plan.jobs, summary)
-            self.fill_missing_metadata()
-        except KeyboardInterrupt:
-            summary.interrupted = True
+        with self.disk_full_said_plainly(summary):
+            self._apply_moves_and_removals(plan, summary)
+            try:
+                self.process(plan.jobs, summary)
+                self.fill_missing_metadata()
+            except KeyboardInterrupt:
+                summary.interrupted = True
         return summary
+
+    @contextmanager
+    def disk_full_said_plainly(self, summary: IndexSummary) -> Iterator[None]:
+        """A full disk under the index becomes one line with what was saved (every commit before it stands)."""
+        try:
+            yield
+        except DiskFullError:
+            raise
+        except Exception as exc:
+            folder = self.store.path.parent
+            if is_disk_full(exc, folder):
+                raise DiskFullError(str(folder), summary.saved) from None
+            raise
 
     def fill_missing_metadata(self) -> int:
         """Read EXIF for indexed photos that lack it (indexes from before metadata, copies): no re-embedding."""
@@ -314,6 +340,8 @@ class Indexer:
         settle: Future | None = None,
     ) -> None:
         vectors = self._embed_batch(batch, prepared=prepared, settle=settle)
+        # Counted once committed: a batch that never lands (a full disk, a stop) was not saved.
+        tally = IndexSummary()
         with self.store.transaction():
             for loaded, vector in zip(batch, vectors, strict=True):
                 found, image = loaded.job.found, loaded.image
@@ -321,8 +349,8 @@ class Indexer:
                     self.store.put_file(
                         found.path, size=found.size, mtime_ns=found.mtime_ns, digest=loaded.digest, error=vector.reason
                     )
-                    summary.failed += 1
-                    summary.failures.append((found.path, vector.reason))
+                    tally.failed += 1
+                    tally.failures.append((found.path, vector.reason))
                     continue
                 self.store.put_file(
                     found.path,
@@ -334,7 +362,8 @@ class Indexer:
                     height=image.height,
                     meta=loaded.meta,
                 )
-                self._count_stored(loaded, summary)
+                self._count_stored(loaded, tally)
+        summary.add(tally)
         self.progress.advance(len(batch))
 
     def _embed_batch(
@@ -427,19 +456,20 @@ class Indexer:
             plan.removals = [row for row in plan.removals if row.path not in held and row.size not in held_sizes]
             result.deferred.extend(row.path for row in kept if row.path not in held)
         result.summary.unchanged = plan.unchanged
-        self._apply_moves_and_removals(plan, result.summary)
-        jobs = [
-            job
-            for job in plan.jobs
-            if job.previous is not None or not (claim_moves and self._claim_vanished_twin(job, result))
-        ]
-        step = self.batch_size * 4  # a few batches per call: read-ahead stays useful, stops stay prompt
-        for start in range(0, len(jobs), step):
-            if should_stop is not None and should_stop():
-                result.deferred.extend(job.found.path for job in jobs[start:])
-                result.summary.interrupted = True
-                break
-            self.process(jobs[start : start + step], result.summary)
+        with self.disk_full_said_plainly(result.summary):
+            self._apply_moves_and_removals(plan, result.summary)
+            jobs = [
+                job
+                for job in plan.jobs
+                if job.previous is not None or not (claim_moves and self._claim_vanished_twin(job, result))
+            ]
+            step = self.batch_size * 4  # a few batches per call: read-ahead stays useful, stops stay prompt
+            for start in range(0, len(jobs), step):
+                if should_stop is not None and should_stop():
+                    result.deferred.extend(job.found.path for job in jobs[start:])
+                    result.summary.interrupted = True
+                    break
+                self.process(jobs[start : start + step], result.summary)
         return result
 
     def _claim_vanished_twin(self, job: Job, result: "SyncResult") -> bool:

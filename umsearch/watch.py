@@ -16,11 +16,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .errors import UmsearchError
+from .errors import DiskFullError, UmsearchError
 from .index import Indexer, IndexSummary
 from .planning import check_roots
 from .scan import FoundFile, is_candidate_name, is_excluded, is_hidden, is_within
+from .store.health import is_read_only
 from .watchstate import WatcherLock
+from .writeguard import WriteGuard
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +184,7 @@ class _OverflowSpotter(logging.Handler):
 
 
 _OVERFLOW_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
+PAUSE_CHECK_SECONDS = 1.0  # while indexing is paused, look this often whether it may resume (a stat or two)
 
 
 class Watcher:
@@ -213,6 +216,9 @@ class Watcher:
         self.caught_up = threading.Event()  # the start-up reconciliation is done and nothing is pending
         self._full_done = False
         self._failures = 0  # consecutive failed reconcile steps, for back-off
+        self._failure_said: str | None = None  # the retry line already said (a streak of failures says it once)
+        self._missing_roots: set[str] = set()  # roots said to be missing (said once, until they return)
+        self.guard = WriteGuard(indexer.store, self._say)
         self._next_observer_check = 0.0
         self._stop = threading.Event()
         self._busy = False
@@ -272,6 +278,9 @@ class Watcher:
             next_rescan = self._next_rescan()
             while not self._stop.is_set():
                 self._keep_observer_alive()
+                if not self._may_write():
+                    self._stop.wait(PAUSE_CHECK_SECONDS)  # events keep collecting; nothing is written meanwhile
+                    continue
                 if next_rescan is not None and time.monotonic() >= next_rescan:
                     self.reconcile_all()
                     next_rescan = self._next_rescan()
@@ -298,6 +307,20 @@ class Watcher:
         interval = self.options.rescan_interval
         return time.monotonic() + interval if interval else None
 
+    def _may_write(self) -> bool:
+        """Whether the index may be written now (a pause resumed means: compare everything again)."""
+        was_paused = self.guard.pause is not None
+        if not self.guard.may_write():
+            self._report(self.guard.activity() or "paused")
+            return False
+        if was_paused:
+            self.reconcile_all()
+        return True
+
+    def _should_hold(self) -> bool:
+        """Checked between batches: stop writing at once when asked to, or when the index file changed."""
+        return self._stop.is_set() or self.guard.held()
+
     def _reconcile(self, paths: list[str], full: bool) -> None:
         paths = self._present_roots_only(paths)
         if not paths:
@@ -310,21 +333,34 @@ class Watcher:
                 paths,
                 self.options.excludes,
                 ready=self.stability.ready,
-                should_stop=self._stop.is_set,
+                should_stop=self._should_hold,
                 claim_moves=not full,  # a whole-roots pass plans every move itself
             )
+        except DiskFullError as exc:
+            self.guard.disk_full(exc.saved or 0)  # paused; when it resumes, everything is compared again
+            return
         except UmsearchError:
             raise  # the model or the index itself is unusable: nothing to retry
         except Exception as exc:  # e.g. a disk error: keep running, try these paths again a little later
+            if is_read_only(exc):
+                self.guard.read_only()
+                return
             self._failures += 1
             delay = min(60.0, 2.0**self._failures)
-            self.on_message(f"could not update the index ({type(exc).__name__}: {exc}); retrying in {delay:.0f} s")
+            message = f"could not update the index ({type(exc).__name__}: {exc}); retrying"
+            if message != self._failure_said:  # a streak of the same failure is said once
+                self.on_message(f"{message} in {delay:.0f} s (and later, quietly, until it works)")
+                self._failure_said = message
             for path in paths:
                 self.dirty.mark(path, delay=delay, full=full)
             return
         finally:
             self._busy = False
+        if self._failure_said is not None:
+            self.on_message("the index is being updated again")
         self._failures = 0
+        self._failure_said = None
+        self.guard.succeeded(result.summary.saved)
         self.rounds += 1
         deferred = set(result.deferred)
         self.stability.forget([p for p in paths if p not in deferred])
@@ -338,16 +374,22 @@ class Watcher:
 
     def _present_roots_only(self, paths: list[str]) -> list[str]:
         """A root that vanished is an unmounted drive, not a deleted library: keep its index untouched."""
-        missing = [root for root in self.roots if not os.path.isdir(root) and not os.path.isfile(root)]
+        missing = {root for root in self.roots if not os.path.isdir(root) and not os.path.isfile(root)}
+        for root in sorted(missing - self._missing_roots):
+            self.on_message(f"{root} is not there (unmounted?); its index is kept as it is")
+        for root in sorted(self._missing_roots - missing):
+            self.on_message(f"{root} is back; comparing it with the index")
+        self._missing_roots = missing
         if not missing:
             return paths
-        for root in missing:
-            self.on_message(f"{root} is not there (unmounted?); its index is kept as it is")
         return [path for path in paths if not any(is_within(path, root) for root in missing)]
 
     def _report(self, activity: str) -> None:
         if self.lock is not None:
             self.lock.report(activity)
+
+    def _say(self, message: str) -> None:
+        self.on_message(message)  # looked up at each call: a caller may swap on_message while running
 
     # ---- which paths matter --------------------------------------------------------------------
     def wants(self, path: str, *, is_dir: bool) -> bool:
@@ -421,39 +463,72 @@ class Watcher:
             log.debug("stopping the observer: %s", exc)
 
 
-def install_stop_signals(watcher: Watcher) -> Callable[[], None]:
-    """SIGINT/SIGTERM stop the watcher: the batch in flight gets `stop_grace` seconds to finish, then it is
-    rolled back (its transaction never commits, so nothing half-written remains); a second signal rolls back
-    at once. Returns a function that restores the previous handlers."""
-    import _thread
-    import signal
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # Ctrl-C, a service manager, a closed terminal
 
-    state = {"timer": None}
 
-    def abort_if_busy() -> None:
-        if watcher.busy:
-            _thread.interrupt_main(signal.SIGINT)  # lands in `handle` below, on the main thread
+class StopSignals:
+    """SIGINT, SIGTERM and SIGHUP stop a watcher cleanly, from the moment they are installed (before the watcher
+    exists: a signal then is remembered and stops it as soon as it is attached).
 
-    def handle(signum, frame) -> None:
-        if watcher.stopping:
+    The batch in flight gets `stop_grace` seconds to finish, then it is rolled back (its transaction never
+    commits, so nothing half-written remains); a second signal rolls back at once.
+    """
+
+    def __init__(self) -> None:
+        import signal
+
+        self.requested = threading.Event()
+        self._watcher: Watcher | None = None
+        self._timer: threading.Timer | None = None
+        self._previous = {}
+        for name in STOP_SIGNALS:
+            number = getattr(signal, name, None)
+            if number is not None:  # no SIGHUP on Windows
+                self._previous[number] = signal.signal(number, self._handle)
+
+    def attach(self, watcher: Watcher) -> None:
+        self._watcher = watcher
+        if self.requested.is_set():
+            watcher.request_stop()
+
+    def _handle(self, signum, frame) -> None:
+        watcher = self._watcher
+        first = not self.requested.is_set()
+        self.requested.set()
+        if watcher is None:
+            return
+        if not first or watcher.stopping:
             if watcher.busy:
                 raise KeyboardInterrupt  # the transaction in flight rolls back
             return
         watcher.request_stop()
-        timer = threading.Timer(watcher.options.stop_grace, abort_if_busy)
-        timer.daemon = True
-        timer.start()
-        state["timer"] = timer
+        self._timer = threading.Timer(watcher.options.stop_grace, self._abort_if_busy)
+        self._timer.daemon = True
+        self._timer.start()
 
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    def _abort_if_busy(self) -> None:
+        import _thread
+        import signal
 
-    def restore() -> None:
-        if state["timer"] is not None:
-            state["timer"].cancel()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        watcher = self._watcher
+        if watcher is not None and watcher.busy:
+            _thread.interrupt_main(signal.SIGINT)  # lands in `_handle` above, on the main thread
 
-    return restore
+    def restore(self) -> None:
+        import signal
+
+        if self._timer is not None:
+            self._timer.cancel()
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous = {}
+
+
+def install_stop_signals(watcher: Watcher) -> Callable[[], None]:
+    """StopSignals for a watcher that already exists; returns the function that restores the old handlers."""
+    stopper = StopSignals()
+    stopper.attach(watcher)
+    return stopper.restore
 
 
 def describe_round(round_: Round) -> str:

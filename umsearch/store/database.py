@@ -7,8 +7,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ModelMismatchError, StoreError
+from ..errors import DiskFullError, ModelMismatchError, StoreError
 from .files import FileTable
+from .health import is_disk_full
 from .querycache import QueryCache
 from .schema import (
     APPLICATION_ID,
@@ -65,6 +66,10 @@ class Store(FileTable, QueryCache):
             raise StoreError(f"cannot open index {path}: {exc}") from None
         except apsw.BusyError:
             raise StoreError(f"index {path} is locked by another process; try again") from None
+        except (apsw.FullError, apsw.IOError) as exc:
+            if is_disk_full(exc, path.parent):
+                raise DiskFullError(str(path.parent)) from None
+            raise
         return store
 
     def _prepare(self) -> None:
