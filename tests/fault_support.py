@@ -162,6 +162,30 @@ def wait_for_holder(db: Path, process: subprocess.Popen, kind: str, activity: st
     wait_for(holding, 120, f"pid {process.pid} to hold the index as {kind}")
 
 
+class Lines:
+    """A process's stderr (or stdout) read line by line on a thread, so a test can wait for a line to appear."""
+
+    def __init__(self, stream) -> None:
+        import threading
+
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, text: str, timeout: float = 120) -> str:
+        wait_for(lambda: any(text in line for line in self.lines), timeout, f"a line with {text!r}")
+        return next(line for line in self.lines if text in line)
+
+    def text(self, timeout: float = 10) -> str:
+        """Everything, once the stream has ended (the process exited)."""
+        self._thread.join(timeout)
+        return "\n".join(self.lines)
+
+
 def json_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 

@@ -572,7 +572,10 @@ def watch(
             def first_model():
                 if watcher.lock is not None:
                     watcher.lock.report(f"loading model {model_id}")
-                return load_model(model_id, budget, RuntimeRequest(device, quant, dtype))
+                loaded = load_model(model_id, budget, RuntimeRequest(device, quant, dtype))
+                if watcher.lock is not None:
+                    watcher.lock.report("catching up" if not watcher.caught_up.is_set() else "indexing new photos")
+                return loaded
 
             indexer = Indexer(
                 store, first_model, max_pixels=max_pixels(budget), batch_size=batch_size, image_budget=budget

@@ -290,7 +290,8 @@ class Watcher:
                     continue
                 if self._full_done and not len(self.dirty):
                     self.caught_up.set()
-                self._report("watching")
+                # "watching" means caught up: `status`, and an `index` run waiting on this watcher, rely on it.
+                self._report("watching" if self.caught_up.is_set() else "catching up")
                 self.dirty.changed.wait(self._wait_time(next_rescan))
         finally:
             self._stop_observer()
@@ -324,6 +325,7 @@ class Watcher:
     def _reconcile(self, paths: list[str], full: bool) -> None:
         paths = self._present_roots_only(paths)
         if not paths:
+            self._full_done = self._full_done or full  # only unmounted roots: nothing to catch up with
             return
         started = time.monotonic()
         self._report("catching up" if not self.caught_up.is_set() else f"indexing {len(paths)} changed paths")
