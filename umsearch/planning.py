@@ -128,7 +128,7 @@ def found_in_scope(scope: Sequence[str], excludes: Sequence[str] = ()) -> Iterat
     """The candidate photos at or below each path; a single file is judged by its name, as a scan would."""
     import stat
 
-    from .scan import is_candidate_name, is_excluded, raw_has_jpeg_sibling
+    from .scan import is_candidate_name, is_excluded, mtime_ns_of, raw_has_jpeg_sibling
 
     folders = []
     for path in scope:
@@ -144,6 +144,6 @@ def found_in_scope(scope: Sequence[str], excludes: Sequence[str] = ()) -> Iterat
             and not (excludes and is_excluded(path, excludes))
             and not raw_has_jpeg_sibling(path)  # the same rule as a folder scan
         ):
-            yield FoundFile(path, info.st_size, info.st_mtime_ns)
+            yield FoundFile(path, info.st_size, mtime_ns_of(info))
     if folders:
         yield from scan(folders, excludes)

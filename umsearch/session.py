@@ -27,6 +27,7 @@ from .errors import StoreError, UmsearchError
 from .filters import Filters
 from .querylang import SearchRequest, Term
 from .runtime import RuntimeRequest, query_mismatch, resolve_budget
+from .scan import mtime_ns_of
 from .search import Hit, combine, load_query_image, search
 from .store import FileRow, Store
 
@@ -293,7 +294,7 @@ class Session:
                 info = os.stat(path)
             except OSError:
                 return None
-            if (info.st_size, info.st_mtime_ns) != (row.size, row.mtime_ns):
+            if (info.st_size, mtime_ns_of(info)) != (row.size, row.mtime_ns):
                 return None
             return self.store.vector(row.id)
 
@@ -347,7 +348,7 @@ class Session:
         return hits
 
     def details(self, file_id: int) -> Details | None:
-        from .metadata import wall_clock_datetime
+        from .metadata import mtime_wall_clock, wall_clock_datetime
 
         with self._db:
             row = self.store.files_by_id([file_id]).get(file_id)
@@ -357,7 +358,7 @@ class Session:
         if fact is not None and fact.taken is not None:
             taken: datetime | None = wall_clock_datetime(fact.taken)
         else:
-            taken = datetime.fromtimestamp(row.mtime_ns / 1e9) if row.mtime_ns else None
+            taken = wall_clock_datetime(mtime_wall_clock(row.mtime_ns)) if row.mtime_ns else None
         return Details(
             row.id,
             row.path,

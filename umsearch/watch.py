@@ -107,9 +107,11 @@ class DirtySet:
 class Stability:
     """Decides whether a file is complete enough to read (thread-safe; events feed it, the loop asks it)."""
 
-    def __init__(self, quiet_period: float) -> None:
+    def __init__(self, quiet_period: float, clock: Callable[[], float] = time.time) -> None:
         self.quiet_period = quiet_period
+        self.clock = clock  # the wall clock, compared with file times (which it may jump away from)
         self._closed: set[str] = set()
+        self._written: set[str] = set()  # an event said these are being written: only our own clock decides
         self._seen: dict[str, tuple[int, int, float]] = {}  # path -> (size, mtime_ns, first seen so)
         self._lock = threading.Lock()
 
@@ -120,11 +122,13 @@ class Stability:
     def writing(self, path: str) -> None:
         with self._lock:
             self._closed.discard(path)
+            self._written.add(path)
 
     def forget(self, paths: Sequence[str]) -> None:
         with self._lock:
             for path in paths:
                 self._closed.discard(path)
+                self._written.discard(path)
                 self._seen.pop(path, None)
 
     def ready(self, item: FoundFile) -> bool:
@@ -133,9 +137,11 @@ class Stability:
         with self._lock:
             if item.path in self._closed:
                 return True
-            if time.time() - item.mtime_ns / 1e9 >= self.quiet_period:
+            # A file nobody was seen writing and whose time is old enough is done (a scan at start-up). One being
+            # written is judged by the monotonic clock alone: a wall clock that jumps forward (NTP, a laptop
+            # waking) would make it look old, and a file time from another machine's clock may be in the future.
+            if item.path not in self._written and self.clock() - item.mtime_ns / 1e9 >= self.quiet_period:
                 return True
-            # The mtime may be in the future (another machine's clock): then our own clock decides.
             now = time.monotonic()
             size, mtime_ns, since = self._seen.get(item.path, (-1, -1, now))
             if (size, mtime_ns) != (item.size, item.mtime_ns):
