@@ -43,6 +43,56 @@ def small_disk(folder: Path, size: str) -> Iterator[Path]:
             subprocess.run(["umount", "-l", str(folder)], capture_output=True)  # still busy: detach it
 
 
+class ExternalDrive:
+    """A real separate disk: an ext4 image on a loop device, plugged in (mounted) and out (unmounted) at will.
+    Needs root and mkfs.ext4 (the tests run as root in CI); skipped elsewhere."""
+
+    def __init__(self, image: Path, mount_point: Path) -> None:
+        self.image = image
+        self.mount_point = mount_point
+
+    @classmethod
+    def make(cls, folder: Path, name: str = "drive", size: str = "16M") -> ExternalDrive:
+        import shutil
+
+        if sys.platform != "linux" or os.geteuid() != 0 or shutil.which("mkfs.ext4") is None:
+            pytest.skip("an external drive is simulated with a loop-mounted ext4 image, which needs root on Linux")
+        folder.mkdir(parents=True, exist_ok=True)
+        image = folder / f"{name}.img"
+        subprocess.run(["truncate", "-s", size, str(image)], check=True)
+        subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, capture_output=True)
+        drive = cls(image, folder / "media" / name)
+        drive.mount_point.mkdir(parents=True)
+        if not drive.plug_in(check=False):
+            pytest.skip("cannot mount a loop device here")
+        return drive
+
+    def plug_in(self, check: bool = True) -> bool:
+        done = subprocess.run(["mount", "-o", "loop", str(self.image), str(self.mount_point)], capture_output=True)
+        if check and done.returncode != 0:
+            raise AssertionError(f"mount failed: {done.stderr!r}")
+        return done.returncode == 0
+
+    def unplug(self) -> None:
+        subprocess.run(["umount", str(self.mount_point)], check=True)  # loop mounts detach their device too
+
+    def cleanup(self) -> None:
+        if (
+            os.path.ismount(self.mount_point)
+            and subprocess.run(["umount", str(self.mount_point)], capture_output=True).returncode != 0
+        ):
+            subprocess.run(["umount", "-l", str(self.mount_point)], capture_output=True)  # busy: detach it
+
+
+@contextmanager
+def external_drive(folder: Path, name: str = "drive") -> Iterator[ExternalDrive]:
+    drive = ExternalDrive.make(folder, name)
+    try:
+        yield drive
+    finally:
+        drive.cleanup()
+
+
 def resize(folder: Path, size: str) -> None:
     subprocess.run(["mount", "-o", f"remount,size={size}", str(folder)], check=True)
 

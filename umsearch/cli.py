@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -457,6 +458,7 @@ def status(
             "model": None,
             "dim": None,
             "watcher": None,
+            "gone": [],
         }
         if as_json:
             present.print_json(report)
@@ -465,6 +467,8 @@ def status(
         return
     with open_session(path) as session:
         report = session.status(failures)
+    from .library import GoneFolder, describe_gone
+
     if as_json:
         present.print_json(report)
         return
@@ -484,10 +488,54 @@ def status(
         present.out.print(
             f"metadata  {report['metadata_missing']} photos not yet read (run 'umsearch index' on their folders)"
         )
+    for folder in report["gone"]:
+        present.out.print(f"gone      {describe_gone(GoneFolder(**folder))}", markup=False)
     for failure in report["failures"]:
         present.out.print(f"failed    {present.display_path(failure['path'])}: {failure['reason']}", markup=False)
     if report["failed"] > len(report["failures"]):
         present.out.print(f"          … and {report['failed'] - len(report['failures'])} more (--failures N)")
+
+
+@app.command()
+@friendly_errors
+def forget(
+    path: Annotated[
+        Path, typer.Argument(help="A folder (or photo) to drop from the index: a root, or any folder below one.")
+    ],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (for scripts).")] = False,
+    db: DbOption = None,
+) -> None:
+    """Drop a folder from the index, with its photos' vectors: a drive you no longer use, a library that moved."""
+    from . import present
+    from .library import describe_counts
+    from .scan import is_within
+    from .watchstate import INDEX, IndexLock, acquire_waiting
+
+    target = absolute(path)
+    with open_store(db, create=False) as store:
+        lock = IndexLock(store.path, (target,), INDEX)
+        watcher = acquire_waiting(lock, functools.partial(present.err.print, markup=False))  # an index run first
+        with lock if lock.held else contextlib.nullcontext():
+            if watcher is not None and os.path.exists(target):
+                watched = [root for root in watcher.roots if is_within(target, root) or is_within(root, target)]
+                if watched:
+                    raise UmsearchError(
+                        f"the watcher (pid {watcher.pid}) watches {watched[0]} and would index these photos again; "
+                        "stop it first"
+                    )
+            indexed, failed = store.count_below(target)
+            if not (indexed or failed or store.roots_below(target)):
+                raise UmsearchError(f"nothing in the index at or below {target}")
+            what = f"{describe_counts(indexed, failed)} at or below {target}"
+            if not yes:
+                if not sys.stdin.isatty():
+                    raise UmsearchError(f"forget {what}? add --yes to confirm without a terminal")
+                if not typer.confirm(f"forget {what}?", default=False):
+                    raise typer.Exit(EXIT_ERROR)
+            store.forget_below(target)
+    present.out.print(f"forgot {what}", markup=False)
+    if os.path.exists(target):
+        present.err.print("(still on disk: indexing a folder above it adds them again)", markup=False)
 
 
 @app.command()

@@ -18,7 +18,18 @@ from .embed import is_out_of_memory, release_accelerator_memory
 from .errors import DiskFullError, ImageLoadError, UmsearchError
 from .imageload import LoadedImage, describe_os_error, load_image
 from .metadata import PhotoMeta, extract_metadata, metadata_from_exif
-from .planning import Job, Plan, check_roots, content_hash, found_in_scope, is_within, outermost_paths, plan_changes
+from .planning import (
+    EMPTY_ROOT_KEPT,
+    Job,
+    Plan,
+    check_roots,
+    content_hash,
+    found_in_scope,
+    hold_empty_roots,
+    is_within,
+    outermost_paths,
+    plan_changes,
+)
 from .scan import FoundFile, normalize_root, scan
 from .store import FileRow, IndexSettings, Store
 from .store.health import is_disk_full
@@ -149,8 +160,12 @@ class Indexer:
         plan = plan_changes(self.store, roots, scan(roots, excludes, on_error=scan_error))
         if unreadable:  # a folder that could not be listed is not a folder whose photos were deleted
             plan.removals = [row for row in plan.removals if not any(is_within(row.path, f) for f in unreadable)]
+        for root in hold_empty_roots(plan, roots):
+            if on_scan_error is not None:
+                on_scan_error(root, EMPTY_ROOT_KEPT)
         summary.unchanged = plan.unchanged
         with self.disk_full_said_plainly(summary):
+            self.store.record_roots(roots)
             self._apply_moves_and_removals(plan, summary)
             try:
                 self.process(plan.jobs, summary)
@@ -427,7 +442,6 @@ class Indexer:
         *,
         ready: Callable[[FoundFile], bool] | None = None,
         should_stop: Callable[[], bool] | None = None,
-        claim_moves: bool = True,
     ) -> "SyncResult":
         """Bring just these files and folders in step with the disk (the watcher's reconcile step).
 
@@ -436,8 +450,7 @@ class Indexer:
         bytes match an indexed file gone from disk takes over its row. Files that `ready` rejects (still being
         written) keep their old row and come back in `deferred` (with gone rows of the same size, which may be
         their move's source), as do jobs not started because `should_stop` turned true (checked between batches).
-        `claim_moves=False` skips the gone-twin check (it reads each new file once more): for whole roots,
-        where every move is planned anyway.
+        A path that is an empty folder while the index holds photos below it keeps them (`kept_empty`).
         """
         scope = outermost_paths(normalize_root(p) for p in paths)
         result = SyncResult()
@@ -447,6 +460,7 @@ class Indexer:
             (found if ready is None or ready(item) else waiting).append(item)
         result.deferred = [item.path for item in waiting]
         plan = plan_changes(self.store, scope, found)
+        result.kept_empty = hold_empty_roots(plan, scope)
         if waiting:
             # A gone row may be the source of a waiting file's move (same size): keep it until that file is
             # read, and look at its path again then; a row at a waiting file's path stays as it is.
@@ -458,11 +472,7 @@ class Indexer:
         result.summary.unchanged = plan.unchanged
         with self.disk_full_said_plainly(result.summary):
             self._apply_moves_and_removals(plan, result.summary)
-            jobs = [
-                job
-                for job in plan.jobs
-                if job.previous is not None or not (claim_moves and self._claim_vanished_twin(job, result))
-            ]
+            jobs = plan.jobs
             step = self.batch_size * 4  # a few batches per call: read-ahead stays useful, stops stay prompt
             for start in range(0, len(jobs), step):
                 if should_stop is not None and should_stop():
@@ -472,23 +482,9 @@ class Indexer:
                 self.process(jobs[start : start + step], result.summary)
         return result
 
-    def _claim_vanished_twin(self, job: Job, result: "SyncResult") -> bool:
-        """A new file with the bytes of an indexed file that is gone from disk was moved here from outside
-        the synced paths (another root, or the other half of a move reported later): its row follows it."""
-        try:
-            digest = content_hash(job.found.path)
-        except OSError:
-            return False
-        for row in self.store.ok_files_by_hash(digest):
-            if not os.path.exists(row.path):
-                found = job.found
-                self.store.move_file(row.id, found.path, size=found.size, mtime_ns=found.mtime_ns)
-                result.summary.moved += 1
-                return True
-        return False
-
 
 @dataclass
 class SyncResult:
     summary: IndexSummary = field(default_factory=IndexSummary)
     deferred: list[str] = field(default_factory=list)  # paths to look at again later
+    kept_empty: list[str] = field(default_factory=list)  # empty folders whose photos stay indexed (unmounted?)

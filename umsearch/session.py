@@ -373,6 +373,7 @@ class Session:
     # ---- reporting ---------------------------------------------------------------------------------
     def status(self, failures: int = 20) -> dict[str, Any]:
         """What `umsearch status --json` prints: counts, model, runtime, failures, watcher."""
+        from .library import gone_folders
         from .metadata import geocoder_status
         from .runtime import recorded_runtime
         from .watchstate import read_status
@@ -397,6 +398,7 @@ class Session:
                 "quant": runtime.quant,
                 "failures": [{"path": row.path, "reason": row.error} for row in failed_rows],
                 "metadata_missing": self.store.count_missing_metadata(),
+                "gone": [folder.as_dict() for folder in gone_folders(self.store)],
             }
         report["places"] = geocoder_status() or "on (offline reverse-geocoder: GPS position to city, region, country)"
         watcher = read_status(self.store.path)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from .errors import DiskFullError, UmsearchError
 from .index import Indexer, IndexSummary
-from .planning import check_roots
+from .planning import EMPTY_ROOT_KEPT, check_roots
 from .scan import FoundFile, is_candidate_name, is_excluded, is_hidden, is_within
 from .store.health import is_read_only
 from .watchstate import WatcherLock
@@ -211,7 +211,8 @@ class Watcher:
         on_message: Callable[[str], None] | None = None,
     ) -> None:
         self.indexer = indexer
-        self.roots = tuple(check_roots(roots))
+        # A root the index already holds may be missing (a drive not plugged in yet): watched once it appears.
+        self.roots = tuple(check_roots(roots, known=lambda root: indexer.store.count_below(root) != (0, 0)))
         self.options = options
         self.lock = lock
         self.on_round = on_round
@@ -224,6 +225,8 @@ class Watcher:
         self._failures = 0  # consecutive failed reconcile steps, for back-off
         self._failure_said: str | None = None  # the retry line already said (a streak of failures says it once)
         self._missing_roots: set[str] = set()  # roots said to be missing (said once, until they return)
+        self._empty_said: set[str] = set()  # empty roots whose photos were kept, said once
+        self._watched: dict[str, tuple[int, int] | None] = {}  # what the observer watches, to notice a remount
         self.guard = WriteGuard(indexer.store, self._say)
         self._next_observer_check = 0.0
         self._stop = threading.Event()
@@ -337,12 +340,13 @@ class Watcher:
         self._report("catching up" if not self.caught_up.is_set() else f"indexing {len(paths)} changed paths")
         self._busy = True
         try:
+            if full:
+                self.indexer.store.record_roots(self.roots)  # for `status` (gone roots) and `forget`
             result = self.indexer.sync(
                 paths,
                 self.options.excludes,
                 ready=self.stability.ready,
                 should_stop=self._should_hold,
-                claim_moves=not full,  # a whole-roots pass plans every move itself
             )
         except DiskFullError as exc:
             self.guard.disk_full(exc.saved or 0)  # paused; when it resumes, everything is compared again
@@ -369,6 +373,7 @@ class Watcher:
         self._failures = 0
         self._failure_said = None
         self.guard.succeeded(result.summary.saved)
+        self._say_kept_empty(result.kept_empty, paths)
         self.rounds += 1
         deferred = set(result.deferred)
         self.stability.forget([p for p in paths if p not in deferred])
@@ -391,6 +396,14 @@ class Watcher:
         if not missing:
             return paths
         return [path for path in paths if not any(is_within(path, root) for root in missing)]
+
+    def _say_kept_empty(self, kept: list[str], paths: list[str]) -> None:
+        """Once per folder: an empty root whose photos stay indexed (an unmounted drive's mount point)."""
+        for folder in kept:
+            if folder not in self._empty_said:
+                self.on_message(f"{folder} {EMPTY_ROOT_KEPT}")
+                self._empty_said.add(folder)
+        self._empty_said -= {path for path in paths if path not in kept}
 
     def _report(self, activity: str) -> None:
         if self.lock is not None:
@@ -424,7 +437,20 @@ class Watcher:
                 self.on_message(f"cannot use file system events ({exc.strerror or exc}); polling instead")
         self._observer = self._new_observer(PollingObserver)
 
+    def _watched_identities(self) -> dict[str, tuple[int, int] | None]:
+        """(device, inode) of the folder watched for each root, None while it is missing."""
+        identities: dict[str, tuple[int, int] | None] = {}
+        for root in self.roots:
+            try:
+                info = os.stat(root if os.path.isdir(root) else os.path.dirname(root))
+            except OSError:
+                identities[root] = None
+            else:
+                identities[root] = (info.st_dev, info.st_ino)
+        return identities
+
     def _new_observer(self, kind):
+        self._watched = self._watched_identities()
         observer = kind()
         handler = _EventHandler(self)
         for root in self.roots:
@@ -449,9 +475,14 @@ class Watcher:
         self._next_observer_check = now + 5.0
         emitters = observer.emitters
         present = sum(1 for root in self.roots if os.path.exists(root))
-        if observer.is_alive() and len(emitters) >= present and all(e.is_alive() for e in emitters):
+        alive = observer.is_alive() and len(emitters) >= present and all(e.is_alive() for e in emitters)
+        # A drive unplugged or plugged back: the watched folder is gone, or another one under the same name. The
+        # kernel's watches stay on the old folder and report nothing more, so the observer starts afresh.
+        remounted = self._watched_identities() != self._watched
+        if alive and not remounted:
             return
-        self.on_message("the file system observer stopped; restarting it and reconciling")
+        if not remounted:
+            self.on_message("the file system observer stopped; restarting it and reconciling")
         self._stop_observer()
         try:
             self._start_observer()

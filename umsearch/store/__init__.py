@@ -3,7 +3,8 @@
 Modules, each one concern, imported in this order (none imports back up):
 paths (path text codec) → filtersql (filter labels and SQL) → schema (tables, migrations, opening helpers)
 → base (connection, transactions, meta) → vectors (float + bit vectors, k-NN) → files (rows, metadata)
-→ database (`Store`: open, migrate, bind to a model).
+→ roots (the library's folders) → database (`Store`: open, migrate, bind to a model). health (a full disk, an
+index file deleted, replaced or read-only) stands apart.
 """
 
 from .database import IndexSettings, Store

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DiskFullError, ModelMismatchError, StoreError
-from .files import FileTable
 from .health import is_disk_full
 from .querycache import QueryCache
+from .roots import RootTable
 from .schema import (
     APPLICATION_ID,
     BUSY_TIMEOUT_MS,
@@ -32,7 +32,7 @@ class IndexSettings:
     max_image_tokens: int
 
 
-class Store(FileTable, QueryCache):
+class Store(RootTable, QueryCache):
     """One index file: files, their metadata and vectors (the table classes this one inherits say how)."""
 
     # ---- opening -------------------------------------------------------------------------------

@@ -143,11 +143,19 @@ def m004_query_cache(db: apsw.Connection) -> None:
     db.execute("CREATE INDEX query_cache_used ON query_cache(used_at)")
 
 
+def m005_library_roots(db: apsw.Connection) -> None:
+    """The folders the user indexes or watches (roots.py): `status` names those that are gone, `forget` drops
+    them; an index on size finds where a photo that reappears elsewhere (a library moved to another disk) was."""
+    db.execute("CREATE TABLE roots (path TEXT PRIMARY KEY, added_at REAL NOT NULL)")
+    db.execute("CREATE INDEX files_size ON files(size)")
+
+
 MIGRATIONS: list[Callable[["apsw.Connection"], None]] = [
     m001_create_tables,
     m002_photo_metadata,
     m003_binary_index,
     m004_query_cache,
+    m005_library_roots,
 ]
 
 
