@@ -227,10 +227,10 @@ def download_on_first_use(model_id: str) -> None:
     """Fetch a missing hub model before the loading spinner starts, so huggingface_hub's progress bars show."""
     from . import present
     from .hub import download_model, model_info
-    from .modelfiles import hub_offline
+    from .modelfiles import hub_offline, looks_like_path
 
-    if Path(model_id).expanduser().is_dir() or model_info(model_id).downloaded:
-        return
+    if looks_like_path(model_id) or Path(model_id).expanduser().is_dir() or model_info(model_id).downloaded:
+        return  # a local folder (loading says what is wrong with it), or already downloaded
     if not hub_offline():  # offline, the failure below is the only line
         present.err.print(f"downloading model {model_id} (first use; 'umsearch model info' shows where it goes) …")
     download_model(model_id)

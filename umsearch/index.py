@@ -131,6 +131,10 @@ class Indexer:
         self.window = max(self.batch_size, window or self.batch_size * 4)
 
     @property
+    def model_loaded(self) -> bool:
+        return self._embedder is not None
+
+    @property
     def embedder(self) -> "Embedder":
         if self._embedder is None:
             embedder = self._embedder_factory()

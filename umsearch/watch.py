@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .errors import DiskFullError, UmsearchError
+from .errors import DiskFullError, ModelError, UmsearchError
 from .index import Indexer, IndexSummary
 from .planning import EMPTY_ROOT_KEPT, check_roots
 from .scan import FoundFile, is_candidate_name, is_excluded, is_hidden, is_within
@@ -38,6 +38,7 @@ class WatchOptions:
     rescan_interval: float | None = None  # full reconcile every N seconds (network drives miss events)
     polling: bool = False  # poll the folders instead of kernel events (network drives)
     stop_grace: float = 2.0  # on stop, let the batch in flight finish this long before rolling it back
+    model_retry: float = 60.0  # a model that cannot be loaded is tried again after this long (doubling, to 10 min)
 
 
 @dataclass
@@ -224,6 +225,8 @@ class Watcher:
         self._full_done = False
         self._failures = 0  # consecutive failed reconcile steps, for back-off
         self._failure_said: str | None = None  # the retry line already said (a streak of failures says it once)
+        self._model_failures = 0  # consecutive failed model loads, for back-off
+        self._model_failure_said: str | None = None
         self._missing_roots: set[str] = set()  # roots said to be missing (said once, until they return)
         self._empty_said: set[str] = set()  # empty roots whose photos were kept, said once
         self._watched: dict[str, tuple[int, int] | None] = {}  # what the observer watches, to notice a remount
@@ -351,8 +354,21 @@ class Watcher:
         except DiskFullError as exc:
             self.guard.disk_full(exc.saved or 0)  # paused; when it resumes, everything is compared again
             return
+        except ModelError as exc:
+            # Its files were removed or damaged since the last start (it loads when the first photo needs it):
+            # exiting would only bring a service manager to restart us into the same failure, again and again.
+            self._model_failures += 1
+            delay = min(600.0, self.options.model_retry * 2 ** (self._model_failures - 1))
+            if str(exc) != self._model_failure_said:
+                self.on_message(
+                    f"{exc}; new photos wait until it loads (trying again in {delay:g} s, then less often)"
+                )
+                self._model_failure_said = str(exc)
+            for path in paths:
+                self.dirty.mark(path, delay=delay, full=full)
+            return
         except UmsearchError:
-            raise  # the model or the index itself is unusable: nothing to retry
+            raise  # the index itself is unusable: nothing to retry
         except Exception as exc:  # e.g. a disk error: keep running, try these paths again a little later
             if is_read_only(exc):
                 self.guard.read_only()
@@ -370,6 +386,10 @@ class Watcher:
             self._busy = False
         if self._failure_said is not None:
             self.on_message("the index is being updated again")
+        if self._model_failure_said is not None and self.indexer.model_loaded:
+            self.on_message("the model loaded: new photos are indexed again")
+            self._model_failure_said = None
+            self._model_failures = 0
         self._failures = 0
         self._failure_said = None
         self.guard.succeeded(result.summary.saved)
