@@ -360,9 +360,7 @@ class Watcher:
             self._model_failures += 1
             delay = min(600.0, self.options.model_retry * 2 ** (self._model_failures - 1))
             if str(exc) != self._model_failure_said:
-                self.on_message(
-                    f"{exc}; new photos wait until it loads (trying again in {delay:g} s, then less often)"
-                )
+                self.on_message(f"{exc}; new photos wait until it loads (trying again in {delay:g} s, then less often)")
                 self._model_failure_said = str(exc)
             for path in paths:
                 self.dirty.mark(path, delay=delay, full=full)
