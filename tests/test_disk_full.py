@@ -68,6 +68,9 @@ class FillAfter:
         if self.batches == 0:
             self.filler = fill_disk(self.folder)
 
+    def note(self, text: str | None) -> None:
+        pass
+
     def finish(self) -> None:
         pass
 

@@ -183,7 +183,7 @@ def test_index_of_an_unplugged_drive_keeps_its_photos_and_finds_them_unchanged_w
             assert [(g.path, g.reason) for g in gone_folders(store)] == [(str(root), "empty")]
             drive.plug_in()
             back = index(store, model, root)
-            assert (back.added, back.removed, back.unchanged) == (0, 0, 7)  # the broken file's row too
+            assert (back.added, back.removed, back.unchanged, back.failed) == (0, 0, 6, 1)
             assert model.images == embedded and gone_folders(store) == []
 
 

@@ -50,9 +50,12 @@ class IndexSummary:
     moved: int = 0
     removed: int = 0
     unchanged: int = 0
-    failed: int = 0
+    failed: int = 0  # files that could not be indexed: in this run, or before and unchanged since (as status counts)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) failed in this run
     interrupted: bool = False
+    # Each change as (what, path, where from): kept only when asked for (the watcher prints one line each);
+    # None for `umsearch index`, whose first run over a large library would hold a row per photo.
+    changes: list[tuple[str, str, str | None]] | None = None
 
     def counters(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in COUNTERS}
@@ -66,11 +69,28 @@ class IndexSummary:
         for name in COUNTERS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failures.extend(other.failures)
+        if self.changes is not None and other.changes is not None:
+            self.changes.extend(other.changes)
+
+    def count(self, what: str, path: str, source: str | None = None) -> None:
+        """One added, updated, moved or removed file."""
+        setattr(self, what, getattr(self, what) + 1)
+        if self.changes is not None:
+            self.changes.append((what, path, source))
+
+    def fail(self, path: str, reason: str) -> None:
+        self.failed += 1
+        self.failures.append((path, reason))
+        if self.changes is not None:
+            self.changes.append(("failed", path, None))
 
 
 class Progress(Protocol):
     def start(self, total: int) -> None: ...
     def advance(self, count: int = 1) -> None: ...
+    def note(self, text: str | None) -> None:
+        """What the run waits for (e.g. "loading model"); None when it works again."""
+
     def finish(self) -> None: ...
 
 
@@ -79,6 +99,9 @@ class NoProgress:
         pass
 
     def advance(self, count: int = 1) -> None:
+        pass
+
+    def note(self, text: str | None) -> None:
         pass
 
     def finish(self) -> None:
@@ -141,7 +164,9 @@ class Indexer:
     @property
     def embedder(self) -> "Embedder":
         if self._embedder is None:
+            self.progress.note("loading model")
             embedder = self._embedder_factory()
+            self.progress.note(None)
             info = embedder.info
             self.store.bind(IndexSettings(info.model_id, info.dim, info.min_image_tokens, info.max_image_tokens))
             from .runtime import record_runtime
@@ -171,7 +196,7 @@ class Indexer:
         for root in hold_empty_roots(plan, roots):
             if on_scan_error is not None:
                 on_scan_error(root, EMPTY_ROOT_KEPT)
-        summary.unchanged = plan.unchanged
+        summary.unchanged, summary.failed = plan.unchanged, plan.still_failed
         with self.disk_full_said_plainly(summary):
             self.store.record_roots(roots)
             self._apply_moves_and_removals(plan, summary)
@@ -223,8 +248,10 @@ class Indexer:
             for row, item in plan.moves:
                 self.store.move_file(row.id, item.path, size=item.size, mtime_ns=item.mtime_ns)
             self.store.delete_files(row.id for row in plan.removals)
-        summary.moved += len(plan.moves)
-        summary.removed += len(plan.removals)
+        for row, item in plan.moves:
+            summary.count("moved", item.path, row.path)
+        for row in plan.removals:
+            summary.count("removed", row.path)
 
     def process(self, jobs: Sequence[Job], summary: IndexSummary) -> None:
         """Load jobs on worker threads (reading ahead) and embed them in batches, one transaction each."""
@@ -332,14 +359,13 @@ class Indexer:
         if loaded.vanished:
             if previous is not None:
                 self.store.delete_files([previous.id])
-                summary.removed += 1
+                summary.count("removed", previous.path)
             return True
         if loaded.error is not None:
             self.store.put_file(
                 found.path, size=found.size, mtime_ns=found.mtime_ns, digest=loaded.digest, error=loaded.error
             )
-            summary.failed += 1
-            summary.failures.append((found.path, loaded.error))
+            summary.fail(found.path, loaded.error)
             return True
         if previous is not None and previous.hash == loaded.digest:
             self.store.touch_file(previous.id, size=found.size, mtime_ns=found.mtime_ns)
@@ -348,7 +374,7 @@ class Indexer:
         twin = next(iter(self.store.ok_files_by_hash(loaded.digest)), None) if loaded.digest else None
         if twin is not None:
             self.store.copy_vector_to(
-                twin.id, found.path, size=found.size, mtime_ns=found.mtime_ns, digest=loaded.digest
+                twin.id, found.path, size=found.size, mtime_ns=found.mtime_ns, digest=loaded.digest, meta=loaded.meta
             )
             self._count_stored(loaded, summary)
             return True
@@ -364,7 +390,7 @@ class Indexer:
     ) -> None:
         vectors = self._embed_batch(batch, prepared=prepared, settle=settle)
         # Counted once committed: a batch that never lands (a full disk, a stop) was not saved.
-        tally = IndexSummary()
+        tally = IndexSummary(changes=[] if summary.changes is not None else None)
         with self.store.transaction():
             for loaded, vector in zip(batch, vectors, strict=True):
                 found, image = loaded.job.found, loaded.image
@@ -372,8 +398,7 @@ class Indexer:
                     self.store.put_file(
                         found.path, size=found.size, mtime_ns=found.mtime_ns, digest=loaded.digest, error=vector.reason
                     )
-                    tally.failed += 1
-                    tally.failures.append((found.path, vector.reason))
+                    tally.fail(found.path, vector.reason)
                     continue
                 self.store.put_file(
                     found.path,
@@ -441,10 +466,7 @@ class Indexer:
 
     @staticmethod
     def _count_stored(loaded: Loaded, summary: IndexSummary) -> None:
-        if loaded.job.previous is None:
-            summary.added += 1
-        else:
-            summary.updated += 1
+        summary.count("added" if loaded.job.previous is None else "updated", loaded.job.found.path)
 
     def sync(
         self,
@@ -465,6 +487,7 @@ class Indexer:
         """
         scope = outermost_paths(normalize_root(p) for p in paths)
         result = SyncResult()
+        result.summary.changes = []  # the watcher names each change
         found: list[FoundFile] = []
         waiting: list[FoundFile] = []
         for item in found_in_scope(scope, excludes):
@@ -480,7 +503,7 @@ class Indexer:
             kept = [row for row in plan.removals if row.path in held or row.size in held_sizes]
             plan.removals = [row for row in plan.removals if row.path not in held and row.size not in held_sizes]
             result.deferred.extend(row.path for row in kept if row.path not in held)
-        result.summary.unchanged = plan.unchanged
+        result.summary.unchanged, result.summary.failed = plan.unchanged, plan.still_failed
         with self.disk_full_said_plainly(result.summary):
             self._apply_moves_and_removals(plan, result.summary)
             jobs = plan.jobs
