@@ -333,8 +333,12 @@ class Session:
             return self.store.cached_query(self._cache_key(text, instruction))
 
     def _cache_text_vector(self, text: str, instruction: str | None, vector: np.ndarray) -> None:
+        from .store.health import FileState
+
         with self._db:
-            self.store.cache_query(self._cache_key(text, instruction), vector)
+            # Never a silent write to an index deleted, replaced or made read-only under a long-running process.
+            if self.store.file_state() is FileState.OK:
+                self.store.cache_query(self._cache_key(text, instruction), vector)
 
     # ---- embedding ---------------------------------------------------------------------------------
     def embed(self, text: str | None = None, image: str | None = None, instruction: str | None = None) -> np.ndarray:

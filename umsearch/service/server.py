@@ -142,11 +142,10 @@ class ServiceState:
 
     def identity(self) -> dict[str, Any]:
         session = self.session
-        try:
-            info = os.stat(session.db_path)
-            index_id = [info.st_dev, info.st_ino]
-        except OSError:
-            index_id = None
+        # The file this service opened, not whatever the path names now: a client compares the two and so tells
+        # a service that still reads a deleted or replaced index from one that serves the index at the path.
+        opened = session.store.identity
+        index_id = None if opened is None else [opened.device, opened.inode]
         return {
             "service": protocol.SERVICE_NAME,
             "protocol": protocol.PROTOCOL,
@@ -622,11 +621,23 @@ def serve(db: Path, *, runtime: RuntimeRequest, model: str | None, quality: str 
             stop("the server stopped")
         elif idle_timeout > 0 and state.idle_for() >= idle_timeout:
             stop(f"idle for {idle_timeout:g} s")
+        elif (gone := index_gone(session)) is not None:
+            stop(gone)  # answering from a file nobody can see any more helps no one; a client starts a new service
     log.warning("stopping: %s", reason["why"])
     host.close()
     if state.in_flight == 0:
         session.close()
     log.warning("stopped")
+
+
+def index_gone(session: Session) -> str | None:
+    """Why the service's index file is no longer the one at its path (deleted or replaced), or None."""
+    from ..store.health import FileState, describe_state
+
+    state = session.store.file_state()
+    if state in (FileState.DELETED, FileState.REPLACED):
+        return describe_state(state, session.db_path)
+    return None
 
 
 def host_for_watcher(
