@@ -562,6 +562,8 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--json", help="write the whole report here")
     args = parser.parse_args()
+    # Stopped from outside (a test's timeout, Ctrl-C): unwind, so the watcher this started is stopped too.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     report = run(args)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))

@@ -42,7 +42,7 @@ def damage(model: Path, how: str) -> str:
         return f"model directory {model} is missing tokenizer.json"
     if how == "folder deleted":
         shutil.rmtree(model)
-        return f"model directory {model} does not exist (moved or deleted?)"
+        return f"model directory {model} does not exist"
     raise ValueError(how)
 
 

@@ -25,7 +25,6 @@ CASES = [
     ("watching", signal.SIGHUP),
     ("indexing", signal.SIGINT),
     ("twice", signal.SIGTERM),
-    ("twice", signal.SIGHUP),
 ]
 
 

@@ -38,7 +38,7 @@ def index_args(photos, db, model, *extra: str) -> list[str]:
 
 def test_a_second_index_run_waits_for_the_first_and_then_finds_nothing_to_do(tmp_path, tiny_model_dir, processes):
     photos, db = tmp_path / "photos", tmp_path / "index.db"
-    make_photos(photos, 120)
+    make_photos(photos, 80)
     first = start(*index_args(photos, db, tiny_model_dir, "--batch-size", "2"))
     processes.append(first)
     wait_for_holder(db, first, INDEX)
@@ -48,8 +48,8 @@ def test_a_second_index_run_waits_for_the_first_and_then_finds_nothing_to_do(tmp
     out_second, err_second = second.communicate(timeout=240)
     assert (first.returncode, second.returncode) == (0, 0), err_first + err_second
     [a], [b] = json_lines(out_first), json_lines(out_second)
-    assert a["added"] == 120
-    assert (b["added"], b["updated"], b["unchanged"]) == (0, 0, 120)  # every photo embedded exactly once
+    assert a["added"] == 80
+    assert (b["added"], b["updated"], b["unchanged"]) == (0, 0, 80)  # every photo embedded exactly once
     assert f"'umsearch index' (pid {first.pid}) is updating this index; waiting for it to finish" in err_second
     assert_consistent(db)
     assert index_state(db, photos) == folder_state(photos)

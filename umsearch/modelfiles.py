@@ -29,7 +29,7 @@ def resolve_model(spec: str) -> Path:
     if path.exists():
         raise ModelError(f"model path {spec} is not a directory {_LAYOUT_HINT}")
     if looks_like_path(spec):
-        raise ModelError(f"model directory {spec} does not exist (moved or deleted?)")
+        raise ModelError(f"model directory {spec} does not exist")
     return _resolve_hub_id(spec)
 
 
