@@ -125,7 +125,7 @@ def child(count: int, workdir: Path, model_dir: Path) -> None:
 class PeakSampler:
     """The highest RSS seen while the block runs (a thread samples every 5 ms)."""
 
-    def __enter__(self) -> "PeakSampler":
+    def __enter__(self) -> PeakSampler:
         import threading
 
         self.peak = rss_mb()

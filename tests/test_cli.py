@@ -19,7 +19,7 @@ from .photos import write_photo
 runner = CliRunner()
 
 
-def umsearch(*args: str) -> "click.testing.Result":  # noqa: F821
+def umsearch(*args: str) -> click.testing.Result:  # noqa: F821
     return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, overload
 
 import typer
 
@@ -138,13 +138,13 @@ def friendly_errors(command: F) -> F:
 
 
 # ---- shared plumbing ---------------------------------------------------------------------------
-def open_store(db: Path | None, *, create: bool) -> "Store":
+def open_store(db: Path | None, *, create: bool) -> Store:
     from .store import Store
 
     return Store.open(db or settings.default_db_path(), create=create)
 
 
-def chosen_model(store: "Store", model: str | None) -> str:
+def chosen_model(store: Store, model: str | None) -> str:
     """An explicit --model must match the index; without one, the index's own model is used."""
     recorded = store.settings()
     if model is None:
@@ -155,7 +155,7 @@ def chosen_model(store: "Store", model: str | None) -> str:
 
 
 def token_budget(
-    store: "Store", min_tokens: int | None, max_tokens: int | None, quality: str | None = None
+    store: Store, min_tokens: int | None, max_tokens: int | None, quality: str | None = None
 ) -> tuple[int, int]:
     from .runtime import resolve_budget
 
@@ -163,7 +163,7 @@ def token_budget(
 
 
 def index_settings(
-    store: "Store", model: str | None, min_tokens: int | None, max_tokens: int | None, quality: str | None
+    store: Store, model: str | None, min_tokens: int | None, max_tokens: int | None, quality: str | None
 ) -> tuple[str, tuple[int, int]]:
     """The model and image budget an index or watch run will use, refused early when the index disagrees."""
     from .runtime import check_index_budget
@@ -215,6 +215,10 @@ def open_session(
     )
 
 
+@overload
+def absolute(path: Path | str) -> str: ...
+@overload
+def absolute(path: None) -> None: ...
 def absolute(path: Path | str | None) -> str | None:
     """A path given on the command line, made absolute here: the process that uses it may run elsewhere."""
     return None if path is None else os.path.abspath(os.path.expanduser(str(path)))
@@ -433,6 +437,7 @@ def status(
     from . import present
 
     path = db or settings.default_db_path()
+    report: dict[str, Any]
     if not path.exists():
         report = {
             "db": str(path),
@@ -678,11 +683,12 @@ def similar(
     with open_session(db, model=model, runtime=RuntimeRequest(device, quant, dtype)) as session:
         session.check_ready()
         own_id = session.photo_id(str(photo))
-        term = Term(photo_id=own_id) if own_id is not None and session.photo(own_id).status == "ok" else None
-        if term is None:
+        own = session.photo(own_id) if own_id is not None else None
+        if own is not None and own.status == "ok":
+            term = Term(photo_id=own.id)
+            filters = replace(filters, exclude_ids=frozenset({own.id}))  # the photo itself is left out
+        else:
             term = Term(image=absolute(photo))
-        else:  # the photo itself is left out of its results
-            filters = replace(filters, exclude_ids=frozenset({own_id}))
         request = SearchRequest(positives=(term,), filters=filters, min_score=min_score, sort=sort or "score")
         result = session.search(SearchQuery(request, limit=limit))
     if result.notice:

@@ -96,7 +96,7 @@ class WatcherLock:
         self._handle.close()
         self._handle = None
 
-    def __enter__(self) -> "WatcherLock":
+    def __enter__(self) -> WatcherLock:
         self.acquire()
         return self
 
