@@ -29,6 +29,7 @@ from umsearch.gme import (
     default_instruction,
 )
 from umsearch.modelfiles import resolve_model
+from umsearch.settings import PIXELS_PER_TOKEN
 
 TEMPLATE_TAIL = "<|im_end|>\n<|im_start|>assistant\n<|endoftext|>"
 
@@ -57,8 +58,8 @@ def ref_smart_resize(
     height: int,
     width: int,
     factor: int = 28,
-    min_pixels: int = 4 * 28 * 28,
-    max_pixels: int = 16384 * 28 * 28,
+    min_pixels: int = 4 * PIXELS_PER_TOKEN,
+    max_pixels: int = 16384 * PIXELS_PER_TOKEN,
     max_ratio: int = 200,
 ) -> tuple[int, int]:
     h_bar = max(factor, round(height / factor) * factor)
@@ -97,7 +98,7 @@ def reference_embed(
 ) -> tuple[np.ndarray, torch.Tensor]:
     """items are (text, image, instruction); returns (unit vectors, input_ids)."""
     image_processor = Qwen2VLImageProcessorPil.from_pretrained(
-        model_dir, min_pixels=min_image_tokens * 28 * 28, max_pixels=max_image_tokens * 28 * 28
+        model_dir, min_pixels=min_image_tokens * PIXELS_PER_TOKEN, max_pixels=max_image_tokens * PIXELS_PER_TOKEN
     )
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     tokenizer.padding_side = "right"

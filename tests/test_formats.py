@@ -13,10 +13,11 @@ import pytest
 from umsearch.errors import ImageLoadError
 from umsearch.imageload import load_image
 from umsearch.scan import raw_has_jpeg_sibling, scan
+from umsearch.settings import max_pixels
 
 from .photos import picture, write_photo
 
-BUDGET = 1280 * 28 * 28
+BUDGET = max_pixels(1280)
 ROOT = Path(__file__).resolve().parent.parent
 
 

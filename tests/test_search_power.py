@@ -17,6 +17,7 @@ from umsearch.index import Indexer
 from umsearch.querylang import SearchRequest, Term
 from umsearch.search import combine, search
 from umsearch.session import Session
+from umsearch.settings import max_pixels
 from umsearch.store import IndexSettings, Store
 from umsearch.store import vectors as store_module
 
@@ -347,7 +348,7 @@ def test_an_index_built_by_the_m001_code_migrates_without_re_embedding(tmp_path)
         assert [h.file_id for h in search(store, vectors[1], 1)] == [ids[1]]
         assert [h.path for h in search(store, vectors[0], 5, Filters(types=("png",)))] == [str(paths[1])]
         assert len(store.files_missing_metadata()) == 2
-        summary = Indexer(store, no_model, max_pixels=1280 * 28 * 28).index([str(root)])
+        summary = Indexer(store, no_model, max_pixels=max_pixels(1280)).index([str(root)])
         assert (summary.unchanged, summary.added, summary.updated) == (2, 0, 0)
         assert store.files_missing_metadata() == []
         hits = search(store, vectors[1], 5, Filters(camera="EOS", after=parse_date("2025-07")))

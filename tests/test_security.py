@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from umsearch.cli import app
+from umsearch.settings import max_pixels
 
 from .photos import write_photo
 
@@ -103,6 +104,6 @@ def test_the_index_file_and_its_wal_are_private_even_in_a_shared_folder(tmp_path
     shared.mkdir(mode=0o755)
     write_photo(tmp_path / "photos" / "a.jpg", 1)
     with Store.open(shared / "index.db") as store:
-        Indexer(store, lambda: tiny_embedder, max_pixels=1280 * 28 * 28).index([str(tmp_path / "photos")])
+        Indexer(store, lambda: tiny_embedder, max_pixels=max_pixels(1280)).index([str(tmp_path / "photos")])
         for name in ("index.db", "index.db-wal", "index.db-shm"):
             assert stat.S_IMODE((shared / name).stat().st_mode) == 0o600, name

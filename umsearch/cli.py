@@ -98,8 +98,9 @@ QualityOption = Annotated[
     str | None,
     typer.Option(
         "--quality",
-        help="Image detail: fast (128-256 visual tokens), balanced (256-576) or best (256-1280) "
-        "[default: the index's, else best].",
+        help="Image detail: "
+        + ", ".join(f"{name} ({low}-{high} visual tokens)" for name, (low, high) in settings.QUALITY_PRESETS.items())
+        + f" [default: the index's, else {settings.DEFAULT_QUALITY}].",
         show_default=False,
     ),
 ]
@@ -364,7 +365,7 @@ def query(
         Path | None, typer.Option("--image", "-i", help="Find photos like this one (with TEXT: both at once).")
     ] = None,
     limit: Annotated[
-        int, typer.Option("--limit", "-n", min=1, max=4096, help="How many results.")
+        int, typer.Option("--limit", "-n", min=1, max=settings.MAX_LIMIT, help="How many results.")
     ] = settings.DEFAULT_LIMIT,
     instruction: Annotated[
         str | None, typer.Option("--instruction", help="Override GME's task instruction for this query.")
@@ -431,7 +432,9 @@ def query(
 def status(
     db: DbOption = None,
     as_json: JsonOption = False,
-    failures: Annotated[int, typer.Option("--failures", min=0, help="How many failed files to list.")] = 20,
+    failures: Annotated[
+        int, typer.Option("--failures", min=0, help="How many failed files to list.")
+    ] = settings.FAILURES_SHOWN,
 ) -> None:
     """What is indexed: counts, model, dimension, database path and size, failed files."""
     from . import present
@@ -651,7 +654,7 @@ def model_info_command(model_id: ModelIdArgument = None, as_json: JsonOption = F
 def similar(
     photo: Annotated[Path, typer.Argument(help="A photo: indexed (its stored vector is used) or any image file.")],
     limit: Annotated[
-        int, typer.Option("--limit", "-n", min=1, max=4096, help="How many results.")
+        int, typer.Option("--limit", "-n", min=1, max=settings.MAX_LIMIT, help="How many results.")
     ] = settings.DEFAULT_LIMIT,
     db: DbOption = None,
     model: ModelOption = None,

@@ -13,6 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from . import settings
 from .embed import is_out_of_memory, release_accelerator_memory
 from .errors import ImageLoadError, UmsearchError
 from .imageload import LoadedImage, describe_os_error, load_image
@@ -116,7 +117,7 @@ class Indexer:
         embedder_factory: Callable[[], Embedder],
         *,
         max_pixels: int,
-        batch_size: int = 8,
+        batch_size: int = settings.DEFAULT_BATCH_SIZE,
         workers: int | None = None,
         progress: Progress | None = None,
         image_budget: tuple[int, int] | None = None,

@@ -27,6 +27,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from .settings import FAILURES_SHOWN
+
 if TYPE_CHECKING:
     from .index import IndexSummary
     from .search import Hit
@@ -116,7 +118,7 @@ def print_columns(columns: Sequence[Column]) -> None:
     out.print(table)
 
 
-def print_summary(summary: IndexSummary, *, as_json: bool, show_failures: int = 20) -> None:
+def print_summary(summary: IndexSummary, *, as_json: bool, show_failures: int = FAILURES_SHOWN) -> None:
     if as_json:
         print_json(summary.counters())
     else:

@@ -370,7 +370,7 @@ class Session:
         )
 
     # ---- reporting ---------------------------------------------------------------------------------
-    def status(self, failures: int = 20) -> dict[str, Any]:
+    def status(self, failures: int = settings.FAILURES_SHOWN) -> dict[str, Any]:
         """What `umsearch status --json` prints: counts, model, runtime, failures, watcher."""
         from .metadata import geocoder_status
         from .runtime import recorded_runtime

@@ -1,4 +1,4 @@
-"""The index file's layout: table names, migrations, and how a connection is opened and prepared.
+"""The index file's layout: table names, migrations, and the helpers database.py opens a connection with.
 
 SQLite is reached through apsw, which ships its own current SQLite and can always load extensions
 (Python's stdlib sqlite3 cannot on macOS' system Python and on some Linux builds).
