@@ -19,7 +19,7 @@ from .runtime import RuntimeRequest
 if TYPE_CHECKING:
     from .embed import Embedder
     from .service.route import Route
-    from .session import Session
+    from .session import SearchResult, Session
     from .store import Store
 
 app = App(
@@ -340,6 +340,8 @@ MinScoreOption = Annotated[float | None, typer.Option("--min-score", help="Drop 
 SortOption = Annotated[
     str | None, typer.Option("--sort", help="Order the best matches by score (default) or date (newest first).")
 ]
+LimitOption = Annotated[int, typer.Option("--limit", "-n", min=1, max=settings.MAX_LIMIT, help="How many results.")]
+PathsOption = Annotated[bool, typer.Option("--paths", help="Print only paths, one per line.")]
 PreviewOption = Annotated[
     bool, typer.Option("--preview", help="Show small thumbnails where the terminal can draw images.")
 ]
@@ -353,15 +355,18 @@ def cli_filters(folder, after, before, types, camera, place):
     )
 
 
-def show_hits(hits, *, as_json: bool, paths_only: bool, preview: bool) -> None:
+def show_result(result: SearchResult, *, as_json: bool, paths_only: bool, preview: bool) -> None:
+    """What query and similar print: a notice about settings (stderr), then the hits as asked."""
     from . import present
 
+    if result.notice:
+        present.warn(result.notice)
     if not (as_json or paths_only):
         from .searchview import print_hits_with_facts
 
-        print_hits_with_facts(hits, previews=preview)
+        print_hits_with_facts(result.hits, previews=preview)
         return
-    present.print_hits(hits, as_json=as_json, paths_only=paths_only)
+    present.print_hits(result.hits, as_json=as_json, paths_only=paths_only)
 
 
 # ---- commands ----------------------------------------------------------------------------------
@@ -427,16 +432,14 @@ def query(
     image: Annotated[
         Path | None, typer.Option("--image", "-i", help="Find photos like this one (with TEXT: both at once).")
     ] = None,
-    limit: Annotated[
-        int, typer.Option("--limit", "-n", min=1, max=settings.MAX_LIMIT, help="How many results.")
-    ] = settings.DEFAULT_LIMIT,
+    limit: LimitOption = settings.DEFAULT_LIMIT,
     instruction: Annotated[
         str | None, typer.Option("--instruction", help="Override GME's task instruction for this query.")
     ] = None,
     db: DbOption = None,
     model: ModelOption = None,
     as_json: JsonOption = False,
-    paths_only: Annotated[bool, typer.Option("--paths", help="Print only paths, one per line.")] = False,
+    paths_only: PathsOption = False,
     also: Annotated[
         list[str] | None, typer.Option("--and", help="Another positive term, TEXT or TEXT^WEIGHT (repeatable).")
     ] = None,
@@ -466,7 +469,6 @@ def query(
 ) -> None:
     """Search by text, by image (--image), or both fused; TEXT may use the search language, e.g.
     'beach after:2025-06 before:2025-09 place:Portugal -people' (see README, "Search power")."""
-    from . import present
     from .querylang import request_from_cli
     from .session import SearchQuery
 
@@ -485,10 +487,7 @@ def query(
     runtime = RuntimeRequest(device, quant, dtype)
     route = make_route(db, model=model, runtime=runtime, quality=quality, no_server=no_server)
     result = route.search(query)
-    if result.notice:
-        present.warn(result.notice)
-    hits = result.hits
-    show_hits(hits, as_json=as_json, paths_only=paths_only, preview=preview)
+    show_result(result, as_json=as_json, paths_only=paths_only, preview=preview)
 
 
 @app.command()
@@ -882,13 +881,11 @@ def model_info_command(model_id: ModelIdArgument = None, as_json: JsonOption = F
 @friendly_errors
 def similar(
     photo: Annotated[Path, typer.Argument(help="A photo: indexed (its stored vector is used) or any image file.")],
-    limit: Annotated[
-        int, typer.Option("--limit", "-n", min=1, max=settings.MAX_LIMIT, help="How many results.")
-    ] = settings.DEFAULT_LIMIT,
+    limit: LimitOption = settings.DEFAULT_LIMIT,
     db: DbOption = None,
     model: ModelOption = None,
     as_json: JsonOption = False,
-    paths_only: Annotated[bool, typer.Option("--paths", help="Print only paths, one per line.")] = False,
+    paths_only: PathsOption = False,
     folder: InOption = None,
     after: AfterOption = None,
     before: BeforeOption = None,
@@ -904,7 +901,6 @@ def similar(
     no_server: NoServerOption = False,
 ) -> None:
     """Photos that look like PHOTO (the photo itself is left out)."""
-    from . import present
     from .querylang import SORTS, SearchRequest
     from .session import SearchQuery
 
@@ -914,10 +910,7 @@ def similar(
     request = SearchRequest(filters=filters, min_score=min_score, sort=sort or "score")
     route = make_route(db, model=model, runtime=RuntimeRequest(device, quant, dtype), no_server=no_server)
     result = route.similar(str(absolute(photo)), SearchQuery(request, limit=limit))
-    if result.notice:
-        present.warn(result.notice)
-    hits = result.hits
-    show_hits(hits, as_json=as_json, paths_only=paths_only, preview=preview)
+    show_result(result, as_json=as_json, paths_only=paths_only, preview=preview)
 
 
 @app.command()
