@@ -16,6 +16,8 @@ from umsearch.devmodel import build_model_dir
 
 from .photos import write_photo
 
+pytestmark = pytest.mark.slow  # processes, whole-pipeline runs: see CONTRIBUTING.md
+
 runner = CliRunner()
 
 

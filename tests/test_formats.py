@@ -144,6 +144,7 @@ def test_a_dng_without_a_preview_is_developed(tmp_path):
     assert loaded.image.mode == "RGB" and loaded.image.size == (64, 48)
 
 
+@pytest.mark.slow
 def test_raw_and_heic_photos_are_indexed_and_raw_is_skipped_beside_its_jpeg(tmp_path, tiny_embedder):
     pytest.importorskip("rawpy")
     from umsearch.index import Indexer

@@ -22,6 +22,8 @@ from umsearch.store import Store
 from .hostile_support import make_hostile_folder, odd_name
 from .photos import write_photo
 
+pytestmark = pytest.mark.slow  # processes, whole-pipeline runs: see CONTRIBUTING.md
+
 BUDGET = max_pixels(1280)
 
 

@@ -59,6 +59,7 @@ def test_animated_images_use_the_first_frame(tmp_path):
     assert r > 200 and b < 50
 
 
+@pytest.mark.slow
 def test_large_jpegs_are_decoded_at_reduced_scale(tmp_path):
     path = write_photo(tmp_path / "big.jpg", size=(4000, 3000))
     loaded = load_image(str(path), max_pixels(256))

@@ -18,6 +18,8 @@ from umsearch.store import Store
 
 from .photos import write_photo
 
+pytestmark = pytest.mark.slow  # processes, whole-pipeline runs: see CONTRIBUTING.md
+
 MAX_PIXELS = max_pixels(1280)
 
 

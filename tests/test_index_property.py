@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +17,8 @@ from umsearch.settings import max_pixels
 from umsearch.store import Store
 
 from .photos import write_photo
+
+pytestmark = pytest.mark.slow  # processes, whole-pipeline runs: see CONTRIBUTING.md
 
 NAMES = ["a.jpg", "b.jpg", "sub/c.jpg", "sub/d.png", "e.txt.jpg"]
 name = st.sampled_from(NAMES)

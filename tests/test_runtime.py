@@ -219,6 +219,7 @@ def test_runtime_is_recorded_and_a_query_with_other_settings_is_told(
 # --- Loader-side resizing gives the very same vectors -----------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(640, 480), (90, 60), (3000, 200), (1000, 1000)])
 def test_fitting_on_the_loader_thread_changes_nothing(tiny_embedder: GmeEmbedder, size: tuple[int, int]) -> None:
     from .photos import picture
@@ -279,6 +280,7 @@ def run_index(store: Store, embedder, root: Path, **options) -> IndexSummary:
     return indexer.index([str(root)])
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_batches_group_similar_token_counts_and_vectors_match_one_by_one(
     tiny_embedder: GmeEmbedder, tmp_path: Path
@@ -299,6 +301,7 @@ def test_batches_group_similar_token_counts_and_vectors_match_one_by_one(
         assert recorded_runtime(store).quality == "best"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_read_ahead_decodes_the_next_window_while_the_model_runs(tiny_embedder: GmeEmbedder, tmp_path: Path) -> None:
     root = photo_folder(tmp_path / "photos", 8)
@@ -332,6 +335,7 @@ def test_read_ahead_decodes_the_next_window_while_the_model_runs(tiny_embedder: 
         assert indexer.index([str(root)]).added == 8
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_out_of_memory_halves_the_batch_and_drops_nothing(tiny_embedder: GmeEmbedder, tmp_path: Path) -> None:
     root = photo_folder(tmp_path / "photos", 10)
@@ -348,6 +352,7 @@ def test_out_of_memory_halves_the_batch_and_drops_nothing(tiny_embedder: GmeEmbe
         assert store.counts().indexed == 10
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_out_of_memory_on_a_single_photo_stops_the_run_without_recording_a_failure(
     tiny_embedder: GmeEmbedder, tmp_path: Path

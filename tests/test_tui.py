@@ -28,6 +28,7 @@ from umsearch.tui.widgets.preview import Preview
 from umsearch.tui.widgets.results import ResultList
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.timeout(120),
     pytest.mark.filterwarnings("ignore:Image.Image.getdata is deprecated:DeprecationWarning"),
 ]

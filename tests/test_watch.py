@@ -37,6 +37,7 @@ from umsearch.watch import Watcher, WatchOptions
 from umsearch.watchstate import WatcherLock, read_status
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.timeout(180),
     # watchdog re-registers a new subfolder's watch and says so; harmless.
     pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning"),
