@@ -213,7 +213,7 @@ def load_model(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest, 
     from .session import load_for_session
 
     download_on_first_use(model_id)
-    with present.err.status(f"loading model {model_id} …") if spinner else nullcontext():
+    with present.spinner(f"loading model {model_id} …") if spinner else nullcontext():
         return load_for_session(model_id, budget, runtime)
 
 
@@ -257,7 +257,7 @@ def make_route(
         server=server_wanted(no_server),
         warn=present.warn,
         prepare=download_on_first_use,
-        waiting=lambda model_id: present.err.status(f"loading model {model_id} in the umsearch service …"),
+        waiting=lambda model_id: present.spinner(f"loading model {model_id} in the umsearch service …"),
     )
 
 

@@ -24,6 +24,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.status import Status
 from rich.table import Table
 from rich.text import Text
 
@@ -78,6 +79,11 @@ def error(message: str) -> None:
 
 def warn(message: str) -> None:
     err.print(f"[yellow]warning:[/] {escape(message)}")
+
+
+def spinner(text: str) -> Status:
+    """A spinner on stderr while something slow runs; the text shows as given (a model path may hold `[`)."""
+    return err.status(Text(text))
 
 
 def print_hits(hits: Sequence[Hit], *, as_json: bool, paths_only: bool = True) -> None:
