@@ -716,6 +716,39 @@ def dupes(
 
 @app.command()
 @friendly_errors
+def web(
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port (0: any free port).")] = 8571,
+    no_open: Annotated[bool, typer.Option("--no-open", help="Print the URL but do not open a browser.")] = False,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on; anything but loopback needs --allow-remote.")
+    ] = "127.0.0.1",
+    allow_remote: Annotated[
+        bool, typer.Option("--allow-remote", help="Allow a --host that other computers can reach.")
+    ] = False,
+    db: DbOption = None,
+    model: ModelOption = None,
+    device: DeviceOption = "auto",
+    quant: QuantOption = "auto",
+    dtype: DtypeOption = "auto",
+) -> None:
+    """Search and browse your photos in the browser: a private gallery on this computer (prints its URL)."""
+    from .web.server import GalleryServer, check_host
+
+    check_host(host, allow_remote)
+    runtime = RuntimeRequest(device, quant, dtype)
+    with open_session(db, model=model, runtime=runtime) as session:
+        server = GalleryServer(session, host=host, port=port)
+        print(server.url, flush=True)
+        sys.stderr.write("serving the gallery; Ctrl-C stops it\n")
+        if not no_open:
+            import webbrowser
+
+            webbrowser.open(server.url)
+        server.serve()
+
+
+@app.command()
+@friendly_errors
 def doctor(
     db: DbOption = None,
     model: ModelOption = None,
