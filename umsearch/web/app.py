@@ -226,8 +226,8 @@ class Gallery:
         return row
 
     def details(self, request: Request) -> Response:
-        file_id = request.path_params["file_id"]
-        details = self.session.details(file_id) if file_id <= MAX_ID else None
+        row = self._row(request)
+        details = self.session.details(row.id) if row is not None else None
         if details is None:
             return _error("no such photo in the index", 404)
         from ..metadata import file_extension

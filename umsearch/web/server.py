@@ -49,6 +49,31 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _quiet_server_class() -> type:
+    """uvicorn's Server, but Ctrl-C and SIGTERM end it with exit status 0 (uvicorn re-raises the signal once
+    it has shut down, which makes a clean stop look like a crash to shells and service managers)."""
+    import contextlib
+    import signal
+
+    import uvicorn
+
+    class QuietServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[override]
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            stop = lambda *_: setattr(self, "should_exit", True)  # noqa: E731
+            previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return QuietServer
+
+
 class GalleryServer:
     """The gallery of one session on host:port, in this process (tests, and `umsearch web --no-server`)."""
 
@@ -63,7 +88,7 @@ class GalleryServer:
         self.token = token or new_token()
         self.app = build_app(session, token=self.token, host=host, port=self.port)
         config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off", server_header=False)
-        self.server = uvicorn.Server(config)
+        self.server = _quiet_server_class()(config)
         self._thread: threading.Thread | None = None
 
     @property
