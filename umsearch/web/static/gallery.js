@@ -269,6 +269,10 @@ const gallery = {
     fresh.forEach((hit, i) => fragment.append(makeTile(hit, start + i)));
     grid.append(fragment);
     this.more = body.more;
+    // The observer fires on changes only: when the sentinel is still near the screen, fetch on.
+    requestAnimationFrame(() => {
+      if (this.more && $("#sentinel").getBoundingClientRect().top < innerHeight + 1500) this.loadMore();
+    });
   },
 
   async loadMore() {
@@ -370,8 +374,13 @@ const gallery = {
   wire() {
     $("#search").addEventListener("submit", (e) => { e.preventDefault(); this.search(); });
     $("#q").addEventListener("keydown", (e) => {
-      if (e.key === "ArrowDown" && this.hits.length) { e.preventDefault(); $("#q").blur(); this.select(0); }
-      if (e.key === "Escape") { e.preventDefault(); $("#q").blur(); }
+      if (e.key === "ArrowDown" && this.hits.length) {
+        e.preventDefault();
+        e.stopPropagation();
+        $("#q").blur();
+        this.select(0);
+      }
+      if (e.key === "Escape") { e.preventDefault(); e.stopPropagation(); $("#q").blur(); }
     });
     $("#toggle-filters").addEventListener("click", () => {
       const form = $("#filters");
