@@ -44,6 +44,9 @@ def bind(host: str, port: int) -> socket.socket:
         sock.close()
         hint = " (is another gallery running? try --port 0 for any free port)" if port else ""
         raise UmsearchError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None
+    # Responses go out as header and body writes: without NODELAY, Nagle's algorithm holds the body until the
+    # client's delayed ACK (40 ms on Linux) for every keep-alive request. Accepted sockets inherit it.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.listen(128)
     sock.set_inheritable(False)
     return sock
