@@ -124,6 +124,9 @@ const lightbox = {
       const pixels = d.width && d.height ? `${d.width} × ${d.height} px · ` : "";
       $("#lb-size").textContent = `${pixels}${humanBytes(d.bytes)} · ${(d.type || "").toUpperCase()}`;
     }).catch((err) => { $("#lb-path").textContent = err.message; });
+    for (const near of [index + 1, index - 1]) {  // arrows feel instant: the neighbours' previews are fetched now
+      if (near >= 0 && near < this.items.length) new Image().src = thumbURL(this.items[near].id, 1024);
+    }
     if (this.onMove) this.onMove(index, false);
     if (index >= this.items.length - 4 && this.needMore) this.needMore();
   },
