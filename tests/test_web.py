@@ -22,7 +22,8 @@ from umsearch.web import pages
 from umsearch.web.security import allowed_hosts
 from umsearch.web.thumbs import ThumbCache, cache_folder
 
-from .web_support import Client, make_library, running_gallery, scene, write_scene
+from .service_support import service_env, umsearch
+from .web_support import Client, gallery_from_the_service, make_library, running_gallery, scene, write_scene
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -360,10 +361,22 @@ def test_umsearch_web_refuses_a_remote_host_without_allow_remote(tmp_path) -> No
     assert result.exit_code == 1 and "--allow-remote" in result.output
 
 
-def test_umsearch_web_prints_a_working_url_and_stops_on_sigterm(library, tmp_path) -> None:
+def test_umsearch_web_asks_the_service_which_serves_the_gallery_until_stopped(library, tmp_path) -> None:
+    with gallery_from_the_service(library.db, tmp_path / "home") as gallery:
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/\?token=[\w-]{24,}", gallery.url)
+        client = Client(gallery)  # type: ignore[arg-type]
+        assert client.json("/api/search?q=a%20lake&limit=5")["hits"]
+        assert client.get("/api/status", cookie=None).status == 403
+        again = umsearch(service_env(tmp_path / "home", library.db), "web", "--no-open", "--port", "0")
+        assert again.returncode == 0 and again.stdout.strip() == gallery.url  # the one gallery, its URL again
+    with pytest.raises(OSError):  # the gallery stopped with the service
+        Client(gallery).get("/api/status")  # type: ignore[arg-type]
+
+
+def test_umsearch_web_no_server_serves_in_process_and_stops_on_sigterm(library, tmp_path) -> None:
     env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT), "UMSEARCH_DB": str(library.db)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "umsearch", "web", "--no-open", "--port", "0"],
+        [sys.executable, "-m", "umsearch", "web", "--no-open", "--port", "0", "--no-server"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -386,3 +399,5 @@ def test_umsearch_web_prints_a_working_url_and_stops_on_sigterm(library, tmp_pat
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
+        process.stdout.close()
+        process.stderr.close()

@@ -1,5 +1,5 @@
-"""The gallery in a real browser: Playwright driving Debian's chromium against the real server and the tiny
-model. One browser and one server for the module; each test opens its own page.
+"""The gallery in a real browser: Playwright driving Debian's chromium against the real service (started by
+`umsearch web`) and the tiny model. One browser and one service for the module; each test opens its own page.
 
 Screenshots of the main states are written to the test's folder and checked for being drawn (thumbnails
 really on screen, the preview really showing a photo); UMSEARCH_SCREENSHOTS=FOLDER keeps them, and
@@ -20,7 +20,7 @@ from umsearch.index import Indexer
 from umsearch.settings import max_pixels
 from umsearch.store import Store
 
-from .web_support import make_library, running_gallery
+from .web_support import gallery_from_the_service, make_library
 
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="the dev extra's playwright is not installed")
 
@@ -47,8 +47,10 @@ def library(tmp_path_factory, tiny_embedder):
 
 
 @pytest.fixture(scope="module")
-def server(library, tiny_embedder):
-    with running_gallery(library.db, tiny_embedder) as gallery:
+def server(library, tmp_path_factory):
+    """What a user gets: `umsearch web` asks the index's background service (started for it) to serve the
+    gallery; the service loads the tiny model the real way at the first new query."""
+    with gallery_from_the_service(library.db, tmp_path_factory.mktemp("browser-home")) as gallery:
         yield gallery
 
 

@@ -20,6 +20,8 @@ from umsearch.settings import max_pixels
 from umsearch.store import Store
 from umsearch.web.server import GalleryServer
 
+from .service_support import Processes, service_env, umsearch
+
 SKIES = [
     ((32, 58, 120), (250, 160, 90)),  # dusk
     ((70, 140, 220), (190, 225, 250)),  # day
@@ -151,3 +153,33 @@ class Client:
         response = self.get(path)
         assert response.status == 200, (path, response.status, response.body)  # type: ignore[attr-defined]
         return json.loads(response.body)  # type: ignore[attr-defined]
+
+
+@dataclass
+class ServiceGallery:
+    """The gallery as `umsearch web` gives it: served by the index's real background service."""
+
+    url: str
+    origin: str
+    port: int
+    token: str
+    pid: int | None
+
+
+@contextmanager
+def gallery_from_the_service(db: Path, home: Path) -> Iterator[ServiceGallery]:
+    """Run `umsearch web --no-open --port 0` (which starts the service), and stop that service afterwards."""
+    processes = Processes()
+    processes.index(db)
+    env = service_env(home, db)
+    try:
+        done = umsearch(env, "web", "--no-open", "--port", "0")
+        assert done.returncode == 0, done.stderr
+        url = done.stdout.strip()
+        origin, _, token = url.partition("/?token=")
+        port = int(origin.rsplit(":", 1)[1])
+        yield ServiceGallery(url, origin, port, token, processes.service_pid(db))
+        stopped = umsearch(env, "server", "stop")
+        assert stopped.returncode == 0, stopped.stderr
+    finally:
+        processes.cleanup()
