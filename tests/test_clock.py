@@ -24,6 +24,8 @@ from umsearch.session import SearchQuery, Session
 from umsearch.store import Store
 from umsearch.watch import Stability
 
+pytestmark = pytest.mark.slow  # indexes real photos with the model: see CONTRIBUTING.md
+
 DAY = 86400
 NS = 10**9
 LAST_NS = 2**63 - 1

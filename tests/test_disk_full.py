@@ -32,7 +32,7 @@ from umsearch.index import Indexer
 from umsearch.store import Store
 from umsearch.watch import Watcher, WatchOptions
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # real disks and processes: see CONTRIBUTING.md
 
 FULL_LINE = re.compile(
     r"^error: the disk holding the index \((?P<folder>.+)\) is full; (?P<saved>\d+) photos? (?:was|were) saved; "

@@ -21,7 +21,11 @@ from umsearch.index import Indexer
 from umsearch.store import Store
 from umsearch.watch import Watcher, WatchOptions
 
-pytestmark = [pytest.mark.timeout(240), pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(240),
+    pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,11 @@ from umsearch.library import gone_folders
 from umsearch.store import Store
 from umsearch.watch import Watcher, WatchOptions
 
-pytestmark = [pytest.mark.timeout(300), pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+    pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning"),
+]
 
 
 @pytest.fixture(scope="module")

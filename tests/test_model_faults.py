@@ -19,7 +19,11 @@ from umsearch.session import SearchQuery, Session
 from umsearch.store import Store
 from umsearch.watch import Watcher, WatchOptions
 
-pytestmark = [pytest.mark.timeout(300), pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+    pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning"),
+]
 
 SHARD = "model-00002-of-00003.safetensors"
 

@@ -21,7 +21,11 @@ from umsearch.service.paths import service_paths
 from umsearch.settings import max_pixels
 from umsearch.store import Store
 
-pytestmark = [pytest.mark.timeout(300), pytest.mark.skipif(os.name == "nt", reason="Unix sockets and signals")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+    pytest.mark.skipif(os.name == "nt", reason="Unix sockets and signals"),
+]
 
 
 @pytest.fixture

@@ -15,7 +15,11 @@ from tests.photos import write_photo
 from tests.watch_support import folder_state, index_state, wait_for
 from umsearch.watchstate import holder
 
-pytestmark = [pytest.mark.timeout(400), pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(400),
+    pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals"),
+]
 
 # Where in its life the watcher is hit (the activity it reports, then a random moment after that), and with
 # which signal: each signal meets several phases.

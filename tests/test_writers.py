@@ -24,7 +24,7 @@ from tests.photos import write_photo
 from tests.watch_support import folder_state, index_state, wait_for, wait_in_step
 from umsearch.watchstate import INDEX, IndexLock, holder, read_status
 
-pytestmark = [pytest.mark.timeout(300), pytest.mark.skipif(os.name == "nt", reason="POSIX signals")]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300), pytest.mark.skipif(os.name == "nt", reason="POSIX signals")]
 
 
 def make_photos(root, count: int, start_seed: int = 0) -> None:

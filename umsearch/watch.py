@@ -154,7 +154,7 @@ class Stability:
 class _EventHandler:
     """Turns watchdog events into dirty paths; ignores what the index would never hold."""
 
-    def __init__(self, watcher: "Watcher") -> None:
+    def __init__(self, watcher: Watcher) -> None:
         self.watcher = watcher
 
     def dispatch(self, event) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from .files import FileTable
 from .paths import path_from_db, path_to_db
@@ -44,10 +45,10 @@ class RootTable(FileTable):
 
     def count_below(self, path: str) -> tuple[int, int]:
         """(indexed, failed) files at or below `path`."""
-        rows = dict(
+        rows: dict[Any, Any] = dict(
             self.db.execute(
                 f"SELECT status, count(*) FROM files WHERE {_below('path')} GROUP BY status", _below_params(path)
-            ).fetchall()
+            )
         )
         return rows.get("ok", 0), rows.get("failed", 0)
 
