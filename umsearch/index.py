@@ -483,6 +483,7 @@ class Indexer:
         *,
         ready: Callable[[FoundFile], bool] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        settled: Callable[[FileRow], bool] | None = None,
     ) -> SyncResult:
         """Bring just these files and folders in step with the disk (the watcher's reconcile step).
 
@@ -491,7 +492,9 @@ class Indexer:
         bytes match an indexed file gone from disk takes over its row. Files that `ready` rejects (still being
         written) keep their old row and come back in `deferred` (with gone rows of the same size, which may be
         their move's source), as do jobs not started because `should_stop` turned true (checked between batches).
-        A path that is an empty folder while the index holds photos below it keeps them (`kept_empty`).
+        A path that is an empty folder while the index holds photos below it keeps them (`kept_empty`). A row whose
+        file is gone is removed only once `settled(row)` says so; until then it stays and its path is deferred (the
+        other half of a move may be reported a moment later, and the row should follow the photo, not be dropped).
         """
         scope = outermost_paths(normalize_root(p) for p in paths)
         result = SyncResult()
@@ -511,6 +514,13 @@ class Indexer:
             kept = [row for row in plan.removals if row.path in held or row.size in held_sizes]
             plan.removals = [row for row in plan.removals if row.path not in held and row.size not in held_sizes]
             result.deferred.extend(row.path for row in kept if row.path not in held)
+        if settled is not None and plan.removals:
+            unsettled = {row.id: row for row in plan.removals if not settled(row)}
+            if unsettled:
+                plan.removals = [row for row in plan.removals if row.id not in unsettled]
+                # The scope paths holding them, not each row: a deleted folder of 10k photos is one path again.
+                held_in = {next((p for p in scope if is_within(row.path, p)), row.path) for row in unsettled.values()}
+                result.deferred.extend(sorted(held_in - set(result.deferred)))
         result.summary.unchanged, result.summary.failed = plan.unchanged, plan.still_failed
         with self.disk_full_said_plainly(result.summary):
             self._apply_moves_and_removals(plan, result.summary)

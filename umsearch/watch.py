@@ -20,6 +20,7 @@ from .errors import DiskFullError, ModelError, UmsearchError
 from .index import Indexer, IndexSummary
 from .planning import EMPTY_ROOT_KEPT, check_roots
 from .scan import FoundFile, is_candidate_name, is_excluded, is_hidden, is_within
+from .store import FileRow
 from .store.health import is_read_only
 from .watchstate import WatcherLock
 from .writeguard import WriteGuard
@@ -191,6 +192,7 @@ class _OverflowSpotter(logging.Handler):
 
 
 _OVERFLOW_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
+GONE_GRACE_SECONDS = 2.0  # a row whose file vanished stays this long: the other half of a move may follow
 PAUSE_CHECK_SECONDS = 1.0  # while indexing is paused, look this often whether it may resume (a stat or two)
 
 
@@ -230,6 +232,7 @@ class Watcher:
         self._missing_roots: set[str] = set()  # roots said to be missing (said once, until they return)
         self._empty_said: set[str] = set()  # empty roots whose photos were kept, said once
         self._watched: dict[str, tuple[int, int] | None] = {}  # what the observer watches, to notice a remount
+        self._gone_since: dict[int, float] = {}  # row id -> when its file was first seen gone (moves in halves)
         self.guard = WriteGuard(indexer.store, self._say)
         self._next_observer_check = 0.0
         self._stop = threading.Event()
@@ -350,6 +353,7 @@ class Watcher:
                 self.options.excludes,
                 ready=self.stability.ready,
                 should_stop=self._should_hold,
+                settled=None if full else self._gone_for_good,  # a whole-roots pass plans every move itself
             )
         except DiskFullError as exc:
             self.guard.disk_full(exc.saved or 0)  # paused; when it resumes, everything is compared again
@@ -391,6 +395,8 @@ class Watcher:
         self._failures = 0
         self._failure_said = None
         self.guard.succeeded(result.summary.saved)
+        stale = time.monotonic() - 60 * GONE_GRACE_SECONDS
+        self._gone_since = {row_id: t for row_id, t in self._gone_since.items() if t > stale}  # rows moved meanwhile
         self._say_kept_empty(result.kept_empty, paths)
         self.rounds += 1
         deferred = set(result.deferred)
@@ -414,6 +420,17 @@ class Watcher:
         if not missing:
             return paths
         return [path for path in paths if not any(is_within(path, root) for root in missing)]
+
+    def _gone_for_good(self, row: FileRow) -> bool:
+        """Whether a file gone from disk has been gone long enough to drop its row. A rename or move arrives as one
+        event, but a busy machine can hand the kernel's two halves over apart (watchdog pairs them for 0.5 s):
+        the source alone would look deleted, and the photo would be embedded again under its new name."""
+        now = time.monotonic()
+        first = self._gone_since.setdefault(row.id, now)
+        if now - first < GONE_GRACE_SECONDS:
+            return False
+        del self._gone_since[row.id]
+        return True
 
     def _say_kept_empty(self, kept: list[str], paths: list[str]) -> None:
         """Once per folder: an empty root whose photos stay indexed (an unmounted drive's mount point)."""
