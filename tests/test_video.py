@@ -187,3 +187,13 @@ def test_without_pyav_videos_are_unsupported_with_the_fix(tmp_path, monkeypatch)
 def test_missing_file_raises_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         sample_video(str(tmp_path / "gone.mp4"), BUDGET)
+
+
+def test_long_videos_decode_key_frames_only_and_still_find_the_cuts(tmp_path):
+    import dataclasses
+
+    scenes = [Scene(RED, 3), Scene(GREEN, 3, pattern=1), Scene(BLUE, 3, pattern=2)]
+    path = write_video(tmp_path / "long.mp4", scenes)  # x264 puts a key frame at each cut
+    policy = dataclasses.replace(SamplingPolicy(), keyframes_only_after=0.0)
+    video = sample_video(str(path), BUDGET, policy)
+    assert [(f.reason, f.time) for f in video.frames] == [("start", 0.0), ("cut", 3.0), ("cut", 6.0)]

@@ -14,6 +14,7 @@ embeds clips (Qwen3-VL) can ask for `UNIFORM_1FPS` and take the frames and their
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Iterator
@@ -234,6 +235,8 @@ def _sample(container: "av.container.InputContainer", max_pixels: int, policy: S
     stream.thread_type = "AUTO"  # frame threads: decoding is the cost that does not shrink with the cap
     if policy.keyframes_only_after is not None and duration is not None and duration > policy.keyframes_only_after:
         context.skip_frame = "NONKEY"
+        # Key frames are seconds apart: each one unlike the one before is a scene that lasted.
+        policy = dataclasses.replace(policy, min_scene=0.0)
     aspect = _pixel_aspect(stream)
     max_gap = max(policy.max_gap, (duration or 0.0) / policy.max_frames)
     sampler = _Sampler(policy, max_gap)
