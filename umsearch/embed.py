@@ -62,9 +62,10 @@ class Embedder(Protocol):
         self, text: str | None = None, image: Image.Image | None = None, instruction: str | None = None
     ) -> np.ndarray: ...
 
-    def prepare_images(self, images: Sequence[Image.Image]) -> Any:
+    def prepare_images(self, images: Sequence[Image.Image], *, max_image_tokens: int | None = None) -> Any:
         """Model inputs for index images: the CPU half of `embed_images`, safe to run on another thread
-        while `embed_prepared` runs the model on the previous batch."""
+        while `embed_prepared` runs the model on the previous batch. `max_image_tokens` raises the budget
+        ceiling for images already fitted to a larger one (screenshots and documents, see kinds.py)."""
         ...
 
     def embed_prepared(self, batch: Any) -> np.ndarray:

@@ -91,6 +91,16 @@ _PAPER_SHARE = 0.55
 _SCANNED_PAPER_SHARE = 0.33
 
 
+_TEXT_INFO_KEYS = ("Software", "software", "Description", "Title", "Comment", "comment")  # PNG text chunks
+_XMP_INFO_KEYS = ("XML:com.adobe.xmp", "xmp")
+_INFO_KEYS = ("dpi", *_TEXT_INFO_KEYS, *_XMP_INFO_KEYS)
+
+
+def info_for_kinds(info: Mapping[str, Any]) -> dict[str, Any]:
+    """The few entries of Pillow's `info` the rules read (not the ICC profile or thumbnails)."""
+    return {key: info[key] for key in _INFO_KEYS if key in info}
+
+
 def kind_by_extension(path: str) -> str | None:
     """Videos and PDFs are known by name; None means a still image, judged by `image_kind`."""
     ext = os.path.splitext(path)[1].lower()
@@ -134,6 +144,21 @@ def image_kind(
     return PHOTO
 
 
+def may_hold_text(
+    path: str,
+    width: int,
+    height: int,
+    *,
+    image_format: str | None = None,
+    exif: "Image.Exif | None" = None,
+    info: Mapping[str, Any] | None = None,
+) -> bool:
+    """Before decoding: could this image be a screenshot or a document (worth decoding at the text budget)?"""
+    if image_kind(path, width, height, image_format=image_format, exif=exif, info=info) != PHOTO:
+        return True
+    return _needs_pixels(path, width, height, _exif_facts(exif))
+
+
 def _exif_facts(exif: "Image.Exif | None") -> dict[str, str]:
     """The few EXIF facts the rules read; a malformed block reads as none."""
     if exif is None:
@@ -171,11 +196,11 @@ def _user_comment(value: object) -> str:
 def _says_screenshot(facts: Mapping[str, str], info: Mapping[str, Any]) -> bool:
     if facts.get("comment", "").lower() == "screenshot" or _SCREENSHOT_TOOLS.search(facts.get("software", "")):
         return True
-    for key in ("Software", "software", "Description", "Title", "Comment", "comment"):
+    for key in _TEXT_INFO_KEYS:
         value = info.get(key)
         if isinstance(value, (str, bytes)) and _SCREENSHOT_TOOLS.search(_text(value)):
             return True
-    xmp = info.get("XML:com.adobe.xmp") or info.get("xmp")
+    xmp = next((info[key] for key in _XMP_INFO_KEYS if info.get(key)), None)
     if isinstance(xmp, bytes):
         xmp = xmp.decode("utf-8", "replace")
     return isinstance(xmp, str) and bool(re.search(r"UserComment>\s*(?:<[^>]*>\s*)*Screenshot\b", xmp))
