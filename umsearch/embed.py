@@ -68,6 +68,11 @@ class Embedder(Protocol):
         ceiling for images already fitted to a larger one (screenshots and documents, see kinds.py)."""
         ...
 
+    def text_fit(self, text: str, *, with_image: bool = False, instruction: str | None = None) -> tuple[int, int]:
+        """(tokens in a query's `text`, tokens of it the model reads): more than it reads is cut, and the
+        front-ends say so in one line."""
+        ...
+
     def embed_prepared(self, batch: Any) -> np.ndarray:
         """(N, dim) float32 unit vectors for a batch from `prepare_images`."""
         ...

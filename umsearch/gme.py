@@ -297,6 +297,17 @@ class GmeEmbedder:
         batch["attention_mask"] = attention_mask
         return batch
 
+    def text_fit(self, text: str, *, with_image: bool = False, instruction: str | None = None) -> tuple[int, int]:
+        """(tokens in `text`, tokens of it the model reads): a long description beyond `max_length` is cut."""
+        item = EmbedInput(text=text, image=None, instruction=instruction)
+        if instruction is None:
+            item = EmbedInput(text=text, instruction=default_instruction(True, with_image))
+        full = len(self._plain(text))
+        prompt = self.prompt_ids(item, 0)
+        overhead = len(self.prompt_ids(EmbedInput(text="", instruction=item.instruction), 0))
+        kept = min(full, len(prompt) - overhead)
+        return full, kept
+
     def prompt_ids(self, item: EmbedInput, image_tokens: int) -> list[int]:
         """Token ids of one prompt, with `image_tokens` image-pad slots when the item has an image.
 
