@@ -110,3 +110,14 @@ def test_pages_render_from_many_threads_at_once(tmp_path):
     with ThreadPoolExecutor(4) as pool:
         documents = list(pool.map(lambda p: render_pdf(str(p), 256 * 28 * 28), paths))
     assert all(len(d.pages) == 2 for d in documents)
+
+
+def test_one_page_for_a_preview(tmp_path):
+    from umsearch.pdfpages import render_page
+
+    path = write_pdf(tmp_path / "p.pdf", [["a"], ["b", "c", "d", "e"]])
+    first, second = (render_page(str(path), n, 256 * 28 * 28) for n in (1, 2))
+    assert ink_rows(first) < ink_rows(second)
+    assert second.size[0] * second.size[1] <= 256 * 28 * 28
+    with pytest.raises(ImageLoadError, match="no page 3"):
+        render_page(str(path), 3, BUDGET)

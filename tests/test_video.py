@@ -197,3 +197,15 @@ def test_long_videos_decode_key_frames_only_and_still_find_the_cuts(tmp_path):
     policy = dataclasses.replace(SamplingPolicy(), keyframes_only_after=0.0)
     video = sample_video(str(path), BUDGET, policy)
     assert [(f.reason, f.time) for f in video.frames] == [("start", 0.0), ("cut", 3.0), ("cut", 6.0)]
+
+
+def test_frame_at_a_time_shows_that_scene(tmp_path):
+    from umsearch.video import frame_at
+
+    scenes = [Scene(RED, 2, still=True), Scene(GREEN, 2, still=True), Scene(BLUE, 2, still=True)]
+    path = write_video(tmp_path / "three.mp4", scenes)
+    for time, colour in ((0.0, RED), (2.0, GREEN), (3.5, GREEN), (4.1, BLUE)):
+        assert close(dominant(frame_at(str(path), time, BUDGET)), colour)
+    rotated = write_video(tmp_path / "r.mov", [Scene(RED, 1, still=True)], rotation=-90)
+    image = frame_at(str(rotated), 0.5, BUDGET)
+    assert image.size[0] < image.size[1]

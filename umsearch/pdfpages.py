@@ -157,3 +157,34 @@ def _created(document) -> datetime | None:
         return parse_pdf_date(document.get_metadata_value("CreationDate"))
     except Exception:  # a broken info dictionary must not fail the document
         return None
+
+
+def render_page(path: str, number: int, max_pixels: int) -> "Image.Image":
+    """Page `number` (1-based) of the PDF at `path`, at most `max_pixels`: what a preview shows for a hit."""
+    try:
+        import pypdfium2 as pdfium
+    except ImportError:
+        raise ImageLoadError(f"unsupported format PDF ({INSTALL_ALL})") from None
+    with _pdfium_lock:
+        try:
+            document = pdfium.PdfDocument(path)
+        except pdfium.PdfiumError as exc:
+            raise ImageLoadError(_open_failure(path, exc)) from None
+        try:
+            if not 1 <= number <= len(document):
+                raise ImageLoadError(f"PDF has no page {number}")
+            page = document[number - 1]
+            try:
+                width, height = page.get_size()
+                scale = min(math.sqrt(max_pixels / max(1.0, width * height)), MAX_DPI / _POINTS_PER_INCH)
+                bitmap = page.render(scale=scale, may_draw_forms=False)
+                try:
+                    return _fit(bitmap.to_pil().convert("RGB"), max_pixels)
+                finally:
+                    bitmap.close()
+            finally:
+                page.close()
+        except pdfium.PdfiumError as exc:
+            raise ImageLoadError(f"cannot render PDF: {_reason(exc)}") from None
+        finally:
+            document.close()

@@ -325,3 +325,35 @@ def _picture(frame, max_pixels: int, aspect: float, rotation: int) -> "Image.Ima
         # PyAV's rotation is the counter-clockwise turn the display matrix applies; so is PIL's rotate.
         image = image.rotate(rotation, expand=True)
     return image
+
+
+def frame_at(path: str, time: float, max_pixels: int) -> "Image.Image":
+    """The frame shown `time` seconds into the video (the first one at or after it), upright, at most
+    `max_pixels`: what a preview shows for a hit. Seeks to the key frame before it, then decodes forward."""
+    try:
+        import av
+    except ImportError:
+        raise ImageLoadError(f"unsupported format video ({INSTALL_ALL})") from None
+    try:
+        with av.open(path, metadata_errors="ignore") as container:
+            stream = next(
+                (s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic), None
+            )
+            if stream is None:
+                raise ImageLoadError("no video stream in this file (audio only?)")
+            stream.thread_type = "AUTO"
+            start = _start_time(stream)
+            if time > 0 and stream.time_base is not None:
+                container.seek(int((time + start) / stream.time_base), stream=stream, backward=True)
+            last = None
+            for frame in _decoded(container, stream):
+                if frame.pts is None:
+                    continue
+                last = frame
+                if float(frame.pts * stream.time_base) - start >= time - 1e-3:
+                    break
+            if last is None:
+                raise ImageLoadError("no decodable frames in this video")
+            return _picture(last, max_pixels, _pixel_aspect(stream), last.rotation)
+    except av.error.FFmpegError as exc:
+        raise ImageLoadError(f"cannot decode video: {_reason(exc)}") from None
