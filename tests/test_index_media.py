@@ -177,6 +177,7 @@ def test_a_copy_of_a_video_reuses_every_frame(store, tiny_embedder, library) -> 
     assert summary.added == 1
     copy = store.file_by_path(str(library / "copy.mp4"))
     assert copy.kind == VIDEO and at_the_cuts([s.time for s in store.segments(copy.id)])
+    assert store.files_missing_metadata() == []  # the copy's date and size came from its header
 
 
 def test_broken_media_are_failures_with_a_reason(store, tiny_embedder, tmp_path) -> None:

@@ -200,8 +200,11 @@ class Indexer:
         def read(row: FileRow) -> tuple[FileRow, PhotoMeta | None, str | None]:
             if not os.path.isfile(row.path):
                 return row, None, None  # outside this run's folders and gone (or unmounted): leave it alone
-            if kind_by_extension(row.path) is not None:
-                return row, None, None  # videos and documents get their facts when they are read
+            kind = kind_by_extension(row.path)
+            if kind is not None:  # a video or a PDF (a copy, say): its header's facts; its kind is known
+                from .mediameta import media_metadata
+
+                return row, media_metadata(row.path, row.mtime_ns), kind
             try:
                 return row, extract_metadata(row.path, row.mtime_ns), kind_of_file(row.path)
             except OSError:

@@ -92,3 +92,22 @@ def _location(tags: Mapping[str, str]) -> tuple[float, float] | None:
     if not (-90 <= lat <= 90 and -180 <= lon <= 180) or (lat, lon) == (0.0, 0.0):
         return None
     return lat, lon
+
+
+def media_metadata(path: str, mtime_ns: int) -> PhotoMeta:
+    """The facts of a video or PDF on disk, reading only its header (for rows indexed without them, e.g. a
+    copy that reused another file's vectors). Falls back to the file time when the header cannot be read."""
+    from .kinds import VIDEO, kind_by_extension
+
+    try:
+        if kind_by_extension(path) == VIDEO:
+            from .video import read_header
+
+            tags, size = read_header(path)
+            return video_metadata(tags, size, mtime_ns)
+        from .pdfpages import read_header as read_pdf_header
+
+        created, size = read_pdf_header(path)
+        return document_metadata(created, size, mtime_ns)
+    except Exception:  # unreadable now: the file's own time stands for it
+        return document_metadata(None, None, mtime_ns)

@@ -20,6 +20,7 @@ from .errors import ImageLoadError
 from .imageload import INSTALL_ALL
 
 if TYPE_CHECKING:
+    import pypdfium2
     from PIL import Image
 
 PDF_EXTENSIONS = frozenset({".pdf"})
@@ -77,7 +78,7 @@ def render_pdf(path: str, max_pixels: int, max_pages: int = DEFAULT_MAX_PAGES) -
             document.close()
 
 
-def _render(document, max_pixels: int, max_pages: int) -> RenderedDocument:
+def _render(document: "pypdfium2.PdfDocument", max_pixels: int, max_pages: int) -> RenderedDocument:
     count = len(document)
     if count == 0:
         raise ImageLoadError("PDF without pages")
@@ -152,7 +153,7 @@ def parse_pdf_date(text: str | None) -> datetime | None:
         return None
 
 
-def _created(document) -> datetime | None:
+def _created(document: "pypdfium2.PdfDocument") -> datetime | None:
     try:
         return parse_pdf_date(document.get_metadata_value("CreationDate"))
     except Exception:  # a broken info dictionary must not fail the document
@@ -186,5 +187,18 @@ def render_page(path: str, number: int, max_pixels: int) -> "Image.Image":
                 page.close()
         except pdfium.PdfiumError as exc:
             raise ImageLoadError(f"cannot render PDF: {_reason(exc)}") from None
+        finally:
+            document.close()
+
+
+def read_header(path: str) -> tuple[datetime | None, tuple[int, int]]:
+    """A PDF's creation date and first page size in points, without rendering."""
+    import pypdfium2 as pdfium
+
+    with _pdfium_lock:
+        document = pdfium.PdfDocument(path)
+        try:
+            width, height = document.get_page_size(0)
+            return _created(document), (round(width), round(height))
         finally:
             document.close()

@@ -25,6 +25,7 @@ from .errors import ImageLoadError
 from .imageload import INSTALL_ALL, MAX_DECODED_PIXELS
 
 if TYPE_CHECKING:
+    import av
     import numpy as np
     from PIL import Image
 
@@ -219,12 +220,10 @@ def _reason(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _sample(container: "av.container.InputContainer", max_pixels: int, policy: SamplingPolicy) -> SampledVideo:  # noqa: F821
+def _sample(container: "av.container.InputContainer", max_pixels: int, policy: SamplingPolicy) -> SampledVideo:
     import av
 
-    stream = next((s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic), None)
-    if stream is None:
-        raise ImageLoadError("no video stream in this file (audio only?)")
+    stream = _video_stream(container)
     context = stream.codec_context
     width, height = context.width, context.height
     if width <= 0 or height <= 0:
@@ -271,19 +270,32 @@ def _sample(container: "av.container.InputContainer", max_pixels: int, policy: S
     return SampledVideo(frames, shown_width, height, duration, context.name or "unknown", complete, tags)
 
 
-def _tags(source) -> dict[str, str]:
+def _video_stream(container: "av.container.InputContainer") -> "av.video.stream.VideoStream":
+    """The picture stream: the first video stream that is not an attached cover picture."""
+    import av
+
+    cover = av.stream.Disposition.attached_pic
+    stream = next((s for s in container.streams.video if not s.disposition & cover), None)
+    if stream is None:
+        raise ImageLoadError("no video stream in this file (audio only?)")
+    return stream
+
+
+def _tags(source: "av.container.InputContainer | av.video.stream.VideoStream") -> dict[str, str]:
     try:
         return {str(key).lower(): str(value) for key, value in dict(source.metadata).items()}
     except Exception:  # odd metadata must not fail the video
         return {}
 
 
-def _decoded(container, stream) -> Iterator["av.VideoFrame"]:  # noqa: F821
+def _decoded(
+    container: "av.container.InputContainer", stream: "av.video.stream.VideoStream"
+) -> Iterator["av.VideoFrame"]:
     for packet in container.demux(stream):
         yield from packet.decode()
 
 
-def _duration(container, stream) -> float | None:
+def _duration(container: "av.container.InputContainer", stream: "av.video.stream.VideoStream") -> float | None:
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
@@ -291,14 +303,14 @@ def _duration(container, stream) -> float | None:
     return None
 
 
-def _start_time(stream) -> float:
+def _start_time(stream: "av.video.stream.VideoStream") -> float:
     """Timestamps count from the stream's first frame, as players show them (MPEG-TS starts at 1.4 s, say)."""
     if stream.start_time is None or stream.time_base is None:
         return 0.0
     return float(stream.start_time * stream.time_base)
 
 
-def _pixel_aspect(stream) -> float:
+def _pixel_aspect(stream: "av.video.stream.VideoStream") -> float:
     """Anamorphic video (DV, some phones' slow motion) stores non-square pixels: show them square."""
     ratio = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
     if not ratio or ratio.numerator <= 0 or ratio.denominator <= 0:
@@ -307,7 +319,7 @@ def _pixel_aspect(stream) -> float:
     return value if 0.25 <= value <= 4.0 else 1.0
 
 
-def _signature(frame) -> "np.ndarray":
+def _signature(frame: "av.VideoFrame") -> "np.ndarray":
     import numpy as np
     from PIL import Image
 
@@ -315,7 +327,7 @@ def _signature(frame) -> "np.ndarray":
     return np.asarray(Image.fromarray(thumb.to_ndarray(), "RGB").convert("HSV"))
 
 
-def _picture(frame, max_pixels: int, aspect: float, rotation: int) -> "Image.Image":
+def _picture(frame: "av.VideoFrame", max_pixels: int, aspect: float, rotation: int) -> "Image.Image":
     """The frame as a photo: square pixels, upright, scaled (by FFmpeg, area averaging) into the budget."""
     width, height = frame.width * aspect, frame.height
     scale = min(1.0, math.sqrt(max_pixels / (width * height)))
@@ -336,11 +348,7 @@ def frame_at(path: str, time: float, max_pixels: int) -> "Image.Image":
         raise ImageLoadError(f"unsupported format video ({INSTALL_ALL})") from None
     try:
         with av.open(path, metadata_errors="ignore") as container:
-            stream = next(
-                (s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic), None
-            )
-            if stream is None:
-                raise ImageLoadError("no video stream in this file (audio only?)")
+            stream = _video_stream(container)
             stream.thread_type = "AUTO"
             start = _start_time(stream)
             if time > 0 and stream.time_base is not None:
@@ -357,3 +365,13 @@ def frame_at(path: str, time: float, max_pixels: int) -> "Image.Image":
             return _picture(last, max_pixels, _pixel_aspect(stream), last.rotation)
     except av.error.FFmpegError as exc:
         raise ImageLoadError(f"cannot decode video: {_reason(exc)}") from None
+
+
+def read_header(path: str) -> tuple[dict[str, str], tuple[int, int]]:
+    """A video's tags and picture size (as shown) without decoding a frame."""
+    import av
+
+    with av.open(path, metadata_errors="ignore") as container:
+        stream = _video_stream(container)
+        width = round(stream.codec_context.width * _pixel_aspect(stream))
+        return {**_tags(stream), **_tags(container)}, (width, stream.codec_context.height)
