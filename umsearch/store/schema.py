@@ -129,7 +129,25 @@ def create_bit_table(db: "apsw.Connection", dim: int, columns: Sequence[str] = F
     )
 
 
-def m004_media_segments_and_kinds(db: "apsw.Connection") -> None:
+def bit_width(dim: int) -> int:
+    return (int(dim) + 7) // 8 * 8  # sqlite-vec stores whole bytes; padding bits are always 0
+
+
+def sign_bits(vector: "np.ndarray | bytes") -> bytes:
+    """One bit per component (1 where > 0), packed as sqlite-vec's bit[] expects (bit i = byte i//8, bit i%8)."""
+    import numpy as np
+
+    values = np.frombuffer(vector, dtype=np.float32) if isinstance(vector, bytes) else np.asarray(vector)
+    return np.packbits(values > 0, bitorder="little").tobytes()
+
+
+def m004_query_cache(db: apsw.Connection) -> None:
+    """Vectors of text queries already asked (querycache.py): asking again needs no model."""
+    db.execute("CREATE TABLE query_cache (key TEXT PRIMARY KEY, vector BLOB NOT NULL, used_at REAL NOT NULL)")
+    db.execute("CREATE INDEX query_cache_used ON query_cache(used_at)")
+
+
+def m005_media_segments_and_kinds(db: "apsw.Connection") -> None:
     """Videos and PDFs: a kind for every file, several vectors per file (frames, pages) and a kind column
     in the bit table's filters.
 
@@ -185,23 +203,12 @@ def m004_media_segments_and_kinds(db: "apsw.Connection") -> None:
 _FORMAT_BY_EXT = {"png": "PNG", "gif": "GIF", "bmp": "BMP", "webp": "WEBP", "tif": "TIFF", "tiff": "TIFF"}
 
 
-def bit_width(dim: int) -> int:
-    return (int(dim) + 7) // 8 * 8  # sqlite-vec stores whole bytes; padding bits are always 0
-
-
-def sign_bits(vector: "np.ndarray | bytes") -> bytes:
-    """One bit per component (1 where > 0), packed as sqlite-vec's bit[] expects (bit i = byte i//8, bit i%8)."""
-    import numpy as np
-
-    values = np.frombuffer(vector, dtype=np.float32) if isinstance(vector, bytes) else np.asarray(vector)
-    return np.packbits(values > 0, bitorder="little").tobytes()
-
-
 MIGRATIONS: list[Callable[["apsw.Connection"], None]] = [
     m001_create_tables,
     m002_photo_metadata,
     m003_binary_index,
-    m004_media_segments_and_kinds,
+    m004_query_cache,
+    m005_media_segments_and_kinds,
 ]
 
 
