@@ -80,7 +80,10 @@ def hits_table(hits: Sequence["Hit"]) -> Table:
     table.add_column("score", justify="right")
     table.add_column("path", overflow="fold")
     for hit in hits:
-        table.add_row(str(hit.rank), f"{hit.score:.3f}", Text(display_path(hit.path)))
+        path = Text(display_path(hit.path))
+        if hit.where:
+            path.append(f"  {hit.where}", style="cyan")
+        table.add_row(str(hit.rank), f"{hit.score:.3f}", path)
     return table
 
 

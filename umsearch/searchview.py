@@ -12,6 +12,8 @@ from rich.text import Text
 from .present import display_path, err, out, print_json
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from .dupes import DuplicateGroup
     from .search import Hit
 
@@ -41,11 +43,11 @@ def print_hits_with_facts(hits: Sequence["Hit"], *, previews: bool = False) -> N
             f"{hit.score:.3f}",
             taken_text(hit.taken)[:10] if hit.taken is not None else "",
             Text(hit.place or ""),
-            Text(display_path(hit.path)),
+            _path_cell(hit),
         ]
         if renderable is not None:
             try:
-                cells.insert(0, renderable(hit.path, width=THUMB_CELLS[0], height=THUMB_CELLS[1]))
+                cells.insert(0, renderable(_picture_of(hit), width=THUMB_CELLS[0], height=THUMB_CELLS[1]))
             except Exception:  # an unreadable file gets no thumbnail; its row still shows
                 cells.insert(0, Text(""))
         table.add_row(*cells)
@@ -55,6 +57,23 @@ def print_hits_with_facts(hits: Sequence["Hit"], *, previews: bool = False) -> N
         if renderable is None:
             raise
         print_hits_with_facts(hits, previews=False)
+
+
+def _path_cell(hit: "Hit") -> Text:
+    """The path, and where in it the match is (a video's moment, a document's page)."""
+    cell = Text(display_path(hit.path))
+    if hit.where:
+        cell.append(f"  {hit.where}", style="cyan")
+    return cell
+
+
+def _picture_of(hit: "Hit") -> "str | Image.Image":
+    """What the thumbnail shows: the photo's file, or the matching frame of a video or page of a PDF."""
+    if hit.kind not in ("video", "document"):
+        return hit.path
+    from .tui.thumbs import still
+
+    return still(hit.path, 160 * 160, time=hit.time, page=hit.page)
 
 
 def _image_renderable():
