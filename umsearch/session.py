@@ -76,6 +76,7 @@ class Details:
     taken: datetime | None  # when taken (EXIF, as the camera's wall clock), else the file time
     camera: str | None
     place: str | None
+    kind: str = "photo"
 
 
 class ModelGate:
@@ -397,6 +398,7 @@ class Session:
             taken,
             fact.camera if fact else None,
             fact.place if fact else None,
+            row.kind,
         )
 
     # ---- reporting ---------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ class UmsearchApp(App[None]):
         *,
         problem: str | None = None,
         image_mode: str = "auto",
-        opener: Callable[[str], None] = open_in_viewer,
+        opener: Callable[..., None] = open_in_viewer,
     ) -> None:
         super().__init__()
         self.service = service
@@ -251,9 +251,9 @@ class UmsearchApp(App[None]):
             if worker.is_cancelled or generation != self.generation:
                 return
             result = row.result
-            if self.thumbs.peek(result.path) is not None:
+            if self.thumbs.peek(result.path, time=result.time, page=result.page) is not None:
                 continue  # shown already, straight from the cache
-            image = self.thumbs.get(result.path)
+            image = self.thumbs.get(result.path, time=result.time, page=result.page)
             self._from_thread(row.set_thumbnail, result, image)
 
     @on(ListView.Highlighted, "#results")
@@ -265,13 +265,13 @@ class UmsearchApp(App[None]):
     def _load_preview(self, result: Result) -> None:
         assert self.service is not None
         details = self.service.details(result.file_id)
-        image = self.thumbs.get(result.path, PREVIEW_PIXELS, square=False)
+        image = self.thumbs.get(result.path, PREVIEW_PIXELS, square=False, time=result.time, page=result.page)
         if not get_current_worker().is_cancelled:
             self._from_thread(self._show_preview, result, details, image)
 
     def _show_preview(self, result: Result, details, image) -> None:
         if self.selected is not None and self.selected.file_id == result.file_id:
-            self.query_one("#preview", Preview).show(details, image)
+            self.query_one("#preview", Preview).show(details, image, result.where)
 
     # ---- input events --------------------------------------------------------------------------------
     @on(Input.Changed, "#query")
@@ -338,7 +338,10 @@ class UmsearchApp(App[None]):
             self.bell()
             return
         try:
-            self.opener(chosen.path)
+            if chosen.time is None and chosen.page is None:
+                self.opener(chosen.path)
+            else:  # a video at the matching moment, a PDF at the matching page (where the player allows)
+                self.opener(chosen.path, time=chosen.time, page=chosen.page)
         except UmsearchError as exc:
             self.notify(str(exc), severity="error")
 
@@ -362,7 +365,7 @@ def make_app(
     *,
     image_mode: str = "auto",
     embedder_factory: EmbedderFactory | None = None,
-    opener: Callable[[str], None] = open_in_viewer,
+    opener: Callable[..., None] = open_in_viewer,
     runtime: RuntimeRequest | None = None,
 ) -> UmsearchApp:
     """Open the index's session and build the app; a problem (no index, wrong model) is shown inside the app."""

@@ -35,6 +35,18 @@ class Result:
     file_id: int
     path: str
     score: float | None
+    kind: str = "photo"
+    time: float | None = None  # a video: the best-matching frame's time (None: its start)
+    page: int | None = None  # a document: the best-matching page (None: the first)
+
+    @property
+    def where(self) -> str:
+        """ "▶ 1:23" for a video's moment, "p. 3" for a document's page, else ""."""
+        from ..search import clock
+
+        if self.time is not None:
+            return f"▶ {clock(self.time)}"
+        return f"p. {self.page}" if self.page is not None else ""
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,7 @@ class Details:
     height: int | None
     size: int
     date: datetime | None
+    kind: str = "photo"
 
 
 @dataclass(frozen=True)
@@ -189,17 +202,17 @@ class SearchService:
         result = self.session.search(SearchQuery(request, limit=limit), cancelled=cancelled)
         if cancelled():
             raise Superseded
-        return [Result(hit.file_id, hit.path, hit.score) for hit in result.hits]
+        return [Result(hit.file_id, hit.path, hit.score, hit.kind, hit.time, hit.page) for hit in result.hits]
 
     def recent(self, limit: int = RECENT_LIMIT) -> list[Result]:
         """The newest photos: what the TUI shows before anything is typed."""
-        return [Result(hit.file_id, hit.path, None) for hit in self.session.recent(limit)]
+        return [Result(hit.file_id, hit.path, None, hit.kind) for hit in self.session.recent(limit)]
 
     def details(self, file_id: int) -> Details | None:
         found = self.session.details(file_id)
         if found is None:
             return None
-        return Details(found.path, found.width, found.height, found.size, found.taken)
+        return Details(found.path, found.width, found.height, found.size, found.taken, found.kind)
 
     def status(self) -> StatusInfo:
         report = self.session.status(failures=0)

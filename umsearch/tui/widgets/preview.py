@@ -12,9 +12,11 @@ from ...present import display_path, human_bytes
 from ..service import Details
 
 
-def describe(details: Details) -> str:
+def describe(details: Details, where: str = "") -> str:
     folder, name = os.path.split(details.path)
     lines = [display_path(name), display_path(folder) + os.sep]
+    if details.kind != "photo" or where:
+        lines.append(f"{details.kind}  {where}".rstrip())
     size = human_bytes(details.size)
     if details.width and details.height:
         size = f"{details.width} × {details.height} px · {size}"
@@ -34,9 +36,9 @@ class Preview(Vertical):
             yield self._image_class(None, id="preview-image")
         yield Static("", id="preview-meta", markup=False)
 
-    def show(self, details: Details | None, image) -> None:
+    def show(self, details: Details | None, image, where: str = "") -> None:
         self.query_one("#preview-image").image = image
-        self.query_one("#preview-meta", Static).update(describe(details) if details else "")
+        self.query_one("#preview-meta", Static).update(describe(details, where) if details else "")
 
     def clear(self) -> None:
         self.show(None, None)
