@@ -87,7 +87,7 @@ def test_a_long_description_from_a_file_is_cut_with_a_notice(library, tmp_path) 
     result = umsearch("query", "--file", long, "--db", db, "--json")
     assert result.exit_code == 0
     assert len(json.loads(result.stdout)) == 4
-    assert "the model reads the first" in result.stderr
+    assert "description cut: the model reads the first" in result.stderr
     assert umsearch("query", "words", "--file", short, "--db", db).exit_code == 1
 
 

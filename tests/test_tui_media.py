@@ -78,3 +78,19 @@ async def test_a_document_hit_names_its_page_and_opens_there(library, tiny_model
         assert app.thumbs.cached(first.path, time=None, page=2)  # the thumbnail is that page
         await pilot.press("enter")
         assert opened == [(str(media / "letter.pdf"), {"time": None, "page": 2})]
+
+
+@run_async
+async def test_a_long_description_in_the_search_box_is_searched_with_a_notice(library, tiny_model_dir) -> None:
+    from textual.widgets import Input
+
+    db, _ = library
+    app = run_app(db, tiny_model_dir, [])
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        app.query_one("#query", Input).value = "a red bicycle leaning on a blue wall by the sea " * 400
+        await pilot.press("enter")
+        await settle(pilot)
+        assert len(app.results) == 3
+        message = str(app.query_one("#message").render())
+        assert "3 results for “a red bicycle" in message and "description cut" in message

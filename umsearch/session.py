@@ -232,10 +232,7 @@ class Session:
                 continue
             full, kept = self._embedder.text_fit(term.text, with_image=term.image is not None, instruction=instruction)
             if kept < full:
-                return (
-                    f"the description is {full} tokens long; the model reads the first {kept} "
-                    "(the rest was left out of the search)"
-                )
+                return f"description cut: the model reads the first {kept} of its {full} tokens"
         return None
 
     def _settings_notice(self, request: SearchRequest) -> str | None:

@@ -237,10 +237,12 @@ class UmsearchApp(App[None]):
             return f"{len(results)} most recent photos · type to search"
         about = f"like {os.path.basename(like.path)}" if like else ""
         if like and text.strip():
-            about += f" + “{text.strip()}”"
+            about += f" + “{_shortened(text.strip())}”"
         elif text.strip():
-            about = f"“{text.strip()}”"
-        return f"{len(results)} results for {about}" if results else f"no results for {about}"
+            about = f"“{_shortened(text.strip())}”"
+        summary = f"{len(results)} results for {about}" if results else f"no results for {about}"
+        notice = self.service.last_notice if self.service is not None else None
+        return f"{summary} · {notice}" if notice else summary
 
     # ---- thumbnails and preview ---------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="thumbs")
@@ -357,6 +359,11 @@ class UmsearchApp(App[None]):
             query.focus()
         elif query.value:
             query.value = ""  # Input.Changed shows the recent photos again
+
+
+def _shortened(text: str, width: int = 60) -> str:
+    """A long description echoed in the one-line message: its start."""
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
 
 
 def make_app(

@@ -152,6 +152,7 @@ class SearchService:
     def __init__(self, session: Session, *, limit: int = DEFAULT_LIMIT) -> None:
         self.session = session
         self.limit = limit
+        self.last_notice: str | None = None  # the latest search's one-line notice (a description cut short)
 
     def close(self) -> None:
         self.session.close()
@@ -202,10 +203,12 @@ class SearchService:
         result = self.session.search(SearchQuery(request, limit=limit), cancelled=cancelled)
         if cancelled():
             raise Superseded
+        self.last_notice = result.notice  # read by the app with these results (one search shown at a time)
         return [Result(hit.file_id, hit.path, hit.score, hit.kind, hit.time, hit.page) for hit in result.hits]
 
     def recent(self, limit: int = RECENT_LIMIT) -> list[Result]:
         """The newest photos: what the TUI shows before anything is typed."""
+        self.last_notice = None
         return [Result(hit.file_id, hit.path, None, hit.kind) for hit in self.session.recent(limit)]
 
     def details(self, file_id: int) -> Details | None:
