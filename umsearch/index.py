@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .embed import is_out_of_memory, release_accelerator_memory
 from .errors import ImageLoadError, UmsearchError
 from .imageload import LoadedImage, describe_os_error, load_image
-from .kinds import DOCUMENT, PHOTO, VIDEO, image_kind, kind_by_extension, kind_of_file
+from .kinds import DOCUMENT, PHOTO, TEXT_KINDS, VIDEO, image_kind, kind_by_extension, kind_of_file
 from .metadata import PhotoMeta, extract_metadata, metadata_from_exif
 from .planning import Job, Plan, check_roots, content_hash, found_in_scope, is_within, outermost_paths, plan_changes
 from .scan import FoundFile, normalize_root, scan
@@ -400,7 +400,7 @@ class Indexer:
             info=image.info,
             picture=image.image,
         )
-        budget = self.text_budget if kind in (DOCUMENT, "screenshot") else self.image_budget
+        budget = self.text_budget if kind in TEXT_KINDS else self.image_budget
         part = self._part(image.image, budget)
         fitted = dataclasses.replace(image, image=part.image)
         return Loaded(job, digest, fitted, None, part.tokens, meta=meta, parts=[part], kind=kind)
