@@ -5,11 +5,13 @@ Planning (what changed) is planning.py; this module is the pipeline that reads, 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -41,17 +43,35 @@ class IndexSummary:
     moved: int = 0
     removed: int = 0
     unchanged: int = 0
-    failed: int = 0
+    failed: int = 0  # files that could not be indexed: in this run, or before and unchanged since (as status counts)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) failed in this run
     interrupted: bool = False
+    # Each change as (what, path, where from): kept only when asked for (the watcher prints one line each);
+    # None for `umsearch index`, whose first run over a large library would hold a row per photo.
+    changes: list[tuple[str, str, str | None]] | None = None
 
     def counters(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in COUNTERS}
+
+    def count(self, what: str, path: str, source: str | None = None) -> None:
+        """One added, updated, moved or removed file."""
+        setattr(self, what, getattr(self, what) + 1)
+        if self.changes is not None:
+            self.changes.append((what, path, source))
+
+    def fail(self, path: str, reason: str) -> None:
+        self.failed += 1
+        self.failures.append((path, reason))
+        if self.changes is not None:
+            self.changes.append(("failed", path, None))
 
 
 class Progress(Protocol):
     def start(self, total: int) -> None: ...
     def advance(self, count: int = 1) -> None: ...
+    def note(self, text: str | None) -> None:
+        """What the run waits for (e.g. "loading model"); None when it works again."""
+
     def finish(self) -> None: ...
 
 
@@ -60,6 +80,9 @@ class NoProgress:
         pass
 
     def advance(self, count: int = 1) -> None:
+        pass
+
+    def note(self, text: str | None) -> None:
         pass
 
     def finish(self) -> None:
@@ -129,12 +152,15 @@ class Indexer:
         window: int | None = None,
         video_policy: "SamplingPolicy | None" = None,
         pages_per_document: int | None = None,
+        model_turn: Callable[[], AbstractContextManager[object]] | None = None,
     ) -> None:
         """`image_budget` (min, max visual tokens, the embedder's) lets loader threads do the model's
         resizing ahead of it (screenshots and documents get `settings.text_budget` of it); `window` is how
         many decoded pictures (photos, frames, pages) are sorted by token count before being cut into
         batches (default 4 batches). `video_policy` chooses the frames of a video (default: scene cuts,
-        at most `settings.max_frames()`), `pages_per_document` the pages of a PDF (`settings.max_pages()`)."""
+        at most `settings.max_frames()`), `pages_per_document` the pages of a PDF (`settings.max_pages()`).
+        `model_turn` is entered around each model call when the model is shared (the watcher's service
+        passes `Session.gate.batch`: a query goes before the next batch)."""
         self.store = store
         self._embedder_factory = embedder_factory
         self._embedder: Embedder | None = None
@@ -151,11 +177,14 @@ class Indexer:
             video_policy = SamplingPolicy(max_frames=max_frames())
         self.video_policy = video_policy
         self.pages_per_document = pages_per_document or max_pages()
+        self._model_turn = model_turn or contextlib.nullcontext
 
     @property
     def embedder(self) -> "Embedder":
         if self._embedder is None:
+            self.progress.note("loading model")
             embedder = self._embedder_factory()
+            self.progress.note(None)
             info = embedder.info
             self.store.bind(IndexSettings(info.model_id, info.dim, info.min_image_tokens, info.max_image_tokens))
             from .runtime import record_runtime
@@ -182,7 +211,7 @@ class Indexer:
         plan = plan_changes(self.store, roots, scan(roots, excludes, on_error=scan_error))
         if unreadable:  # a folder that could not be listed is not a folder whose photos were deleted
             plan.removals = [row for row in plan.removals if not any(is_within(row.path, f) for f in unreadable)]
-        summary.unchanged = plan.unchanged
+        summary.unchanged, summary.failed = plan.unchanged, plan.still_failed
         self._apply_moves_and_removals(plan, summary)
         try:
             self.process(plan.jobs, summary)
@@ -224,8 +253,10 @@ class Indexer:
             for row, item in plan.moves:
                 self.store.move_file(row.id, item.path, size=item.size, mtime_ns=item.mtime_ns)
             self.store.delete_files(row.id for row in plan.removals)
-        summary.moved += len(plan.moves)
-        summary.removed += len(plan.removals)
+        for row, item in plan.moves:
+            summary.count("moved", item.path, row.path)
+        for row in plan.removals:
+            summary.count("removed", row.path)
 
     def process(self, jobs: Sequence[Job], summary: IndexSummary) -> None:
         """Load jobs on worker threads (reading ahead) and embed them in batches, one transaction each."""
@@ -298,8 +329,7 @@ class Indexer:
                     self.store.put_file(
                         found.path, size=found.size, mtime_ns=found.mtime_ns, digest=loaded.digest, error=reason
                     )
-                    summary.failed += 1
-                    summary.failures.append((found.path, reason))
+                    summary.fail(found.path, reason)
                     continue
                 store_as = (
                     {"segments": [Segment(vector, part.time, part.page) for part, vector in kept]}
@@ -451,14 +481,13 @@ class Indexer:
         if loaded.vanished:
             if previous is not None:
                 self.store.delete_files([previous.id])
-                summary.removed += 1
+                summary.count("removed", previous.path)
             return True
         if loaded.error is not None:
             self.store.put_file(
                 found.path, size=found.size, mtime_ns=found.mtime_ns, digest=loaded.digest, error=loaded.error
             )
-            summary.failed += 1
-            summary.failures.append((found.path, loaded.error))
+            summary.fail(found.path, loaded.error)
             return True
         if previous is not None and previous.hash == loaded.digest:
             self.store.touch_file(previous.id, size=found.size, mtime_ns=found.mtime_ns)
@@ -467,7 +496,7 @@ class Indexer:
         twin = next(iter(self.store.ok_files_by_hash(loaded.digest)), None) if loaded.digest else None
         if twin is not None:
             self.store.copy_vector_to(
-                twin.id, found.path, size=found.size, mtime_ns=found.mtime_ns, digest=loaded.digest
+                twin.id, found.path, size=found.size, mtime_ns=found.mtime_ns, digest=loaded.digest, meta=loaded.meta
             )
             self._count_stored(loaded, summary)
             return True
@@ -504,7 +533,8 @@ class Indexer:
     def _run_model(self, batch: list[_Unit], prepared: Future | None = None) -> np.ndarray:
         embedder = self.embedder
         inputs = prepared.result() if prepared is not None else self._prepare(embedder, batch)
-        return embedder.embed_prepared(inputs)
+        with self._model_turn():
+            return embedder.embed_prepared(inputs)
 
     def _embed_halves(self, batch: list[_Unit], exc: BaseException) -> list[np.ndarray | Rejected]:
         release_accelerator_memory()
@@ -520,10 +550,7 @@ class Indexer:
 
     @staticmethod
     def _count_stored(loaded: Loaded, summary: IndexSummary) -> None:
-        if loaded.job.previous is None:
-            summary.added += 1
-        else:
-            summary.updated += 1
+        summary.count("added" if loaded.job.previous is None else "updated", loaded.job.found.path)
 
     def sync(
         self,
@@ -546,6 +573,7 @@ class Indexer:
         """
         scope = outermost_paths(normalize_root(p) for p in paths)
         result = SyncResult()
+        result.summary.changes = []  # the watcher names each change
         found: list[FoundFile] = []
         waiting: list[FoundFile] = []
         for item in found_in_scope(scope, excludes):
@@ -560,7 +588,7 @@ class Indexer:
             kept = [row for row in plan.removals if row.path in held or row.size in held_sizes]
             plan.removals = [row for row in plan.removals if row.path not in held and row.size not in held_sizes]
             result.deferred.extend(row.path for row in kept if row.path not in held)
-        result.summary.unchanged = plan.unchanged
+        result.summary.unchanged, result.summary.failed = plan.unchanged, plan.still_failed
         self._apply_moves_and_removals(plan, result.summary)
         jobs = [
             job
@@ -587,7 +615,7 @@ class Indexer:
             if not os.path.exists(row.path):
                 found = job.found
                 self.store.move_file(row.id, found.path, size=found.size, mtime_ns=found.mtime_ns)
-                result.summary.moved += 1
+                result.summary.count("moved", found.path, row.path)
                 return True
         return False
 

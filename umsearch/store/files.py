@@ -262,8 +262,12 @@ class FileTable(VectorTable):
             self.db.execute("UPDATE files SET ext = ? WHERE id = ?", (file_extension(stored), file_id))
             self._sync_filter_columns(file_id)
 
-    def copy_vector_to(self, source_id: int, path: str, *, size: int, mtime_ns: int, digest: str) -> int:
-        """A copy of an indexed file: reuse its vector (a video's every frame) instead of running the model."""
+    def copy_vector_to(
+        self, source_id: int, path: str, *, size: int, mtime_ns: int, digest: str, meta: "PhotoMeta | None" = None
+    ) -> int:
+        """A copy of an indexed file: reuse its vector (a video's every frame) instead of running the model.
+        `meta` is the copy's own (its file time differs, and EXIF-less copies must not inherit the source's
+        date)."""
         source = self.files_by_id([source_id])[source_id]
         segments = self.segments(source_id)
         return self.put_file(
@@ -276,6 +280,7 @@ class FileTable(VectorTable):
             width=source.width,
             height=source.height,
             kind=source.kind,
+            meta=meta,
         )
 
     def delete_files(self, ids: Iterable[int]) -> int:

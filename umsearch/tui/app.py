@@ -20,6 +20,7 @@ from textual.widgets import Footer, Input, ListView, Static
 from textual.worker import get_current_worker
 
 from ..errors import UmsearchError
+from ..present import display_path
 from .service import Result, SearchService, StatusInfo, Superseded, call_in_background
 from .thumbs import PREVIEW_PIXELS, ThumbnailCache
 from .viewer import open_in_viewer
@@ -82,7 +83,7 @@ class UmsearchApp(App[None]):
     # ---- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         with Horizontal(id="search-bar"):
-            yield Static("", id="like")
+            yield Static("", id="like", markup=False)
             yield Input(placeholder="Describe a photo, or @path/to/image.jpg …", id="query")
         yield Static("", id="message", markup=False)
         with Horizontal(id="body"):
@@ -318,7 +319,7 @@ class UmsearchApp(App[None]):
             self.bell()
             return
         self.like = chosen
-        self.query_one("#like", Static).update(f"like {os.path.basename(chosen.path)} +")
+        self.query_one("#like", Static).update(f"like {display_path(os.path.basename(chosen.path))} +")
         self.query_one("#search-bar").add_class("has-like")
         query = self.query_one("#query", Input)
         with query.prevent(Input.Changed):
@@ -332,7 +333,7 @@ class UmsearchApp(App[None]):
             self.bell()
             return
         self.copy_to_clipboard(chosen.path)
-        self.notify(f"copied {chosen.path}", timeout=3)
+        self.notify(f"copied {display_path(chosen.path)}", timeout=3, markup=False)
 
     def action_open_selected(self) -> None:
         chosen = self.selected
@@ -345,7 +346,7 @@ class UmsearchApp(App[None]):
             else:  # a video at the matching moment, a PDF at the matching page (where the player allows)
                 self.opener(chosen.path, time=chosen.time, page=chosen.page)
         except UmsearchError as exc:
-            self.notify(str(exc), severity="error")
+            self.notify(str(exc), severity="error", markup=False)
 
     def action_back(self) -> None:
         """Esc: leave "more like this" first, then the result list, then clear the search."""
@@ -374,8 +375,12 @@ def make_app(
     embedder_factory: EmbedderFactory | None = None,
     opener: Callable[..., None] = open_in_viewer,
     runtime: RuntimeRequest | None = None,
+    server: bool = False,
 ) -> UmsearchApp:
-    """Open the index's session and build the app; a problem (no index, wrong model) is shown inside the app."""
+    """Open the index's session and build the app; a problem (no index, wrong model) is shown inside the app.
+
+    With `server`, searches that need the model go to the index's resident service (started when first needed)
+    and everything else is read from the index here; without it, the model is loaded in this process."""
     from ..session import Session
 
     try:
@@ -387,7 +392,17 @@ def make_app(
     except UmsearchError as exc:
         session.close()
         return UmsearchApp(None, problem=str(exc), image_mode=image_mode, opener=opener)
-    return UmsearchApp(SearchService(session), image_mode=image_mode, opener=opener)
+    if not server:
+        return UmsearchApp(SearchService(session), image_mode=image_mode, opener=opener)
+    from ..service.route import Route, ServiceBackend
+
+    route = Route(
+        db=session.db_path,
+        open_session=lambda: Session.open(session.db_path, model=model, runtime=runtime),
+        model=model,
+        runtime=session.runtime,
+    )
+    return UmsearchApp(SearchService(ServiceBackend(session, route)), image_mode=image_mode, opener=opener)
 
 
 def _quiet_model_load(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest) -> Embedder:
