@@ -97,3 +97,20 @@ def test_status_counts_each_kind(library) -> None:
     assert report["kinds"] == {"photo": 1, "screenshot": 1, "document": 1, "video": 1}
     text = umsearch("status", "--db", db).stdout
     assert "4 indexed, 0 failed (1 photo, 1 screenshot, 1 document, 1 video)" in text
+
+
+def test_kinds_and_positions_cross_the_service_protocol() -> None:
+    from umsearch.filters import Filters
+    from umsearch.search import Hit
+    from umsearch.service import protocol
+
+    filters = Filters(kinds=("video", "document"))
+    assert protocol.decode_filters(protocol.encode_filters(filters)) == filters
+    with pytest.raises(protocol.ProtocolError, match="kinds"):
+        protocol.decode_filters({**protocol.encode_filters(filters), "kinds": ["movie"]})
+    for hit in (
+        Hit(1, 0.5, "/v.mp4", 7, kind="video", time=83.4),
+        Hit(2, 0.4, "/d.pdf", 8, kind="document", page=3),
+        Hit(3, 0.3, "/p.jpg", 9),
+    ):
+        assert protocol.decode_hit(protocol.encode_hit(hit)) == hit
