@@ -312,8 +312,10 @@ class Indexer:
                 upcoming.exception()
 
     def _prepare(self, embedder: "Embedder", batch: list[_Unit]) -> Any:
-        ceiling = self.text_budget[1] if self.text_budget is not None else None
-        return embedder.prepare_images([unit.part.image for unit in batch], max_image_tokens=ceiling)
+        images = [unit.part.image for unit in batch]
+        if self.text_budget is None or all(unit.loaded.kind not in TEXT_KINDS for unit in batch):
+            return embedder.prepare_images(images)  # photos and frames: the embedder's own budget
+        return embedder.prepare_images(images, max_image_tokens=self.text_budget[1])
 
     def _store_embedded(
         self, complete: list[Loaded], vectors: dict[int, list["np.ndarray | Rejected | None"]], summary: IndexSummary
@@ -357,21 +359,23 @@ class Indexer:
         depth = max(self.window, self.workers * 2)
         executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="umsearch-load")
         pending: deque[tuple[Future[Loaded], int]] = deque()
-        in_flight = 0
         queue = iter(jobs)
-        next_job = next(queue, None)
+        upcoming = [next(queue, None)]
+
+        def refill() -> None:
+            in_flight = sum(weight for _, weight in pending)
+            while upcoming[0] is not None and (not pending or in_flight + self._weight(upcoming[0]) <= depth):
+                weight = self._weight(upcoming[0])
+                pending.append((executor.submit(self._load, upcoming[0]), weight))
+                in_flight += weight
+                upcoming[0] = next(queue, None)
+
         try:
-            while True:
-                while next_job is not None and (not pending or in_flight + self._weight(next_job) <= depth):
-                    weight = self._weight(next_job)
-                    pending.append((executor.submit(self._load, next_job), weight))
-                    in_flight += weight
-                    next_job = next(queue, None)
-                if not pending:
-                    return
-                future, weight = pending.popleft()
-                in_flight -= weight
-                yield future.result()
+            refill()
+            while pending:
+                loaded = pending.popleft()[0].result()
+                refill()  # topped up before this one is handed over: loading goes on while it is embedded
+                yield loaded
         finally:
             for future, _ in pending:
                 future.cancel()
