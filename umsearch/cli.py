@@ -1003,6 +1003,77 @@ def dupes(
 
 @app.command()
 @friendly_errors
+def web(
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port (0: any free port).")] = 8571,
+    no_open: Annotated[bool, typer.Option("--no-open", help="Print the URL but do not open a browser.")] = False,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on; anything but loopback needs --allow-remote.")
+    ] = "127.0.0.1",
+    allow_remote: Annotated[
+        bool, typer.Option("--allow-remote", help="Allow a --host that other computers can reach.")
+    ] = False,
+    db: DbOption = None,
+    model: ModelOption = None,
+    device: DeviceOption = "auto",
+    quant: QuantOption = "auto",
+    dtype: DtypeOption = "auto",
+    no_server: Annotated[
+        bool,
+        typer.Option(
+            "--no-server", help="Serve the gallery from this process until Ctrl-C, not from the background service."
+        ),
+    ] = False,
+) -> None:
+    """Search and browse your photos in the browser: a private gallery on this computer (prints its URL).
+
+    The index's background service serves it (started if needed), so this command returns at once; the
+    gallery stops with the service ('umsearch server stop', or its idle timeout)."""
+    from .web.server import check_host
+
+    check_host(host, allow_remote)
+    runtime = RuntimeRequest(device, quant, dtype)
+    path = db or settings.default_db_path()
+    if not path.exists():
+        raise UmsearchError(f"no index at {path}: run 'umsearch index FOLDER' first")
+    route = make_route(path, model=model, runtime=runtime, no_server=no_server)
+    client = route.connect(start=True) if route.server else None
+    if client is None:
+        _serve_gallery_here(path, model, runtime, host, port, open_browser=not no_open)
+        return
+    shown = client.start_web(host=host, port=port, allow_remote=allow_remote)
+    print(shown["url"], flush=True)
+    sys.stderr.write(
+        f"the gallery is served by the umsearch service (pid {client.pid}); 'umsearch server stop' ends it\n"
+    )
+    if not no_open:
+        _open_browser(shown["url"])
+
+
+def _serve_gallery_here(
+    db: Path, model: str | None, runtime: RuntimeRequest, host: str, port: int, *, open_browser: bool
+) -> None:
+    from .web.server import GalleryServer
+
+    with open_session(db, model=model, runtime=runtime) as session:
+        server = GalleryServer(session, host=host, port=port)
+        print(server.url, flush=True)
+        sys.stderr.write("serving the gallery from this process; Ctrl-C stops it\n")
+        if open_browser:
+            _open_browser(server.url)
+        server.serve()
+
+
+def _open_browser(url: str) -> None:
+    import webbrowser
+
+    try:
+        webbrowser.open(url)
+    except Exception:
+        pass  # no browser here (SSH, a server): the printed URL is enough
+
+
+@app.command()
+@friendly_errors
 def doctor(
     db: DbOption = None,
     model: ModelOption = None,

@@ -292,6 +292,22 @@ class FileTable(VectorTable):
                 self._delete_vectors(chunk)
         return len(ids)
 
+    # ---- browsing (the web gallery's filter choices) ------------------------------------------------
+    def facet_counts(self, column: str, limit: int = 200) -> list[tuple[str, int]]:
+        """The most common values of one fact among indexed photos (camera, place, ext or folder), with counts."""
+        if column not in ("camera", "place", "ext", "folder"):
+            raise ValueError(f"no facet {column}")
+        rows = self.db.execute(
+            f"SELECT {column}, count(*) FROM files WHERE status = 'ok' AND {column} IS NOT NULL AND {column} != '' "
+            f"GROUP BY {column} ORDER BY count(*) DESC, {column} LIMIT ?",
+            (int(limit),),
+        )
+        return [(path_from_db(value) if column == "folder" else value, count) for value, count in rows]
+
+    def ok_ids(self) -> set[int]:
+        """The ids of every photo with a vector (what may be shown)."""
+        return {r[0] for r in self.db.execute("SELECT id FROM files WHERE status = 'ok'")}
+
     # ---- reporting -----------------------------------------------------------------------------
     def counts(self) -> Counts:
         rows = dict(self.db.execute("SELECT status, count(*) FROM files GROUP BY status").fetchall())
