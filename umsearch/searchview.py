@@ -66,7 +66,7 @@ def _picture_of(hit: "Hit") -> "str | Image.Image":
     """What the thumbnail shows: the photo's file, or the matching frame of a video or page of a PDF."""
     if hit.kind not in ("video", "document"):
         return hit.path
-    from .tui.thumbs import still
+    from .stills import still
 
     return still(hit.path, 160 * 160, time=hit.time, page=hit.page)
 

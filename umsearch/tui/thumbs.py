@@ -8,7 +8,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from ..errors import ImageLoadError
-from ..imageload import load_image
+from ..stills import still
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -90,20 +90,3 @@ class ThumbnailCache:
             return ImageOps.pad(image, (pixels, pixels), color=BACKGROUND)
         image.thumbnail((pixels, pixels))
         return image
-
-
-def still(path: str, max_pixels: int, *, time: float | None = None, page: int | None = None) -> "Image.Image":
-    """What to show for an item: a photo, a video's frame (at `time`, else its first), a PDF's page (`page`,
-    else the first). Decoded at reduced size where the format allows: a thumbnail never needs the full file."""
-    from ..kinds import DOCUMENT, VIDEO, kind_by_extension
-
-    kind = kind_by_extension(path)
-    if kind == VIDEO:
-        from ..video import frame_at
-
-        return frame_at(path, time or 0.0, max_pixels)
-    if kind == DOCUMENT:
-        from ..pdfpages import render_page
-
-        return render_page(path, page or 1, max_pixels)
-    return load_image(path, max_pixels=max_pixels).image
