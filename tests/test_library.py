@@ -249,3 +249,19 @@ def test_a_watcher_starts_while_its_drive_is_unplugged_and_picks_it_up_when_plug
             finally:
                 watcher.stop()
         assert model.images == 3 + 1
+
+
+def test_a_root_whose_photos_were_all_deleted_is_emptied_in_the_index_too(tmp_path, small_embedder):
+    """Only an empty root on another device (a mount point with nothing mounted) keeps its photos."""
+    root = tmp_path / "photos"
+    make_library(root, 3, broken=False)
+    with Store.open(tmp_path / "index.db") as store:
+        index(store, small_embedder, root)
+        for photo in list(root.rglob("*.jpg")):
+            photo.unlink()
+        for folder in sorted(root.iterdir()):
+            folder.rmdir()  # the root itself stays, empty, on the same disk
+        messages: list[str] = []
+        summary = index(store, small_embedder, root, messages=messages)
+        assert (summary.removed, messages) == (3, [])
+        assert list(store.iter_files()) == [] and gone_folders(store) == []

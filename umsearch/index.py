@@ -247,7 +247,7 @@ class Indexer:
         plan = plan_changes(self.store, roots, scan(roots, excludes, on_error=scan_error))
         if unreadable:  # a folder that could not be listed is not a folder whose photos were deleted
             plan.removals = [row for row in plan.removals if not any(is_within(row.path, f) for f in unreadable)]
-        for root in hold_empty_roots(plan, roots):
+        for root in hold_empty_roots(plan, roots, self.store.root_devices()):
             if on_scan_error is not None:
                 on_scan_error(root, EMPTY_ROOT_KEPT)
         summary.unchanged, summary.failed = plan.unchanged, plan.still_failed
@@ -647,7 +647,7 @@ class Indexer:
             (found if ready is None or ready(item) else waiting).append(item)
         result.deferred = [item.path for item in waiting]
         plan = plan_changes(self.store, scope, found)
-        result.kept_empty = hold_empty_roots(plan, scope)
+        result.kept_empty = hold_empty_roots(plan, scope, self.store.root_devices())
         if waiting:
             # A gone row may be the source of a waiting file's move (same size): keep it until that file is
             # read, and look at its path again then; a row at a waiting file's path stays as it is.

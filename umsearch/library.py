@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .planning import is_empty_folder, outermost_paths
+from .planning import is_unmounted, outermost_paths
 from .scan import is_within
 from .store import Store
 
@@ -28,12 +28,13 @@ class GoneFolder:
 def gone_folders(store: Store) -> list[GoneFolder]:
     """Recorded roots that are missing or empty while the index holds files there; and, for files indexed
     before roots were recorded, the outermost missing folder above them."""
-    recorded = store.roots()
+    devices = store.root_devices()
+    recorded = list(devices)
     candidates: dict[str, str] = {}
     for root in outermost_paths(recorded):
         if not os.path.exists(root):
             candidates[root] = NOT_FOUND
-        elif is_empty_folder(root):
+        elif is_unmounted(root, devices[root]):
             candidates[root] = EMPTY
     for folder in _missing_unrecorded_folders(store, recorded):
         candidates.setdefault(folder, NOT_FOUND)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 
@@ -138,21 +138,33 @@ EMPTY_ROOT_KEPT = (
 )
 
 
-def hold_empty_roots(plan: Plan, roots: Sequence[str]) -> list[str]:
-    """Keep the photos of a root that is an empty folder: the mount point of an unmounted drive looks exactly
-    like that, and taking it for 'everything was deleted' would throw away the whole drive's index (hours of
-    embedding). Returns those roots; their rows stay until the drive is back or `umsearch forget` drops them."""
+def hold_empty_roots(plan: Plan, roots: Sequence[str], devices: Mapping[str, int | None]) -> list[str]:
+    """Keep the photos of a root that is now an empty folder on another device than the one it was recorded on:
+    the mount point of an unmounted drive looks exactly like that, and taking it for 'everything was deleted'
+    would throw away the whole drive's index (hours of embedding). A root emptied on its own device (the photos
+    really deleted) is not held. Returns the roots held; their rows stay until the drive is back or
+    `umsearch forget` drops them."""
     if not plan.removals:
         return []
     held = []
     for root in roots:
-        if not is_empty_folder(root):
+        if not is_unmounted(root, devices.get(root)):
             continue
         below = [row for row in plan.removals if is_within(row.path, root)]
         if below:
             held.append(root)
             plan.removals = [row for row in plan.removals if not is_within(row.path, root)]
     return held
+
+
+def is_unmounted(root: str, recorded_device: int | None) -> bool:
+    """An empty folder on another device than the root was recorded on: a mount point with nothing mounted."""
+    if recorded_device is None or not is_empty_folder(root):
+        return False
+    try:
+        return os.stat(root).st_dev != recorded_device
+    except OSError:
+        return False
 
 
 def is_empty_folder(path: str) -> bool:

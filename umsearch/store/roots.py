@@ -30,14 +30,21 @@ class RootTable(FileTable):
     def roots(self) -> list[str]:
         return [path_from_db(r[0]) for r in self.db.execute("SELECT path FROM roots ORDER BY path")]
 
+    def root_devices(self) -> dict[str, int | None]:
+        """Each recorded root and the device it was on when last seen with files."""
+        return {path_from_db(r[0]): r[1] for r in self.db.execute("SELECT path, device FROM roots")}
+
     def record_roots(self, paths: Sequence[str]) -> None:
-        """Remember the roots of an index or watch run; forget recorded roots that are gone and hold nothing
-        (a library moved elsewhere leaves no trace)."""
+        """Remember the roots of an index or watch run and the device each is on while it holds something (an
+        empty mount point's device says nothing about the drive); forget recorded roots that are gone and hold
+        nothing (a library moved elsewhere leaves no trace)."""
         with self.transaction():
             for path in paths:
+                device = _device_if_occupied(path)
                 self.db.execute(
-                    "INSERT INTO roots (path, added_at) VALUES (?, ?) ON CONFLICT(path) DO NOTHING",
-                    (path_to_db(path), time.time()),
+                    "INSERT INTO roots (path, added_at, device) VALUES (?, ?, ?) "
+                    "ON CONFLICT(path) DO UPDATE SET device = coalesce(excluded.device, device)",
+                    (path_to_db(path), time.time(), device),
                 )
             for root in self.roots():
                 if not os.path.exists(root) and self.count_below(root) == (0, 0):
@@ -67,3 +74,15 @@ class RootTable(FileTable):
     def indexed_folders(self) -> list[str]:
         """Every folder that directly holds an indexed file."""
         return [path_from_db(r[0]) for r in self.db.execute("SELECT DISTINCT folder FROM files")]
+
+
+def _device_if_occupied(path: str) -> int | None:
+    try:
+        device = os.stat(path).st_dev
+        if os.path.isdir(path):
+            with os.scandir(path) as entries:
+                if next(entries, None) is None:
+                    return None
+    except OSError:
+        return None
+    return device
