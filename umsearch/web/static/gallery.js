@@ -498,7 +498,8 @@ const dupes = {
         const figure = el("figure");
         const tile = makeTile(item, i);
         tile.addEventListener("click", () => lightbox.show(items, i));
-        const caption = el("figcaption", null, group.paths[i]);
+        const caption = el("figcaption", null, group.names[i]);
+        caption.title = group.paths[i];
         figure.append(tile, caption);
         row.append(figure);
       });
