@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, overload
 
 import typer
 
@@ -19,7 +19,7 @@ from .runtime import RuntimeRequest
 if TYPE_CHECKING:
     from .embed import Embedder
     from .service.route import Route
-    from .session import Session
+    from .session import SearchResult, Session
     from .store import Store
 
 app = App(
@@ -115,8 +115,9 @@ QualityOption = Annotated[
     str | None,
     typer.Option(
         "--quality",
-        help="Image detail: fast (128-256 visual tokens), balanced (256-576) or best (256-1280) "
-        "[default: the index's, else best].",
+        help="Image detail: "
+        + ", ".join(f"{name} ({low}-{high} visual tokens)" for name, (low, high) in settings.QUALITY_PRESETS.items())
+        + f" [default: the index's, else {settings.DEFAULT_QUALITY}].",
         show_default=False,
     ),
 ]
@@ -155,13 +156,13 @@ def friendly_errors(command: F) -> F:
 
 
 # ---- shared plumbing ---------------------------------------------------------------------------
-def open_store(db: Path | None, *, create: bool) -> "Store":
+def open_store(db: Path | None, *, create: bool) -> Store:
     from .store import Store
 
     return Store.open(db or settings.default_db_path(), create=create)
 
 
-def chosen_model(store: "Store", model: str | None) -> str:
+def chosen_model(store: Store, model: str | None) -> str:
     """An explicit --model must match the index; without one, the index's own model is used."""
     recorded = store.settings()
     if model is None:
@@ -172,7 +173,7 @@ def chosen_model(store: "Store", model: str | None) -> str:
 
 
 def token_budget(
-    store: "Store", min_tokens: int | None, max_tokens: int | None, quality: str | None = None
+    store: Store, min_tokens: int | None, max_tokens: int | None, quality: str | None = None
 ) -> tuple[int, int]:
     from .runtime import resolve_budget
 
@@ -180,7 +181,7 @@ def token_budget(
 
 
 def index_settings(
-    store: "Store", model: str | None, min_tokens: int | None, max_tokens: int | None, quality: str | None
+    store: Store, model: str | None, min_tokens: int | None, max_tokens: int | None, quality: str | None
 ) -> tuple[str, tuple[int, int]]:
     """The model and image budget an index or watch run will use, refused early when the index disagrees."""
     from .runtime import check_index_budget
@@ -212,7 +213,7 @@ def load_model(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest, 
     from .session import load_for_session
 
     download_on_first_use(model_id)
-    with present.err.status(f"loading model {model_id} …") if spinner else nullcontext():
+    with present.spinner(f"loading model {model_id} …") if spinner else nullcontext():
         return load_for_session(model_id, budget, runtime)
 
 
@@ -256,10 +257,14 @@ def make_route(
         server=server_wanted(no_server),
         warn=present.warn,
         prepare=download_on_first_use,
-        waiting=lambda model_id: present.err.status(f"loading model {model_id} in the umsearch service …"),
+        waiting=lambda model_id: present.spinner(f"loading model {model_id} in the umsearch service …"),
     )
 
 
+@overload
+def absolute(path: Path | str) -> str: ...
+@overload
+def absolute(path: None) -> None: ...
 def absolute(path: Path | str | None) -> str | None:
     """A path given on the command line, made absolute here: the process that uses it may run elsewhere."""
     return None if path is None else os.path.abspath(os.path.expanduser(str(path)))
@@ -335,6 +340,8 @@ MinScoreOption = Annotated[float | None, typer.Option("--min-score", help="Drop 
 SortOption = Annotated[
     str | None, typer.Option("--sort", help="Order the best matches by score (default) or date (newest first).")
 ]
+LimitOption = Annotated[int, typer.Option("--limit", "-n", min=1, max=settings.MAX_LIMIT, help="How many results.")]
+PathsOption = Annotated[bool, typer.Option("--paths", help="Print only paths, one per line.")]
 PreviewOption = Annotated[
     bool, typer.Option("--preview", help="Show small thumbnails where the terminal can draw images.")
 ]
@@ -348,15 +355,18 @@ def cli_filters(folder, after, before, types, camera, place):
     )
 
 
-def show_hits(hits, *, as_json: bool, paths_only: bool, preview: bool) -> None:
+def show_result(result: SearchResult, *, as_json: bool, paths_only: bool, preview: bool) -> None:
+    """What query and similar print: a notice about settings (stderr), then the hits as asked."""
     from . import present
 
+    if result.notice:
+        present.warn(result.notice)
     if not (as_json or paths_only):
         from .searchview import print_hits_with_facts
 
-        print_hits_with_facts(hits, previews=preview)
+        print_hits_with_facts(result.hits, previews=preview)
         return
-    present.print_hits(hits, as_json=as_json, paths_only=paths_only)
+    present.print_hits(result.hits, as_json=as_json, paths_only=paths_only)
 
 
 # ---- commands ----------------------------------------------------------------------------------
@@ -422,16 +432,14 @@ def query(
     image: Annotated[
         Path | None, typer.Option("--image", "-i", help="Find photos like this one (with TEXT: both at once).")
     ] = None,
-    limit: Annotated[
-        int, typer.Option("--limit", "-n", min=1, max=4096, help="How many results.")
-    ] = settings.DEFAULT_LIMIT,
+    limit: LimitOption = settings.DEFAULT_LIMIT,
     instruction: Annotated[
         str | None, typer.Option("--instruction", help="Override GME's task instruction for this query.")
     ] = None,
     db: DbOption = None,
     model: ModelOption = None,
     as_json: JsonOption = False,
-    paths_only: Annotated[bool, typer.Option("--paths", help="Print only paths, one per line.")] = False,
+    paths_only: PathsOption = False,
     also: Annotated[
         list[str] | None, typer.Option("--and", help="Another positive term, TEXT or TEXT^WEIGHT (repeatable).")
     ] = None,
@@ -461,7 +469,6 @@ def query(
 ) -> None:
     """Search by text, by image (--image), or both fused; TEXT may use the search language, e.g.
     'beach after:2025-06 before:2025-09 place:Portugal -people' (see README, "Search power")."""
-    from . import present
     from .querylang import request_from_cli
     from .session import SearchQuery
 
@@ -480,10 +487,7 @@ def query(
     runtime = RuntimeRequest(device, quant, dtype)
     route = make_route(db, model=model, runtime=runtime, quality=quality, no_server=no_server)
     result = route.search(query)
-    if result.notice:
-        present.warn(result.notice)
-    hits = result.hits
-    show_hits(hits, as_json=as_json, paths_only=paths_only, preview=preview)
+    show_result(result, as_json=as_json, paths_only=paths_only, preview=preview)
 
 
 @app.command()
@@ -491,12 +495,15 @@ def query(
 def status(
     db: DbOption = None,
     as_json: JsonOption = False,
-    failures: Annotated[int, typer.Option("--failures", min=0, help="How many failed files to list.")] = 20,
+    failures: Annotated[
+        int, typer.Option("--failures", min=0, help="How many failed files to list.")
+    ] = settings.FAILURES_SHOWN,
 ) -> None:
     """What is indexed: counts, model, dimension, database path and size, failed files."""
     from . import present
 
     path = db or settings.default_db_path()
+    report: dict[str, Any]
     if not path.exists():
         report = {
             "db": str(path),
@@ -874,13 +881,11 @@ def model_info_command(model_id: ModelIdArgument = None, as_json: JsonOption = F
 @friendly_errors
 def similar(
     photo: Annotated[Path, typer.Argument(help="A photo: indexed (its stored vector is used) or any image file.")],
-    limit: Annotated[
-        int, typer.Option("--limit", "-n", min=1, max=4096, help="How many results.")
-    ] = settings.DEFAULT_LIMIT,
+    limit: LimitOption = settings.DEFAULT_LIMIT,
     db: DbOption = None,
     model: ModelOption = None,
     as_json: JsonOption = False,
-    paths_only: Annotated[bool, typer.Option("--paths", help="Print only paths, one per line.")] = False,
+    paths_only: PathsOption = False,
     folder: InOption = None,
     after: AfterOption = None,
     before: BeforeOption = None,
@@ -896,7 +901,6 @@ def similar(
     no_server: NoServerOption = False,
 ) -> None:
     """Photos that look like PHOTO (the photo itself is left out)."""
-    from . import present
     from .querylang import SORTS, SearchRequest
     from .session import SearchQuery
 
@@ -906,10 +910,7 @@ def similar(
     request = SearchRequest(filters=filters, min_score=min_score, sort=sort or "score")
     route = make_route(db, model=model, runtime=RuntimeRequest(device, quant, dtype), no_server=no_server)
     result = route.similar(str(absolute(photo)), SearchQuery(request, limit=limit))
-    if result.notice:
-        present.warn(result.notice)
-    hits = result.hits
-    show_hits(hits, as_json=as_json, paths_only=paths_only, preview=preview)
+    show_result(result, as_json=as_json, paths_only=paths_only, preview=preview)
 
 
 @app.command()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .errors import ModelError, UmsearchError
 from .modelfiles import first_line, resolve_model
 from .runtime import RuntimeRequest
-from .settings import DEFAULT_MAX_IMAGE_TOKENS, DEFAULT_MIN_IMAGE_TOKENS
+from .settings import DEFAULT_BATCH_SIZE, DEFAULT_MAX_IMAGE_TOKENS, DEFAULT_MIN_IMAGE_TOKENS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -54,9 +54,9 @@ class Embedder(Protocol):
 
     info: EmbedderInfo
 
-    def embed(self, inputs: Sequence[EmbedInput], batch_size: int = 8) -> np.ndarray: ...
+    def embed(self, inputs: Sequence[EmbedInput], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray: ...
 
-    def embed_images(self, images: Sequence[Image.Image], batch_size: int = 8) -> np.ndarray: ...
+    def embed_images(self, images: Sequence[Image.Image], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray: ...
 
     def embed_query(
         self, text: str | None = None, image: Image.Image | None = None, instruction: str | None = None

@@ -28,7 +28,7 @@ class Filters:
     def is_empty(self) -> bool:
         return self == Filters()
 
-    def merged(self, other: "Filters") -> "Filters":
+    def merged(self, other: Filters) -> Filters:
         """`other`'s conditions added to these (command-line flags on top of the query text)."""
         return replace(
             self,

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from .embed import EmbedderInfo, EmbedInput, load_pretrained
 from .errors import ModelError
 from .modelfiles import first_line
-from .settings import PIXELS_PER_TOKEN
+from .settings import DEFAULT_BATCH_SIZE, PIXELS_PER_TOKEN
 
 if TYPE_CHECKING:
     import numpy as np
@@ -223,7 +223,7 @@ class GmeEmbedder:
         self._user = self._plain("user\n")
         self._assistant = self._plain("assistant\n")
 
-    def embed(self, inputs: Sequence[EmbedInput], batch_size: int = 8) -> np.ndarray:
+    def embed(self, inputs: Sequence[EmbedInput], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """(N, dim) float32 unit vectors, one per input, in order."""
         import numpy as np
         import torch
@@ -242,7 +242,7 @@ class GmeEmbedder:
                 chunks.append(self.forward(batch).cpu().numpy())
         return np.concatenate(chunks).astype(np.float32, copy=False)
 
-    def embed_images(self, images: Sequence[Image.Image], batch_size: int = 8) -> np.ndarray:
+    def embed_images(self, images: Sequence[Image.Image], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """Index vectors for images (always INDEX_INSTRUCTION)."""
         return self.embed([EmbedInput(image=im, instruction=INDEX_INSTRUCTION) for im in images], batch_size)
 

@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from . import settings
 from .embed import is_out_of_memory, release_accelerator_memory
 from .errors import ImageLoadError, UmsearchError
 from .imageload import LoadedImage, describe_os_error, load_image
@@ -101,6 +102,13 @@ class Loaded:
     vanished: bool = False  # deleted between the scan and the read: not a failure, just gone
     meta: PhotoMeta | None = None  # read on the loader thread, next to decoding
 
+    @property
+    def decoded(self) -> LoadedImage:
+        """The image of a file that goes to the model (only decoded files reach a batch)."""
+        if self.image is None:
+            raise ValueError(f"{self.job.found.path} was not decoded")
+        return self.image
+
 
 class Indexer:
     """Runs one incremental pass. The model is only loaded when something actually needs embedding."""
@@ -108,10 +116,10 @@ class Indexer:
     def __init__(
         self,
         store: Store,
-        embedder_factory: Callable[[], "Embedder"],
+        embedder_factory: Callable[[], Embedder],
         *,
         max_pixels: int,
-        batch_size: int = 8,
+        batch_size: int = settings.DEFAULT_BATCH_SIZE,
         workers: int | None = None,
         progress: Progress | None = None,
         image_budget: tuple[int, int] | None = None,
@@ -134,7 +142,7 @@ class Indexer:
         self._model_turn = model_turn or contextlib.nullcontext
 
     @property
-    def embedder(self) -> "Embedder":
+    def embedder(self) -> Embedder:
         if self._embedder is None:
             self.progress.note("loading model")
             embedder = self._embedder_factory()
@@ -237,16 +245,16 @@ class Indexer:
         batches = [window[i : i + self.batch_size] for i in range(0, len(window), self.batch_size)]
         embedder = self.embedder
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="umsearch-prepare") as helper:
-            upcoming = helper.submit(embedder.prepare_images, [b.image.image for b in batches[0]])
+            prepared = helper.submit(embedder.prepare_images, [b.decoded.image for b in batches[0]])
             for i, batch in enumerate(batches):
-                prepared, upcoming = upcoming, None
+                upcoming: Future[Any] | None = None
                 if i + 1 < len(batches):
                     # Submitted only once the previous preparation is done: one tokenizer user at a time.
                     prepared.exception()
-                    upcoming = helper.submit(embedder.prepare_images, [b.image.image for b in batches[i + 1]])
+                    upcoming = helper.submit(embedder.prepare_images, [b.decoded.image for b in batches[i + 1]])
                 self._embed_and_store(batch, summary, prepared=prepared, settle=upcoming)
-            if upcoming is not None:
-                upcoming.exception()
+                if upcoming is not None:
+                    prepared = upcoming
 
     def _load_ahead(self, jobs: Sequence[Job]) -> Iterator[Loaded]:
         # Deep enough that the next window is decoded while the model works through this one; bounded
@@ -326,7 +334,7 @@ class Indexer:
             summary.unchanged += 1
             return True
         twin = next(iter(self.store.ok_files_by_hash(loaded.digest)), None) if loaded.digest else None
-        if twin is not None:
+        if twin is not None and loaded.digest is not None:
             self.store.copy_vector_to(
                 twin.id, found.path, size=found.size, mtime_ns=found.mtime_ns, digest=loaded.digest, meta=loaded.meta
             )
@@ -345,7 +353,7 @@ class Indexer:
         vectors = self._embed_batch(batch, prepared=prepared, settle=settle)
         with self.store.transaction():
             for loaded, vector in zip(batch, vectors, strict=True):
-                found, image = loaded.job.found, loaded.image
+                found, image = loaded.job.found, loaded.decoded
                 if isinstance(vector, Rejected):
                     self.store.put_file(
                         found.path, size=found.size, mtime_ns=found.mtime_ns, digest=loaded.digest, error=vector.reason
@@ -374,7 +382,7 @@ class Indexer:
         run) and retried: never dropped. `prepared` holds the batch's inputs made ahead on a helper
         thread; `settle` is that thread's next job, waited for before preparing anything here.
         """
-        images = [loaded.image.image for loaded in batch]
+        images = [loaded.decoded.image for loaded in batch]
         try:
             return list(self._run_model(images, prepared))
         except (UmsearchError, MemoryError):
@@ -388,7 +396,7 @@ class Indexer:
         for loaded in batch:
             try:
                 with self._model_turn():
-                    results.append(self.embedder.embed_images([loaded.image.image], batch_size=1)[0])
+                    results.append(self.embedder.embed_images([loaded.decoded.image], batch_size=1)[0])
             except Exception as exc:  # the model rejected this image; record why, keep going
                 if is_out_of_memory(exc):
                     self._embed_halves([loaded], exc)  # raises: a photo is never recorded as failed for memory
@@ -427,7 +435,7 @@ class Indexer:
         ready: Callable[[FoundFile], bool] | None = None,
         should_stop: Callable[[], bool] | None = None,
         claim_moves: bool = True,
-    ) -> "SyncResult":
+    ) -> SyncResult:
         """Bring just these files and folders in step with the disk (the watcher's reconcile step).
 
         A path may be a file or a folder, present or gone: what is on disk below it is planned against what
@@ -471,7 +479,7 @@ class Indexer:
             self.process(jobs[start : start + step], result.summary)
         return result
 
-    def _claim_vanished_twin(self, job: Job, result: "SyncResult") -> bool:
+    def _claim_vanished_twin(self, job: Job, result: SyncResult) -> bool:
         """A new file with the bytes of an indexed file that is gone from disk was moved here from outside
         the synced paths (another root, or the other half of a move reported later): its row follows it."""
         try:

@@ -109,8 +109,8 @@ def _walk(top, excludes, extensions, seen_dirs, file_roots, on_error) -> Iterato
             continue
         seen_dirs.add(key)
         try:
-            with os.scandir(folder) as entries:
-                entries = sorted(entries, key=lambda e: e.name)
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
         except OSError as exc:
             _report(on_error, folder, exc)
             continue

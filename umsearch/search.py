@@ -11,20 +11,9 @@ from .store import Store
 
 if TYPE_CHECKING:
     import numpy as np
+    from PIL.Image import Image as PILImage
 
-    from .embed import Embedder
     from .filters import Filters
-
-
-@dataclass(frozen=True)
-class Query:
-    text: str | None = None
-    image: str | None = None  # a path
-    instruction: str | None = None
-
-    def __post_init__(self) -> None:
-        if not (self.text and self.text.strip()) and not self.image:
-            raise UmsearchError("give a text query, --image PATH, or both")
 
 
 @dataclass(frozen=True)
@@ -55,7 +44,7 @@ def taken_text(taken: int) -> str:
     return wall_clock_datetime(taken).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def load_query_image(path: str, max_pixels: int) -> "PIL.Image.Image":  # noqa: F821
+def load_query_image(path: str, max_pixels: int) -> PILImage:
     try:
         return load_image(path, max_pixels).image
     except ImageLoadError as exc:
@@ -64,27 +53,8 @@ def load_query_image(path: str, max_pixels: int) -> "PIL.Image.Image":  # noqa: 
         raise UmsearchError(f"{path}: no such file") from None
 
 
-def query_vector(embedder: "Embedder", query: Query, max_pixels: int) -> "np.ndarray":
-    """One GME input: text alone, image alone, or image and text fused into a single vector."""
-    image = load_query_image(query.image, max_pixels) if query.image else None
-    text = query.text if query.text and query.text.strip() else None
-    return embedder.embed_query(text=text, image=image, instruction=query.instruction)
-
-
-def rank(store: Store, vector: "np.ndarray", limit: int) -> list[Hit]:
-    """The indexed photos nearest to `vector`, best first, with cosine similarity as the score."""
-    nearest = store.knn(vector, limit)
-    rows = store.files_by_id(file_id for file_id, _ in nearest)
-    hits = []
-    for file_id, score in nearest:
-        row = rows.get(file_id)
-        if row is not None:
-            hits.append(Hit(len(hits) + 1, score, row.path, file_id))
-    return hits
-
-
 # ---- search with filters and query arithmetic -----------------------------------------------------
-def combine(positives: "list[tuple[np.ndarray, float]]", negatives: "list[tuple[np.ndarray, float]]") -> "np.ndarray":
+def combine(positives: list[tuple[np.ndarray, float]], negatives: list[tuple[np.ndarray, float]]) -> np.ndarray:
     """Query arithmetic: the weighted sum of the normalised positive vectors minus the weighted
     normalised negative ones, normalised again (so scores stay cosine similarities)."""
     import numpy as np
@@ -105,9 +75,9 @@ def combine(positives: "list[tuple[np.ndarray, float]]", negatives: "list[tuple[
 
 def search(
     store: Store,
-    vector: "np.ndarray",
+    vector: np.ndarray,
     limit: int,
-    filters: "Filters | None" = None,
+    filters: Filters | None = None,
     *,
     min_score: float | None = None,
     sort: str = "score",
@@ -122,7 +92,7 @@ def search(
     found = [(file_id, score) for file_id, score in nearest if file_id in rows]
     if sort == "date":
         found.sort(key=lambda item: -(facts[item[0]].taken or 0) if item[0] in facts else 0)
-    hits = []
+    hits: list[Hit] = []
     for file_id, score in found:
         fact = facts.get(file_id)
         hits.append(

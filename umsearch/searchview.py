@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 THUMB_CELLS = (16, 8)  # width x height in terminal cells
 
 
-def print_hits_with_facts(hits: Sequence["Hit"], *, previews: bool = False) -> None:
+def print_hits_with_facts(hits: Sequence[Hit], *, previews: bool = False) -> None:
     """Rank, score, date taken, place and path; with `previews`, a thumbnail first where the terminal can
     show images (kitty or iTerm2 graphics, sixel, or unicode half blocks) and nothing extra otherwise.
     Piped, one tab-separated line per photo (present.print_columns)."""
@@ -46,7 +46,7 @@ def print_hits_with_facts(hits: Sequence["Hit"], *, previews: bool = False) -> N
         print_columns(hit_columns(hits))
 
 
-def hit_columns(hits: Sequence["Hit"]) -> list[Column]:
+def hit_columns(hits: Sequence[Hit]) -> list[Column]:
     """What a result row says, one column each (empty columns are left out when printed)."""
     from .search import taken_text
 
@@ -68,7 +68,7 @@ def _image_renderable():
     return None if module is None else module.Image
 
 
-def print_duplicate_groups(groups: Sequence["DuplicateGroup"], *, as_json: bool) -> None:
+def print_duplicate_groups(groups: Sequence[DuplicateGroup], *, as_json: bool) -> None:
     if as_json:
         print_json([group.as_dict() for group in groups])
         return

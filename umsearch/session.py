@@ -201,11 +201,6 @@ class Session:
         """Load the model now rather than at the first query that needs it (the TUI, the service)."""
         return self.embedder()
 
-    def adopt_embedder(self, embedder: Embedder) -> None:
-        """Use a model someone else loaded (the watcher's indexer), so one process holds one copy."""
-        with self._loading:
-            self._embedder = embedder
-
     # ---- searching ---------------------------------------------------------------------------------
     def search(
         self, query: SearchQuery, *, allow_model: bool = True, cancelled: Callable[[], bool] | None = None
@@ -395,7 +390,7 @@ class Session:
         )
 
     # ---- reporting ---------------------------------------------------------------------------------
-    def status(self, failures: int = 20) -> dict[str, Any]:
+    def status(self, failures: int = settings.FAILURES_SHOWN) -> dict[str, Any]:
         """What `umsearch status --json` prints: counts, model, runtime, failures, watcher."""
         from .metadata import geocoder_status
         from .runtime import recorded_runtime

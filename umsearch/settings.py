@@ -15,6 +15,7 @@ DEFAULT_MODEL: Final = "Alibaba-NLP/gme-Qwen2-VL-2B-Instruct"
 DEFAULT_LIMIT: Final = 20  # results per query (CLI, TUI and service alike)
 MAX_LIMIT: Final = 4096
 DEFAULT_BATCH_SIZE: Final = 8  # images per model call while indexing
+FAILURES_SHOWN: Final = 20  # failed files listed by `index` and `status` before "… and N more"
 
 # GME (Qwen2-VL) turns each 28x28 pixel square into one visual token (14-pixel patches merged 2x2).
 PIXELS_PER_TOKEN: Final = 28 * 28

@@ -6,10 +6,11 @@ import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .paths import path_from_db, path_to_db
 from .schema import chunks
+from .sql import scalar
 from .vectors import VectorTable
 
 if TYPE_CHECKING:
@@ -134,11 +135,11 @@ class FileTable(VectorTable):
         size: int,
         mtime_ns: int,
         digest: str | None,
-        vector: "np.ndarray | None" = None,
+        vector: np.ndarray | None = None,
         error: str | None = None,
         width: int | None = None,
         height: int | None = None,
-        meta: "PhotoMeta | None" = None,
+        meta: PhotoMeta | None = None,
     ) -> int:
         """Insert or replace the row for `path` with its vector (status ok) or its error (status failed).
 
@@ -162,17 +163,18 @@ class FileTable(VectorTable):
                 )
                 self._delete_vectors([file_id])
             else:
-                file_id = self.db.execute(
+                file_id = scalar(
+                    self.db,
                     "INSERT INTO files (path, folder, size, mtime_ns, hash, status, error, width, height, indexed_at)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     (stored, os.path.dirname(stored), *values),
-                ).fetchone()[0]
+                )
             self._write_metadata(file_id, stored, mtime_ns, meta)
             if vector is not None:
                 self._insert_vector(file_id, vector)
         return file_id
 
-    def _write_metadata(self, file_id: int, stored: str, mtime_ns: int, meta: "PhotoMeta | None") -> None:
+    def _write_metadata(self, file_id: int, stored: str, mtime_ns: int, meta: PhotoMeta | None) -> None:
         from ..metadata import METADATA_VERSION, file_extension, mtime_wall_clock
 
         if meta is None:
@@ -197,7 +199,7 @@ class FileTable(VectorTable):
             ),
         )
 
-    def set_metadata(self, file_id: int, meta: "PhotoMeta") -> None:
+    def set_metadata(self, file_id: int, meta: PhotoMeta) -> None:
         """Fill in a photo's metadata later (backfill), keeping its vector; the scan's filter columns follow."""
         with self.transaction():
             row = self.db.execute("SELECT path, mtime_ns FROM files WHERE id = ?", (file_id,)).fetchone()
@@ -214,7 +216,7 @@ class FileTable(VectorTable):
     def count_missing_metadata(self) -> int:
         """How many photos `files_missing_metadata` would return, without reading them (for `status`)."""
         sql = f"SELECT count(*) FROM files WHERE {_MISSING_METADATA}"
-        return self.db.execute(sql, (_metadata_version(),)).fetchone()[0]
+        return int(scalar(self.db, sql, (_metadata_version(),)))
 
     def facts_by_id(self, ids: Iterable[int]) -> dict[int, Facts]:
         ids = list(ids)
@@ -246,7 +248,7 @@ class FileTable(VectorTable):
             self._sync_filter_columns(file_id)
 
     def copy_vector_to(
-        self, source_id: int, path: str, *, size: int, mtime_ns: int, digest: str, meta: "PhotoMeta | None" = None
+        self, source_id: int, path: str, *, size: int, mtime_ns: int, digest: str, meta: PhotoMeta | None = None
     ) -> int:
         """A copy of an indexed file: reuse its vector instead of running the model again. `meta` is the copy's
         own (its file time differs, and EXIF-less copies must not inherit the source's date)."""
@@ -289,7 +291,7 @@ class FileTable(VectorTable):
 
     # ---- reporting -----------------------------------------------------------------------------
     def counts(self) -> Counts:
-        rows = dict(self.db.execute("SELECT status, count(*) FROM files GROUP BY status").fetchall())
+        rows: dict[Any, Any] = dict(self.db.execute("SELECT status, count(*) FROM files GROUP BY status"))
         return Counts(indexed=rows.get("ok", 0), failed=rows.get("failed", 0))
 
     def failures(self, limit: int | None = None) -> list[FileRow]:

@@ -8,12 +8,13 @@ filters — and keeps a shortlist that is then rescored exactly with the float v
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
 from .base import StoreBase
 from .filtersql import FILTER_COLUMNS, Labels, filter_sql
 from .schema import BIT_TABLE, FLOAT_TABLE, chunks, sign_bits
+from .sql import scalar
 
 if TYPE_CHECKING:
     import numpy as np
@@ -32,7 +33,7 @@ class VectorTable(StoreBase):
     """Each photo's float32 vector and sign bits, and the two-step k-nearest search over them."""
 
     # ---- vectors -------------------------------------------------------------------------------
-    def _insert_vector(self, file_id: int, vector: "np.ndarray") -> None:
+    def _insert_vector(self, file_id: int, vector: np.ndarray) -> None:
         if not self.has_vectors_table():
             raise StoreError(f"index {self.path} has no vector table yet (no model bound)")
         blob = _blob(vector)
@@ -65,7 +66,7 @@ class VectorTable(StoreBase):
         if self.has_vectors_table():
             self.db.execute(f"DELETE FROM {BIT_TABLE} WHERE rowid IN ({marks})", list(ids))
 
-    def vector(self, file_id: int) -> "np.ndarray":
+    def vector(self, file_id: int) -> np.ndarray:
         import numpy as np
 
         row = self.db.execute(f"SELECT vector FROM {FLOAT_TABLE} WHERE id = ?", (file_id,)).fetchone()
@@ -74,15 +75,15 @@ class VectorTable(StoreBase):
         return np.frombuffer(row[0], dtype=np.float32).copy()
 
     def vector_count(self) -> int:
-        return self.db.execute(f"SELECT count(*) FROM {FLOAT_TABLE}").fetchone()[0]
+        return int(scalar(self.db, f"SELECT count(*) FROM {FLOAT_TABLE}"))
 
-    def iter_vectors(self, batch: int = 4096) -> Iterator[tuple["np.ndarray", "np.ndarray"]]:
+    def iter_vectors(self, batch: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """All stored vectors in blocks of (ids, float32 matrix), in id order (for whole-index maths)."""
         import numpy as np
 
         last = -1
         while True:
-            rows = self.db.execute(
+            rows: list[Any] = self.db.execute(
                 f"SELECT id, vector FROM {FLOAT_TABLE} WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
             ).fetchall()
             if not rows:
@@ -114,7 +115,7 @@ class VectorTable(StoreBase):
         sets = ", ".join(f"{name} = ?" for name in FILTER_COLUMNS)
         self.db.execute(f"UPDATE {BIT_TABLE} SET {sets} WHERE rowid = ?", (*codes, file_id))
 
-    def knn(self, vector: "np.ndarray", k: int, filters: "Filters | None" = None) -> list[tuple[int, float]]:
+    def knn(self, vector: np.ndarray, k: int, filters: Filters | None = None) -> list[tuple[int, float]]:
         """The k nearest files by cosine similarity, best first, as (file id, similarity).
 
         Two steps: sqlite-vec scans the sign bits (Hamming distance), with the filters applied inside that
@@ -170,7 +171,7 @@ class VectorTable(StoreBase):
         kept = [file_id for file_id in wide if file_id in passing][:shortlist]
         return kept if len(kept) >= shortlist or len(wide) >= len(bits.ids) else None
 
-    def _bit_matrix(self) -> "BitMatrix":
+    def _bit_matrix(self) -> BitMatrix:
         from . import bitcache
 
         with self.read_snapshot():
@@ -180,7 +181,7 @@ class VectorTable(StoreBase):
                 self._bits = bitcache.load(self.db, self.path, generation)
         return self._bits
 
-    def _vectors_for(self, ids: Sequence[int]) -> tuple["np.ndarray", "np.ndarray"]:
+    def _vectors_for(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         import numpy as np
 
         rows: list = []
@@ -191,7 +192,7 @@ class VectorTable(StoreBase):
         return found, np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
 
 
-def _blob(vector: "np.ndarray") -> bytes:
+def _blob(vector: np.ndarray) -> bytes:
     import numpy as np
 
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()

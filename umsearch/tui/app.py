@@ -54,7 +54,7 @@ class UmsearchApp(App[None]):
         Binding("slash", "focus_search", "Search"),
         Binding("s", "more_like_this", "Similar"),
         Binding("y", "copy_path", "Copy path"),
-        Binding("escape", "back", "Back"),
+        Binding("escape", "go_back", "Back"),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -343,7 +343,7 @@ class UmsearchApp(App[None]):
         except UmsearchError as exc:
             self.notify(str(exc), severity="error", markup=False)
 
-    def action_back(self) -> None:
+    def action_go_back(self) -> None:
         """Esc: leave "more like this" first, then the result list, then clear the search."""
         query = self.query_one("#query", Input)
         if self.like is not None:

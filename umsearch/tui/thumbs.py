@@ -26,7 +26,7 @@ class ThumbnailCache:
         self._lock = threading.Lock()
         self.decoded = 0  # how many times a file was actually decoded (for tests and curiosity)
 
-    def get(self, path: str, pixels: int = THUMB_PIXELS, *, square: bool = True) -> "Image.Image | None":
+    def get(self, path: str, pixels: int = THUMB_PIXELS, *, square: bool = True) -> Image.Image | None:
         """The photo scaled to fit `pixels` (padded to a square for list rows), or None if undecodable."""
         key = (path, pixels, square)
         with self._lock:
@@ -41,7 +41,7 @@ class ThumbnailCache:
                 self._items.popitem(last=False)
         return image
 
-    def peek(self, path: str, pixels: int = THUMB_PIXELS, *, square: bool = True) -> "Image.Image | None":
+    def peek(self, path: str, pixels: int = THUMB_PIXELS, *, square: bool = True) -> Image.Image | None:
         """The cached image, or None when it is not cached (never decodes: safe on the UI thread)."""
         with self._lock:
             image = self._items.get((path, pixels, square))
@@ -57,7 +57,7 @@ class ThumbnailCache:
         with self._lock:
             return len(self._items)
 
-    def _make(self, path: str, pixels: int, square: bool) -> "Image.Image | None":
+    def _make(self, path: str, pixels: int, square: bool) -> Image.Image | None:
         from PIL import ImageOps
 
         try:

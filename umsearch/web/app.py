@@ -137,7 +137,7 @@ class Gallery:
         name = request.path_params["name"]
         if name not in STATIC:  # a fixed list: no path from the request ever reaches the file system
             return Response("not found\n", status_code=404, media_type="text/plain")
-        data = resources.files(__package__).joinpath("static", name).read_bytes()
+        data = resources.files(__package__).joinpath("static").joinpath(name).read_bytes()  # one part each: 3.10
         return Response(data, media_type=STATIC[name], headers={"cache-control": "no-cache"})
 
     # ---- search ----------------------------------------------------------------------------------------

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual.binding import Binding, BindingType
-from textual.widget import Widget
 from textual.widgets import Label, ListItem, ListView
 
 from ...present import display_path
 from ..service import Result
+
+if TYPE_CHECKING:
+    from .images import ImageWidget
 
 
 def row_label(result: Result) -> str:
@@ -22,7 +24,7 @@ def row_label(result: Result) -> str:
 
 
 class ResultRow(ListItem):
-    def __init__(self, result: Result, image_class: type[Widget]) -> None:
+    def __init__(self, result: Result, image_class: type[ImageWidget]) -> None:
         super().__init__()
         self.result = result
         # Made here, not in compose: a thumbnail may arrive before the row is mounted.
@@ -49,12 +51,12 @@ class ResultList(ListView):
     """Arrow keys or j/k move, Enter opens; the app reacts to the highlighted row."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "open_selected", "Open", show=True),
+        Binding("enter", "app.open_selected", "Open", show=True),
         Binding("j", "cursor_down", "Down", show=False),
         Binding("k", "cursor_up", "Up", show=False),
     ]
 
-    def __init__(self, image_class: type[Widget], **kwargs) -> None:
+    def __init__(self, image_class: type[ImageWidget], **kwargs) -> None:
         super().__init__(**kwargs)
         self._image_class = image_class
 
@@ -78,9 +80,6 @@ class ResultList(ListView):
             self.index = None
             self.index = 0
         return rows
-
-    def action_open_selected(self) -> None:
-        self.app.action_open_selected()
 
     @property
     def selected(self) -> Result | None:
