@@ -6,6 +6,7 @@ workers; each search bumps a generation counter and a result that arrives for an
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.timer import Timer
 from textual.widgets import Footer, Input, ListView, Static
 from textual.worker import get_current_worker
@@ -202,8 +204,17 @@ class UmsearchApp(App[None]):
 
     def _from_thread(self, callback, *args) -> None:
         """Hand a worker's result to the UI thread; dropped quietly when the app has closed meanwhile."""
+
+        async def deliver() -> None:
+            try:
+                shown = callback(*args)
+                if inspect.isawaitable(shown):
+                    await shown
+            except NoMatches:
+                pass  # the screen closed while the worker ran: the widget the result was for is gone
+
         try:
-            self.call_from_thread(callback, *args)
+            self.call_from_thread(deliver)  # type: ignore[arg-type]  # textual types T | Awaitable[T] and infers Never
         except RuntimeError:
             pass
 
