@@ -336,6 +336,12 @@ CameraOption = Annotated[str | None, typer.Option("--camera", help="Camera make 
 PlaceOption = Annotated[
     str | None, typer.Option("--place", help="Place (city, region or country, from GPS) contains TEXT.")
 ]
+KindOption = Annotated[
+    str | None,
+    typer.Option(
+        "--kind", help="Only these kinds: photo, screenshot, document, video (e.g. video or screenshot,document)."
+    ),
+]
 MinScoreOption = Annotated[float | None, typer.Option("--min-score", help="Drop matches scoring below X.")]
 SortOption = Annotated[
     str | None, typer.Option("--sort", help="Order the best matches by score (default) or date (newest first).")
@@ -347,12 +353,29 @@ PreviewOption = Annotated[
 ]
 
 
-def cli_filters(folder, after, before, types, camera, place):
+def cli_filters(folder, after, before, types, camera, place, kinds=None):
     from .filters import build_filters
 
     return build_filters(
-        folders=[str(f) for f in folder or ()], after=after, before=before, types=types, camera=camera, place=place
+        folders=[str(f) for f in folder or ()],
+        after=after,
+        before=before,
+        types=types,
+        camera=camera,
+        place=place,
+        kinds=kinds,
     )
+
+
+def read_description(source: Path) -> str:
+    """A query's text from a file (`-`: standard input), for descriptions too long for a command line."""
+    try:
+        text = sys.stdin.read() if str(source) == "-" else source.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise UmsearchError(f"{source}: {(exc.strerror or str(exc)).lower()}") from None
+    if not text.strip():
+        raise UmsearchError(f"{source}: the description is empty")
+    return " ".join(text.split())  # one line: paragraphs and indentation carry no meaning for the model
 
 
 def show_result(result: SearchResult, *, as_json: bool, paths_only: bool, preview: bool) -> None:
@@ -458,9 +481,17 @@ def query(
     types: TypeOption = None,
     camera: CameraOption = None,
     place: PlaceOption = None,
+    kind: KindOption = None,
     min_score: MinScoreOption = None,
     sort: SortOption = None,
     preview: PreviewOption = False,
+    description: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            help="Read a (long) description to search for from this file, '-' for standard input; taken as plain words.",
+        ),
+    ] = None,
     device: DeviceOption = "auto",
     quant: QuantOption = "auto",
     dtype: DtypeOption = "auto",
@@ -472,6 +503,10 @@ def query(
     from .querylang import request_from_cli
     from .session import SearchQuery
 
+    if description is not None:
+        if text:
+            raise UmsearchError("give TEXT or --file, not both")
+        text, literal = read_description(description), True
     request = request_from_cli(
         text,
         literal=literal,
@@ -479,7 +514,7 @@ def query(
         also=also,
         avoid=avoid,
         avoid_images=[absolute(p) for p in avoid_images or ()],
-        filters=cli_filters(folder, after, before, types, camera, place),
+        filters=cli_filters(folder, after, before, types, camera, place, kind),
         min_score=min_score,
         sort=sort,
     )
@@ -526,7 +561,10 @@ def status(
         present.print_json(report)
         return
     present.out.print(f"index     {report['db']} ({present.human_bytes(report['db_bytes'])})", markup=False)
-    present.out.print(f"photos    {report['indexed']} indexed, {report['failed']} failed")
+    kinds = ", ".join(f"{count} {kind}{'s' if count != 1 else ''}" for kind, count in report["kinds"].items() if count)
+    present.out.print(
+        f"photos    {report['indexed']} indexed, {report['failed']} failed" + (f" ({kinds})" if kinds else "")
+    )
     if report["model"]:
         present.out.print(f"model     {report['model']} ({report['dim']}-d)", markup=False)
         low, high = report["image_tokens"]
@@ -892,6 +930,7 @@ def similar(
     types: TypeOption = None,
     camera: CameraOption = None,
     place: PlaceOption = None,
+    kind: KindOption = None,
     min_score: MinScoreOption = None,
     sort: SortOption = None,
     preview: PreviewOption = False,
@@ -906,7 +945,7 @@ def similar(
 
     if sort is not None and sort not in SORTS:
         raise UmsearchError(f"--sort {sort}: use score or date")
-    filters = cli_filters(folder, after, before, types, camera, place)
+    filters = cli_filters(folder, after, before, types, camera, place, kind)
     request = SearchRequest(filters=filters, min_score=min_score, sort=sort or "score")
     route = make_route(db, model=model, runtime=RuntimeRequest(device, quant, dtype), no_server=no_server)
     result = route.similar(str(absolute(photo)), SearchQuery(request, limit=limit))

@@ -62,9 +62,15 @@ class Embedder(Protocol):
         self, text: str | None = None, image: Image.Image | None = None, instruction: str | None = None
     ) -> np.ndarray: ...
 
-    def prepare_images(self, images: Sequence[Image.Image]) -> Any:
+    def prepare_images(self, images: Sequence[Image.Image], *, max_image_tokens: int | None = None) -> Any:
         """Model inputs for index images: the CPU half of `embed_images`, safe to run on another thread
-        while `embed_prepared` runs the model on the previous batch."""
+        while `embed_prepared` runs the model on the previous batch. `max_image_tokens` raises the budget
+        ceiling for images already fitted to a larger one (screenshots and documents, see kinds.py)."""
+        ...
+
+    def text_fit(self, text: str, *, with_image: bool = False, instruction: str | None = None) -> tuple[int, int]:
+        """(tokens in a query's `text`, tokens of it the model reads): more than it reads is cut, and the
+        front-ends say so in one line."""
         ...
 
     def embed_prepared(self, batch: Any) -> np.ndarray:

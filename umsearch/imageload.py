@@ -24,6 +24,8 @@ class LoadedImage:
     width: int  # the file's own pixel size, upright
     height: int
     exif: Image.Exif | None = None  # read while the file was open: metadata needs no reopen
+    format: str | None = None  # Pillow's name for the file's format ("PNG", "JPEG" …): kinds read it
+    info: dict | None = None  # Pillow's info of the file (PNG text, XMP, dpi): kinds read it
 
 
 # Pillow's bomb check runs inside Image.open, before the format is known: it warns above 89.5 MP and refuses
@@ -64,12 +66,13 @@ RAW_EXTENSIONS = frozenset(
 INSTALL_ALL = "pip install 'umsearch[all]'"
 
 
-def load_image(path: str, max_pixels: int) -> LoadedImage:
+def load_image(path: str, max_pixels: int, *, text_max_pixels: int | None = None) -> LoadedImage:
     """Open `path`, apply EXIF orientation, take the first frame, convert to RGB.
 
     Where the format allows (JPEG draft mode), decode at a reduced scale that still has at least
-    `max_pixels`, so memory stays bounded for 100-megapixel files. HEIC/HEIF come through pillow-heif and
-    camera RAW files through their embedded preview (rawpy), when the `all` extra is installed.
+    `max_pixels` (`text_max_pixels` for an image that may hold text: a screenshot, a scan; see kinds.py),
+    so memory stays bounded for 100-megapixel files. HEIC/HEIF come through pillow-heif and camera RAW
+    files through their embedded preview (rawpy), when the `all` extra is installed.
     """
     from PIL import Image
 
@@ -81,6 +84,8 @@ def load_image(path: str, max_pixels: int) -> LoadedImage:
         if ext in HEIF_EXTENSIONS:
             _register_heif()
         with Image.open(path) as img:
+            if text_max_pixels is not None and text_max_pixels > max_pixels and _may_hold_text(path, img):
+                max_pixels = text_max_pixels
             return _decode(img, max_pixels)
     except ImageLoadError:
         raise
@@ -111,7 +116,18 @@ def _decode(img: Image.Image, max_pixels: int) -> LoadedImage:
         upright = ImageOps.exif_transpose(img)
         rgb = _shrink(to_rgb(upright), 4 * max_pixels)
         rgb.load()
-    return LoadedImage(rgb, width, height, img.getexif())
+    from .kinds import info_for_kinds
+
+    return LoadedImage(rgb, width, height, img.getexif(), img.format, info_for_kinds(img.info))
+
+
+def _may_hold_text(path: str, img: Image.Image) -> bool:
+    from .kinds import may_hold_text
+
+    try:
+        return may_hold_text(path, *upright_size(img), image_format=img.format, exif=img.getexif(), info=img.info)
+    except Exception:  # a malformed header decides nothing: the photo budget
+        return False
 
 
 def _check_pixels(pixels: int) -> None:

@@ -23,7 +23,7 @@ _EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
 _DATETIME_ORIGINAL = 0x9003
 _GPS_LAT_REF, _GPS_LAT, _GPS_LON_REF, _GPS_LON = 1, 2, 3, 4
 
-METADATA_VERSION = 1  # bump when extraction changes, so `umsearch index` refreshes old rows
+METADATA_VERSION = 2  # bump when extraction changes, so `umsearch index` refreshes old rows (2: kinds)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Filters (folder, date, type, camera, place) as SQL over the bit table's integer columns and the files table."""
+"""Filters (folder, date, type, camera, place, kind) as SQL over the bit table's integer columns and the files table."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from ..filters import Filters
 
-FILTER_COLUMNS = ("taken", "folder", "ext", "camera", "place")  # integer metadata columns of the bit table
+FILTER_COLUMNS = ("taken", "folder", "ext", "camera", "place", "kind")  # integer metadata columns of the bit table
 
 
 class Labels:
@@ -89,5 +89,7 @@ def filter_sql(db: apsw.Connection, filters: Filters | None) -> tuple[str | None
     if filters.camera and not one_of("camera", labels.matching("camera", filters.camera)):
         return nothing
     if filters.place and not one_of("place", labels.matching("place", filters.place)):
+        return nothing
+    if filters.kinds and not one_of("kind", labels.exact("kind", list(filters.kinds))):
         return nothing
     return "".join(clauses), params, "".join(file_clauses), file_params

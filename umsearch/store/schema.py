@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
-from .filtersql import Labels
+from .filtersql import FILTER_COLUMNS, Labels
 from .sql import scalar
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ def m003_binary_index(db: apsw.Connection) -> None:
         ((rowid, blob, sign_bits(blob)) for rowid, blob in db.execute(f"SELECT rowid, embedding FROM {VEC_TABLE}")),
     )
     db.execute(f"DROP TABLE {VEC_TABLE}")  # the float vec0 table; its name is taken by the bit table
-    create_bit_table(db, int(dim))
+    create_bit_table(db, int(dim), _M003_FILTER_COLUMNS)
     labels = Labels(db)
     rows: list[Any] = db.execute(
         f"SELECT f.id, f.folder, f.ext, f.camera, f.place, f.taken FROM files f JOIN {FLOAT_TABLE} e ON e.id = f.id"
@@ -117,12 +117,16 @@ def m003_binary_index(db: apsw.Connection) -> None:
         )
 
 
-def create_bit_table(db: apsw.Connection, dim: int) -> None:
+_M003_FILTER_COLUMNS = ("taken", "folder", "ext", "camera", "place")  # the bit table's columns as m003 made it
+
+
+def create_bit_table(db: apsw.Connection, dim: int, columns: Sequence[str] = FILTER_COLUMNS) -> None:
     # Metadata columns are filtered inside sqlite-vec's scan, so a selective filter still fills a page.
     # They reject NULL: 0 stands for "unknown" (label ids start at 1; taken 0 is 1970).
     db.execute(
         f"CREATE VIRTUAL TABLE IF NOT EXISTS {BIT_TABLE} USING vec0(embedding bit[{bit_width(dim)}], "
-        "taken integer, folder integer, ext integer, camera integer, place integer)"
+        + ", ".join(f"{column} integer" for column in columns)
+        + ")"
     )
 
 
@@ -144,11 +148,68 @@ def m004_query_cache(db: apsw.Connection) -> None:
     db.execute("CREATE INDEX query_cache_used ON query_cache(used_at)")
 
 
+def m005_media_segments_and_kinds(db: apsw.Connection) -> None:
+    """Videos and PDFs: a kind for every file, several vectors per file (frames, pages) and a kind column
+    in the bit table's filters.
+
+    Existing rows get the kind their name and size tell (screenshots mostly); `umsearch index` then reads
+    each photo's metadata again (METADATA_VERSION 2), which settles kinds that need EXIF or pixels.
+    """
+    from ..kinds import image_kind
+    from .segments import create_segments_table
+
+    db.execute(
+        """
+        ALTER TABLE files ADD COLUMN kind TEXT NOT NULL DEFAULT 'photo';
+        CREATE INDEX files_kind ON files(kind);
+        """
+    )
+    create_segments_table(db)
+    rows: list[Any] = db.execute("SELECT id, path, ext, width, height FROM files").fetchall()
+    updates = []
+    for file_id, path, ext, width, height in rows:
+        kind = image_kind(path, width or 0, height or 0, image_format=_FORMAT_BY_EXT.get(ext or ""))
+        if kind != "photo":
+            updates.append((kind, file_id))
+    db.executemany("UPDATE files SET kind = ? WHERE id = ?", updates)
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (BIT_TABLE,)).fetchone():
+        return  # no model bound yet: bind() creates the bit table with every column
+    dim = int(scalar(db, "SELECT value FROM meta WHERE key = 'dim'"))
+    db.execute(f"DROP TABLE {BIT_TABLE}")  # a vec0 table cannot gain a column: rebuilt from the stored bits
+    create_bit_table(db, dim)
+    labels = Labels(db)
+    stored: list[Any] = db.execute(
+        f"SELECT e.id, e.bits, f.taken, f.folder, f.ext, f.camera, f.place, f.kind "
+        f"FROM {FLOAT_TABLE} e JOIN files f ON f.id = e.id"
+    ).fetchall()
+    db.executemany(
+        f"INSERT INTO {BIT_TABLE} (rowid, embedding, {', '.join(FILTER_COLUMNS)}) "
+        "VALUES (?, vec_bit(?), ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                file_id,
+                bits,
+                taken or 0,
+                labels.code("folder", folder),
+                labels.code("ext", ext),
+                labels.code("camera", camera),
+                labels.code("place", place),
+                labels.code("kind", kind),
+            )
+            for file_id, bits, taken, folder, ext, camera, place, kind in stored
+        ],
+    )
+
+
+_FORMAT_BY_EXT = {"png": "PNG", "gif": "GIF", "bmp": "BMP", "webp": "WEBP", "tif": "TIFF", "tiff": "TIFF"}
+
+
 MIGRATIONS: list[Callable[[apsw.Connection], None]] = [
     m001_create_tables,
     m002_photo_metadata,
     m003_binary_index,
     m004_query_cache,
+    m005_media_segments_and_kinds,
 ]
 
 

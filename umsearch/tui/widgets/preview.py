@@ -15,9 +15,11 @@ if TYPE_CHECKING:
     from .images import ImageWidget
 
 
-def describe(details: Details) -> str:
+def describe(details: Details, where: str = "") -> str:
     folder, name = os.path.split(details.path)
     lines = [display_path(name), display_path(folder) + os.sep]
+    if details.kind != "photo" or where:
+        lines.append(f"{details.kind}  {where}".rstrip())
     size = human_bytes(details.size)
     if details.width and details.height:
         size = f"{details.width} × {details.height} px · {size}"
@@ -37,9 +39,9 @@ class Preview(Vertical):
             yield self._picture
         yield Static("", id="preview-meta", markup=False)
 
-    def show(self, details: Details | None, image) -> None:
+    def show(self, details: Details | None, image, where: str = "") -> None:
         self._picture.image = image
-        self.query_one("#preview-meta", Static).update(describe(details) if details else "")
+        self.query_one("#preview-meta", Static).update(describe(details, where) if details else "")
 
     def clear(self) -> None:
         self.show(None, None)

@@ -20,7 +20,8 @@ def row_label(result: Result) -> str:
     name = display_path(os.path.basename(result.path))
     folder = display_path(os.path.basename(os.path.dirname(result.path)))
     score = f"{result.score:.3f}" if result.score is not None else ""
-    return f"{score:>5}  {name}\n       {folder}/"
+    where = f"  {result.where}" if result.where else ""
+    return f"{score:>5}  {name}{where}\n       {folder}/"
 
 
 class ResultRow(ListItem):
@@ -64,14 +65,14 @@ class ResultList(ListView):
         """Show `results`, reusing the rows already mounted; returns the rows in order."""
         rows = [row for row in self.children if isinstance(row, ResultRow)]
         for row, result in zip(rows, results, strict=False):  # either list may be longer
-            row.show(result, cached_thumbnail(result.path))
+            row.show(result, cached_thumbnail(result.path, time=result.time, page=result.page))
         if len(rows) > len(results):
             await self.remove_children(rows[len(results) :])
             rows = rows[: len(results)]
         if len(results) > len(rows):
             new = [ResultRow(result, self._image_class) for result in results[len(rows) :]]
             for row in new:
-                row.show(row.result, cached_thumbnail(row.result.path))
+                row.show(row.result, cached_thumbnail(row.result.path, time=row.result.time, page=row.result.page))
             await self.extend(new)
             rows += new
         self.scroll_home(animate=False)
