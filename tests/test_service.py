@@ -153,16 +153,22 @@ def test_results_are_identical_in_process_and_through_the_service(warm, library,
         assert client.embed("a cat", None, None) == [float(x) for x in session.embed("a cat")]
 
 
-def test_similar_and_embed_commands_use_the_service_with_the_same_output(warm, library, tmp_path) -> None:
+def test_similar_and_embed_commands_use_the_service_with_the_same_output(
+    warm, library, tiny_embedder, tmp_path
+) -> None:
     db, env = warm
     _, photos, outside = library
     alone = {**env, "UMSEARCH_DB": str(copy_index(library[0], tmp_path / "alone" / "index.db"))}
-    for args in (["similar", "--json", str(outside)], ["similar", "--json", str(photos / "p2.jpg")]):
-        assert same_hits(hits(umsearch(env, *args)), hits(umsearch(alone, *args, "--no-server")))
+    indexed = ["similar", "--json", str(photos / "p2.jpg")]  # its stored vector: no model on either side
+    assert same_hits(hits(umsearch(env, *indexed)), hits(umsearch(alone, *indexed, "--no-server")))
+    with reference(library, tiny_embedder, tmp_path) as session:
+        expected = session.similar(str(outside), SearchQuery(parse_search_text(""), limit=20))
+        vector = [round(float(x), 7) for x in session.embed("a lighthouse")]
+    assert same_hits(hits(umsearch(env, "similar", "--json", str(outside))), json_hits(expected))
     model = find_service(service_paths(db)).identity["model"]  # type: ignore[union-attr]
     through = umsearch(env, "embed", "--text", "a lighthouse", "--model", model)
-    assert through.returncode == 0, through.stderr
-    assert through.stdout == umsearch(alone, "embed", "--text", "a lighthouse", "--model", model, "--no-server").stdout
+    assert through.returncode == 0 and through.stderr == "", through.stderr
+    assert json.loads(through.stdout) == vector
 
 
 def test_eight_clients_at_once_all_get_their_own_right_answer(warm, library, tiny_embedder, tmp_path) -> None:
@@ -429,9 +435,12 @@ def test_the_watcher_answers_queries_while_it_indexes_a_burst(library, tmp_path,
     env = service_env(tmp_path, db)
     photos = library[1]
     (tmp_path / "burst").mkdir()
+    plain = processes.spawn(env, "serve")  # a query service already runs: the watcher takes over from it
+    wait_for_service(db)
     watcher = processes.spawn(env, "watch", "--quiet-period", "0", str(photos), str(tmp_path / "burst"))
-    wait_for(lambda: find_service(service_paths(db)) or watcher.poll() is not None, 120, "the watcher's service")
+    wait_for(lambda: plain.poll() is not None or watcher.poll() is not None, 120, "the watcher's takeover")
     assert watcher.poll() is None, watcher.communicate()[1]
+    assert plain.wait(10) == 0
     client = wait_for_service(db)
     assert client.identity["watching"] and client.pid == watcher.pid  # one process: one model in memory
     burst = tmp_path / "burst"
