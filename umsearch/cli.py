@@ -758,7 +758,7 @@ def server_status(db: DbOption = None, as_json: JsonOption = False) -> None:
         lifetime = f"stops after {_duration(idle)} without a request (idle {_duration(report['idle_s'])})"
     else:
         lifetime = "never stops on its own"
-    rss = report["rss_bytes"]
+    rss, peak = report["rss_bytes"], report["peak_rss_bytes"]
     lines = [
         ("service", f"running (pid {report['pid']}), umsearch {report['version']}, up {_duration(report['uptime_s'])}"),
         ("requests", f"{report['requests']} served, {report['in_flight']} in progress"),
@@ -767,7 +767,7 @@ def server_status(db: DbOption = None, as_json: JsonOption = False) -> None:
         ("runtime", f"{report['device']}, {report['dtype']}, quantization {report['quant']}"),
         (
             "memory",
-            f"{present.human_bytes(rss) if rss else '?'} (peak {present.human_bytes(report['peak_rss_bytes'])})",
+            f"{present.human_bytes(rss) if rss else '?'} (peak {present.human_bytes(peak) if peak else '?'})",
         ),
         ("lifetime", lifetime),
         ("socket", report["socket"] or f"loopback TCP ({report['transport']})"),

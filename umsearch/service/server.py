@@ -17,7 +17,6 @@ import asyncio
 import hmac
 import logging
 import os
-import resource
 import secrets
 import socket
 import sys
@@ -202,7 +201,11 @@ def current_rss() -> int | None:
         return peak_rss()
 
 
-def peak_rss() -> int:
+def peak_rss() -> int | None:
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
 
