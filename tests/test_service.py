@@ -384,11 +384,10 @@ def test_a_model_that_fails_to_load_is_one_line_for_the_client(library, tmp_path
     assert find_service(service_paths(db)) is not None  # the service is still there for the next try
 
 
-def test_no_server_and_the_environment_keep_everything_in_process(library, tmp_path, processes) -> None:
-    db = fresh_index(library, tmp_path, processes)
+def test_no_server_keeps_a_query_that_needs_the_model_in_process(library, tmp_path, processes) -> None:
+    db = fresh_index(library, tmp_path, processes)  # (UMSEARCH_SERVER=off: the cached-query test above)
     env = service_env(tmp_path, db)
     assert umsearch(env, "query", "--json", "--no-server", "a thing").returncode == 0
-    assert umsearch({**env, "UMSEARCH_SERVER": "off"}, "query", "--json", "another thing").returncode == 0
     assert not service_paths(db).folder.exists()
 
 
