@@ -521,3 +521,32 @@ def test_route_refuses_a_service_of_another_version_model_or_runtime(tmp_path) -
     assert "--dtype float32, not bfloat16" in bf16.unfit(identity)
     assert Route(db=db, open_session=Session.open, runtime=RuntimeRequest(dtype="float32")).unfit(identity) is None
     assert "visual tokens" in Route(db=db, open_session=Session.open, quality="fast").unfit(identity)
+
+
+@pytest.mark.filterwarnings("ignore:Image.Image.getdata is deprecated:DeprecationWarning")
+def test_the_tui_app_searches_through_the_warm_service(warm, library, tiny_embedder, tmp_path) -> None:
+    pytest.importorskip("textual")
+    from tests.tui_support import run_async, settle, type_and_wait
+    from umsearch.tui.app import make_app
+    from umsearch.tui.widgets.results import ResultList
+
+    db, _ = warm
+    app = make_app(db, image_mode="halfcell", embedder_factory=refuse_model, server=True)
+    assert isinstance(app.service.session, ServiceBackend)  # type: ignore[union-attr]
+
+    @run_async
+    async def drive() -> list[str]:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(pilot)
+            await type_and_wait(pilot, "a harbour at dusk")
+            for _ in range(100):
+                await settle(pilot)
+                shown = [row.result.path for row in app.query_one("#results", ResultList).children]
+                if shown and "searching" not in str(app.query_one("#message").render()):
+                    return shown
+            raise AssertionError("no results shown")
+
+    shown = drive()
+    with reference(library, tiny_embedder, tmp_path) as session:
+        expected = [hit.path for hit in session.search(SearchQuery(parse_search_text("a harbour at dusk"))).hits]
+    assert shown == expected[: len(shown)] and shown
