@@ -184,6 +184,7 @@ class ServiceState:
             "in_flight": max(0, self.in_flight - 1),  # not counting the status request itself
             "rss_bytes": current_rss(),
             "peak_rss_bytes": peak_rss(),
+            "open_files": open_files(),
             "idle_timeout_s": self.idle_timeout,
             "idle_s": round(self.idle_for(), 3),
             "transport": "tcp" if self.token else "unix",
@@ -199,6 +200,14 @@ def current_rss() -> int | None:
             return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return peak_rss()
+
+
+def open_files() -> int | None:
+    """Open file descriptors (a long-running service must not leak them); None where /proc is absent."""
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return None
 
 
 def peak_rss() -> int | None:
