@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from . import settings
+from .cliapp import App, show_version
 from .errors import UmsearchError
 from .runtime import RuntimeRequest
 
@@ -21,18 +22,16 @@ if TYPE_CHECKING:
     from .session import Session
     from .store import Store
 
-app = typer.Typer(
+app = App(
     name="umsearch",
     help="Local, private, semantic photo search: find any photo by describing it, by showing another, or both.",
     no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
 )
 
 F = TypeVar("F", bound=Callable)
 
 EXIT_ERROR = 1
+EXIT_USAGE = 2  # the command line was not understood: click's own code, printed as one line by cliapp
 EXIT_PARTIAL = 3  # the command finished, but some files could not be indexed
 EXIT_INTERRUPTED = 130
 
@@ -204,13 +203,16 @@ def index_model(db_path: Path) -> str | None:
     return recorded.model_id if recorded else None
 
 
-def load_model(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest) -> Embedder:
-    """The one way CLI commands load a model: fetch it on first use (progress bars), then a spinner."""
+def load_model(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest, *, spinner: bool = True) -> Embedder:
+    """The one way CLI commands load a model: fetch it on first use (progress bars), then a spinner (not while
+    a progress bar already says "loading model")."""
+    from contextlib import nullcontext
+
     from . import present
     from .session import load_for_session
 
     download_on_first_use(model_id)
-    with present.err.status(f"loading model {model_id} …"):
+    with present.err.status(f"loading model {model_id} …") if spinner else nullcontext():
         return load_for_session(model_id, budget, runtime)
 
 
@@ -274,6 +276,18 @@ def download_on_first_use(model_id: str) -> None:
     if not hub_offline():  # offline, the failure below is the only line
         present.err.print(f"downloading model {model_id} (first use; 'umsearch model info' shows where it goes) …")
     download_model(model_id)
+
+
+def warn_nothing_found(paths: list[Path]) -> None:
+    """An index run that found no photo at all was most likely pointed at the wrong place: say what it looks for."""
+    from . import present
+    from .scan import extensions_looked_for
+
+    where = ", ".join(present.display_path(str(p)) for p in paths)
+    present.warn(
+        f"no photos found in {where}: umsearch looks for files ending in {extensions_looked_for()} "
+        "(any case), in subfolders too, skipping hidden ones"
+    )
 
 
 def max_pixels(budget: tuple[int, int]) -> int:
@@ -346,6 +360,16 @@ def show_hits(hits, *, as_json: bool, paths_only: bool, preview: bool) -> None:
 
 
 # ---- commands ----------------------------------------------------------------------------------
+@app.callback()
+def umsearch_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=show_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    pass
+
+
 @app.command()
 @friendly_errors
 def index(
@@ -371,7 +395,7 @@ def index(
         model_id, budget = index_settings(store, model, min_image_tokens, max_image_tokens, quality)
         indexer = Indexer(
             store,
-            lambda: load_model(model_id, budget, RuntimeRequest(device, quant, dtype)),
+            lambda: load_model(model_id, budget, RuntimeRequest(device, quant, dtype), spinner=False),
             max_pixels=max_pixels(budget),
             batch_size=batch_size,
             progress=present.BarProgress(),
@@ -383,6 +407,8 @@ def index(
             on_scan_error=lambda path, reason: present.warn(f"{present.display_path(path)}: {reason}"),
         )
         present.print_summary(summary, as_json=as_json)
+    if not any(summary.counters().values()) and not summary.interrupted:
+        warn_nothing_found(paths)
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     if summary.failed:
@@ -610,7 +636,7 @@ def watch(
     from .index import Indexer
     from .service.route import server_wanted
     from .session import Session
-    from .watch import Watcher, WatchOptions, describe_round, install_stop_signals
+    from .watch import Watcher, WatchOptions, describe_changes, install_stop_signals
     from .watchstate import WatcherLock
 
     runtime = RuntimeRequest(device, quant, dtype)  # a typo fails now, not when the first photo arrives
@@ -647,10 +673,11 @@ def watch(
                 present.print_json(
                     {**round_.summary.counters(), "deferred": round_.deferred, "seconds": round(round_.seconds, 3)}
                 )
-            elif any(round_.summary.counters().values()) or round_.full:
-                present.err.print(describe_round(round_), markup=False)
-            for path, reason in round_.summary.failures:
-                present.warn(f"{path}: {reason}")
+                for path, reason in round_.summary.failures:
+                    present.warn(f"{present.display_path(path)}: {reason}")
+            else:
+                for line in describe_changes(round_, present.display_path):
+                    present.err.print(line, markup=False)
 
         watcher = Watcher(indexer, [str(p) for p in paths], options, on_round=show, on_message=present.warn)
         with WatcherLock(store.path, watcher.roots) as lock:
@@ -712,12 +739,9 @@ def serve(
     os._exit(0)
 
 
-server_app = typer.Typer(
+server_app = App(
     help="See or stop the resident service of an index (started by query, similar, embed, tui or serve).",
     no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
 )
 app.add_typer(server_app, name="server")
 
@@ -797,17 +821,15 @@ def server_stop(db: DbOption = None) -> None:
     present.out.print(f"stopped the umsearch service (pid {client.pid})")
 
 
-model_app = typer.Typer(
-    help="Download the GME model ahead of use, or see what is downloaded.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
+model_app = App(help="Download the GME model ahead of use, or see what is downloaded.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 ModelIdArgument = Annotated[
     str | None,
-    typer.Argument(help=f"Hugging Face id or local folder [default: {settings.DEFAULT_MODEL}].", show_default=False),
+    typer.Argument(
+        metavar="MODEL",
+        help=f"Hugging Face id or local folder [default: UMSEARCH_MODEL if set, else {settings.DEFAULT_MODEL}].",
+        show_default=False,
+    ),
 ]
 
 

@@ -245,8 +245,11 @@ class FileTable(VectorTable):
             self.db.execute("UPDATE files SET ext = ? WHERE id = ?", (file_extension(stored), file_id))
             self._sync_filter_columns(file_id)
 
-    def copy_vector_to(self, source_id: int, path: str, *, size: int, mtime_ns: int, digest: str) -> int:
-        """A copy of an indexed file: reuse its vector instead of running the model again."""
+    def copy_vector_to(
+        self, source_id: int, path: str, *, size: int, mtime_ns: int, digest: str, meta: "PhotoMeta | None" = None
+    ) -> int:
+        """A copy of an indexed file: reuse its vector instead of running the model again. `meta` is the copy's
+        own (its file time differs, and EXIF-less copies must not inherit the source's date)."""
         source = self.files_by_id([source_id])[source_id]
         return self.put_file(
             path,
@@ -256,6 +259,7 @@ class FileTable(VectorTable):
             vector=self.vector(source_id),
             width=source.width,
             height=source.height,
+            meta=meta,
         )
 
     def delete_files(self, ids: Iterable[int]) -> int:
