@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from umsearch.devmodel_qwen3 import build_qwen3_model_dir
-from umsearch.qwen3vl import Qwen3VLEmbedder, load_qwen3_embedder
+from umsearch.embed import load_embedder
+from umsearch.qwen3vl import Qwen3VLEmbedder
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +22,7 @@ def tiny_qwen3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_qwen3(tiny_qwen3_dir: Path) -> Qwen3VLEmbedder:
     """The tiny Qwen3-VL-Embedding model in float32 on the CPU, at the reference image budget."""
-    return load_qwen3_embedder(str(tiny_qwen3_dir), device="cpu", quant="none")
+    return load_embedder(str(tiny_qwen3_dir), device="cpu", quant="none")  # type: ignore[return-value]
 
 
 @pytest.fixture(scope="session")

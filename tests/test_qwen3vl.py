@@ -27,7 +27,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLIm
 
 from tests.qwen3_support import make_frames
 from tests.test_embed import cosines, make_image
-from umsearch.embed import EmbedderInfo, EmbedInput
+from umsearch.embed import EmbedderInfo, EmbedInput, load_embedder
 from umsearch.errors import UmsearchError
 from umsearch.qwen3vl import (
     FUSED_QUERY_INSTRUCTION,
@@ -38,7 +38,6 @@ from umsearch.qwen3vl import (
     VideoClip,
     fit_image,
     image_token_count,
-    load_qwen3_embedder,
 )
 
 # --- The reference procedure, step by step -----------------------------------------------------------
@@ -383,9 +382,7 @@ def test_a_long_video_keeps_the_reference_64_frames(tiny_qwen3: Qwen3VLEmbedder)
 def test_matches_the_reference_followed_by_a_smaller_image_budget(
     tiny_qwen3_dir: Path, hf_model: Qwen3VLForConditionalGeneration
 ) -> None:
-    embedder = load_qwen3_embedder(
-        str(tiny_qwen3_dir), device="cpu", quant="none", min_image_tokens=16, max_image_tokens=64
-    )
+    embedder = load_embedder(str(tiny_qwen3_dir), device="cpu", quant="none", min_image_tokens=16, max_image_tokens=64)
     items = [
         (None, make_image(900, 500, 17), None, INDEX_INSTRUCTION),  # 1800-token cap, then 64
         (None, make_image(40, 40, 18), None, INDEX_INSTRUCTION),  # up to 16 tokens
@@ -511,7 +508,7 @@ def test_plain_embed_inputs_work_too(tiny_qwen3: Qwen3VLEmbedder) -> None:
 def test_a_shorter_dimension_is_the_truncated_full_vector_renormalised(
     tiny_qwen3_dir: Path, tiny_qwen3: Qwen3VLEmbedder
 ) -> None:
-    short = load_qwen3_embedder(str(tiny_qwen3_dir), device="cpu", quant="none", dim=32)
+    short = load_embedder(str(tiny_qwen3_dir), device="cpu", quant="none", dim=32)
     assert short.info.dim == 32
     items = [
         Qwen3Input(text="snow"),
@@ -528,7 +525,7 @@ def test_a_shorter_dimension_is_the_truncated_full_vector_renormalised(
 @pytest.mark.parametrize("dim", [0, 65, -3])
 def test_an_impossible_dimension_is_refused(tiny_qwen3_dir: Path, dim: int) -> None:
     with pytest.raises(UmsearchError, match="--dim"):
-        load_qwen3_embedder(str(tiny_qwen3_dir), device="cpu", quant="none", dim=dim)
+        load_embedder(str(tiny_qwen3_dir), device="cpu", quant="none", dim=dim)
 
 
 # --- Prompt construction -----------------------------------------------------------------------------
@@ -598,6 +595,7 @@ def test_embedder_info_describes_the_loaded_model(tiny_qwen3: Qwen3VLEmbedder, t
         device="cpu",
         dtype="float32",
         quant="none",
+        family="qwen3-vl",
     )
 
 
@@ -628,7 +626,7 @@ def test_nf4_on_cpu_keeps_the_vision_tower_and_stays_close_to_float32(
         Qwen3Input(text="at night", image=make_image(200, 200, 22)),
         Qwen3Input(video=VideoClip(make_frames(4, 64, 64, 11))),
     ]
-    nf4 = load_qwen3_embedder(str(tiny_qwen3_dir), device="cpu", quant="nf4")
+    nf4 = load_embedder(str(tiny_qwen3_dir), device="cpu", quant="nf4")
     assert (nf4.info.quant, nf4.info.dtype) == ("nf4", "float32")
     kinds = {name: type(module).__name__ for name, module in nf4.model.named_modules()}
     assert any(t == "Linear4bit" for n, t in kinds.items() if n.startswith("language_model."))

@@ -6,6 +6,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -15,7 +16,8 @@ from . import settings
 from .errors import UmsearchError
 
 if TYPE_CHECKING:
-    from .gme import GmeEmbedder
+    from .embed import Embedder
+    from .families import Family
     from .store import Store
 
 app = typer.Typer(
@@ -44,7 +46,8 @@ ModelOption = Annotated[
     typer.Option(
         "--model",
         envvar="UMSEARCH_MODEL",
-        help=f"Hugging Face id or local folder of a GME model [default: the index's model, else {settings.DEFAULT_MODEL}].",
+        help="Hugging Face id or local folder of a GME or Qwen3-VL-Embedding model "
+        f"[default: the index's model, else {settings.DEFAULT_MODEL}].",
         show_default=False,
     ),
 ]
@@ -89,6 +92,16 @@ DtypeOption = Annotated[
         help="auto, float32, bfloat16 or float16 compute (auto: bf16/fp16 on GPUs, float32 on CPUs).",
     ),
 ]
+DimOption = Annotated[
+    int | None,
+    typer.Option(
+        "--dim",
+        min=32,
+        help="A new Qwen3-VL-Embedding index keeps the first N values of each vector (e.g. 512, 1024; "
+        "smaller index, faster search, a little less accurate) [default: all].",
+        show_default=False,
+    ),
+]
 ExcludeOption = Annotated[
     list[str] | None, typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")
 ]
@@ -97,8 +110,8 @@ QualityOption = Annotated[
     str | None,
     typer.Option(
         "--quality",
-        help="Image detail: fast (128-256 visual tokens), balanced (256-576) or best (256-1280) "
-        "[default: the index's, else best].",
+        help="Image detail: fast (128-256 visual tokens), balanced (256-576) or best (the model's reference: "
+        "256-1280 for GME, 4-1800 for Qwen3-VL) [default: the index's, else best].",
         show_default=False,
     ),
 ]
@@ -144,21 +157,35 @@ def open_store(db: Path | None, *, create: bool) -> "Store":
 
 
 def chosen_model(store: "Store", model: str | None) -> str:
-    """An explicit --model must match the index; without one, the index's own model is used."""
+    """An explicit --model must match the index (its family, then its id); without one, the index's own."""
+    from .families import family_of_spec
+
     recorded = store.settings()
     if model is None:
         return recorded.model_id if recorded else settings.default_model()
     model_id = settings.normalize_model_spec(model)
-    store.check_model(model_id)
+    store.check_model(model_id, family_of_spec(model_id).name)
     return model_id
 
 
+def model_family(store: "Store", model_id: str) -> "Family":
+    """The index's model family, or (a new index) the family of the model about to build it."""
+    from .families import family_named, family_of_spec
+
+    recorded = store.settings()
+    return family_named(recorded.family) if recorded else family_of_spec(model_id)
+
+
 def token_budget(
-    store: "Store", min_tokens: int | None, max_tokens: int | None, quality: str | None = None
+    store: "Store",
+    min_tokens: int | None,
+    max_tokens: int | None,
+    quality: str | None = None,
+    family: "Family | None" = None,
 ) -> tuple[int, int]:
     from .runtime import resolve_budget
 
-    return resolve_budget(store.settings(), quality, min_tokens, max_tokens)
+    return resolve_budget(store.settings(), quality, min_tokens, max_tokens, family)
 
 
 def index_settings(
@@ -168,9 +195,27 @@ def index_settings(
     from .runtime import check_index_budget
 
     model_id = chosen_model(store, model)
-    budget = token_budget(store, min_tokens, max_tokens, quality)
+    budget = token_budget(store, min_tokens, max_tokens, quality, model_family(store, model_id))
     check_index_budget(store.settings(), budget, str(store.path))
     return model_id, budget
+
+
+def vector_length(store: "Store", family: "Family", dim: int | None) -> int | None:
+    """The --dim an index or watch run embeds at: the index's own, or `dim` for a new Qwen3-VL index."""
+    from .errors import ModelMismatchError
+    from .runtime import index_dim
+
+    if dim is not None and not family.shortens:
+        raise UmsearchError(f"--dim shortens Qwen3-VL-Embedding vectors only; {family.label} vectors keep their length")
+    recorded = store.settings()
+    if recorded is None:
+        return dim
+    if dim is not None and dim != recorded.dim:
+        raise ModelMismatchError(
+            f"index {store.path} holds {recorded.dim}-d vectors, not {dim}-d: drop --dim to keep its length, "
+            "or use --db NEW_FILE for a separate index"
+        )
+    return index_dim(recorded)
 
 
 def index_model(db_path: Path) -> str | None:
@@ -186,8 +231,13 @@ def index_model(db_path: Path) -> str | None:
 
 
 def load_model(
-    model_id: str, budget: tuple[int, int], device: str = "auto", quant: str = "auto", dtype: str = "auto"
-) -> "GmeEmbedder":
+    model_id: str,
+    budget: tuple[int, int],
+    device: str = "auto",
+    quant: str = "auto",
+    dtype: str = "auto",
+    dim: int | None = None,
+) -> "Embedder":
     """The one way CLI commands (and the TUI) load the model: device/quant policy, then a spinner."""
     from . import present
     from .embed import load_embedder
@@ -203,6 +253,7 @@ def load_model(
             dtype=request.dtype,
             min_image_tokens=budget[0],
             max_image_tokens=budget[1],
+            dim=dim,
         )
 
 
@@ -302,6 +353,7 @@ def index(
     quant: QuantOption = "auto",
     dtype: DtypeOption = "auto",
     quality: QualityOption = None,
+    dim: DimOption = None,
 ) -> None:
     """Add new photos, re-embed changed ones, follow moves and drop deleted ones."""
     from . import present
@@ -311,13 +363,16 @@ def index(
     RuntimeRequest(device, quant, dtype)  # a typo fails now, not after the scan
     with open_store(db, create=True) as store:
         model_id, budget = index_settings(store, model, min_image_tokens, max_image_tokens, quality)
+        family = model_family(store, model_id)
+        length = vector_length(store, family, dim)
         indexer = Indexer(
             store,
-            lambda: load_model(model_id, budget, device, quant, dtype),
+            lambda: load_model(model_id, budget, device, quant, dtype, length),
             max_pixels=max_pixels(budget),
             batch_size=batch_size,
             progress=present.BarProgress(),
             image_budget=budget,
+            family=family,
         )
         summary = indexer.index(
             [str(p) for p in paths],
@@ -342,7 +397,7 @@ def query(
         int, typer.Option("--limit", "-n", min=1, max=4096, help="How many results.")
     ] = settings.DEFAULT_LIMIT,
     instruction: Annotated[
-        str | None, typer.Option("--instruction", help="Override GME's task instruction for this query.")
+        str | None, typer.Option("--instruction", help="Override the model's task instruction for this query.")
     ] = None,
     db: DbOption = None,
     model: ModelOption = None,
@@ -373,6 +428,26 @@ def query(
     quant: QuantOption = "auto",
     dtype: DtypeOption = "auto",
     quality: QualityOption = None,
+    rerank: Annotated[
+        int | None,
+        typer.Option(
+            "--rerank",
+            min=1,
+            max=4096,
+            help="Rescore the best N matches with Qwen3-VL-Reranker and order them by its judgement "
+            f"(N defaults to {settings.DEFAULT_RERANK_TOP}; one model pass per photo: slow on a CPU).",
+            show_default=False,
+        ),
+    ] = None,
+    rerank_model: Annotated[
+        str | None,
+        typer.Option(
+            "--rerank-model",
+            envvar="UMSEARCH_RERANK_MODEL",
+            help=f"Hugging Face id or local folder of the reranker [default: {settings.DEFAULT_RERANK_MODEL}].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Search by text, by image (--image), or both fused; TEXT may use the search language, e.g.
     'beach after:2025-06 before:2025-09 place:Portugal -people' (see README, "Search power")."""
@@ -393,6 +468,8 @@ def query(
     )
     if not request.positives:
         raise UmsearchError("give a text query, --image PATH, or both (negative terms alone cannot rank)")
+    if rerank and request.sort == "date":
+        raise UmsearchError("--rerank orders the matches by relevance: drop the date sort to use it")
     with open_store(db, create=False) as store:
         model_id = chosen_model(store, model)
         if store.counts().indexed == 0:
@@ -416,10 +493,43 @@ def query(
             vector = query_vector(embedder, Query(text=only.text, image=only.image, instruction=instruction), pixels)
         else:
             vector = request_vector(embedder, request, pixels)
+        wanted = request.limit or limit
         hits = search(
-            store, vector, request.limit or limit, request.filters, min_score=request.min_score, sort=request.sort
+            store, vector, max(wanted, rerank or 0), request.filters, min_score=request.min_score, sort=request.sort
         )
+    if rerank:
+        hits = rerank_results(request, hits, rerank, rerank_model, RerankRun(device, quant, dtype, pixels))[:wanted]
     show_hits(hits, as_json=as_json, paths_only=paths_only, preview=preview)
+
+
+@dataclass(frozen=True)
+class RerankRun:
+    device: str
+    quant: str
+    dtype: str
+    max_pixels: int  # decoding bound for the query image and the candidates
+
+
+def rerank_results(request, hits: list, top: int, rerank_model: str | None, run: RerankRun) -> list:
+    """`hits` with the first `top` rescored by the reranker (query --rerank)."""
+    from . import present
+    from .rerank import load_reranker, rerank_cost_note, rerank_hits, rerank_query
+    from .search import load_query_image
+
+    model_id = settings.normalize_model_spec(rerank_model or settings.default_rerank_model())
+    download_on_first_use(model_id)
+    with present.err.status(f"loading reranker {model_id} …"):
+        reranker = load_reranker(model_id, device=run.device, quant=run.quant, dtype=run.dtype)
+    count = min(top, len(hits))
+    note = rerank_cost_note(reranker.info.device, count)
+    if note:
+        present.warn(note)
+    terms = request.positives
+    query = rerank_query(
+        [term.text for term in terms], [load_query_image(t.image, run.max_pixels) if t.image else None for t in terms]
+    )
+    with present.err.status(f"reranking {count} photos …"):
+        return rerank_hits(reranker, query, hits, top, lambda path: load_query_image(path, run.max_pixels))
 
 
 @app.command()
@@ -440,6 +550,7 @@ def status(
             "indexed": 0,
             "failed": 0,
             "model": None,
+            "family": None,
             "dim": None,
             "watcher": None,
         }
@@ -462,6 +573,7 @@ def status(
             "indexed": counts.indexed,
             "failed": counts.failed,
             "model": recorded.model_id if recorded else None,
+            "family": recorded.family if recorded else None,
             "dim": recorded.dim if recorded else None,
             "image_tokens": [recorded.min_image_tokens, recorded.max_image_tokens] if recorded else None,
             "quality": runtime.quality,
@@ -479,7 +591,10 @@ def status(
     present.out.print(f"index     {report['db']} ({present.human_bytes(report['db_bytes'])})")
     present.out.print(f"photos    {counts.indexed} indexed, {counts.failed} failed")
     if recorded:
-        present.out.print(f"model     {recorded.model_id} ({recorded.dim}-d)")
+        from .families import family_named
+
+        family = family_named(recorded.family).label
+        present.out.print(f"model     {recorded.model_id} ({family}, {recorded.dim}-d)", markup=False)
         present.out.print(f"images    {recorded.min_image_tokens}–{recorded.max_image_tokens} visual tokens")
         if runtime.quality:
             present.out.print(f"quality   {runtime.quality}")
@@ -502,7 +617,7 @@ def status(
 def embed(
     text: Annotated[str | None, typer.Option("--text", help="Text to embed.")] = None,
     image: Annotated[Path | None, typer.Option("--image", help="Image to embed.")] = None,
-    instruction: Annotated[str | None, typer.Option("--instruction", help="GME task instruction.")] = None,
+    instruction: Annotated[str | None, typer.Option("--instruction", help="The model's task instruction.")] = None,
     model: ModelOption = None,
     min_image_tokens: MinTokensOption = None,
     max_image_tokens: MaxTokensOption = None,
@@ -511,20 +626,20 @@ def embed(
     quant: QuantOption = "auto",
     dtype: DtypeOption = "auto",
     quality: QualityOption = None,
+    dim: DimOption = None,
 ) -> None:
-    """Print the GME vector of a text, an image, or both (a JSON list)."""
+    """Print the model's vector of a text, an image, or both (a JSON list)."""
     from . import present
+    from .families import family_of_spec
+    from .runtime import resolve_budget
     from .search import Query, query_vector
 
     request = Query(text=text, image=str(image) if image else None, instruction=instruction)
-    from .runtime import resolve_budget
-
-    budget = resolve_budget(None, quality, min_image_tokens, max_image_tokens)
+    model_id = settings.normalize_model_spec(model or settings.default_model())
+    budget = resolve_budget(None, quality, min_image_tokens, max_image_tokens, family_of_spec(model_id))
     if request.image and not Path(request.image).is_file():
         raise UmsearchError(f"{request.image}: no such file")
-    embedder = load_model(
-        settings.normalize_model_spec(model or settings.default_model()), budget, device, quant, dtype
-    )
+    embedder = load_model(model_id, budget, device, quant, dtype, dim)
     vector = query_vector(embedder, request, max_pixels(budget))
     present.print_json([round(float(x), 7) for x in vector])
 
@@ -563,6 +678,7 @@ def watch(
     quant: QuantOption = "auto",
     dtype: DtypeOption = "auto",
     quality: QualityOption = None,
+    dim: DimOption = None,
 ) -> None:
     """Catch up, then keep the index in step as photos arrive, change, move and disappear (Ctrl-C stops)."""
     from . import present
@@ -574,13 +690,22 @@ def watch(
     RuntimeRequest(device, quant, dtype)  # a typo fails now, not when the first photo arrives
     with open_store(db, create=True) as store:
         model_id, budget = index_settings(store, model, min_image_tokens, max_image_tokens, quality)
+        family = model_family(store, model_id)
+        length = vector_length(store, family, dim)
 
         def first_model():
             if watcher.lock is not None:
                 watcher.lock.report(f"loading model {model_id}")
-            return load_model(model_id, budget, device, quant, dtype)
+            return load_model(model_id, budget, device, quant, dtype, length)
 
-        indexer = Indexer(store, first_model, max_pixels=max_pixels(budget), batch_size=batch_size, image_budget=budget)
+        indexer = Indexer(
+            store,
+            first_model,
+            max_pixels=max_pixels(budget),
+            batch_size=batch_size,
+            image_budget=budget,
+            family=family,
+        )
         options = WatchOptions(
             excludes=tuple(exclude or ()), quiet_period=quiet_period, rescan_interval=rescan_interval, polling=polling
         )
@@ -697,9 +822,14 @@ def similar(
         raise UmsearchError(f"--sort {sort}: use score or date")
     filters = cli_filters(folder, after, before, types, camera, place)
     with open_store(db, create=False) as store:
+        from .runtime import index_dim
+
         model_id = chosen_model(store, model)
         budget = token_budget(store, None, None)
-        vector, own_id = similar_vector(store, lambda: load_model(model_id, budget), str(photo), max_pixels(budget))
+        length = index_dim(store.settings())
+        vector, own_id = similar_vector(
+            store, lambda: load_model(model_id, budget, dim=length), str(photo), max_pixels(budget)
+        )
         if own_id is not None:
             filters = replace(filters, exclude_ids=frozenset({own_id}))
         hits = search(store, vector, limit, filters, min_score=min_score, sort=sort or "score")
@@ -786,8 +916,25 @@ def doctor(
         raise typer.Exit(EXIT_ERROR)
 
 
+# Options whose value may be left out on the command line: "--rerank" alone means "--rerank 30".
+_OPTIONAL_VALUES = {"--rerank": str(settings.DEFAULT_RERANK_TOP)}
+
+
+def with_optional_values(argv: list[str]) -> list[str]:
+    """`argv` with the default filled in after an optional-value option given without a number (click has
+    such options, typer does not pass them through); nothing after a lone "--" is touched."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        if arg == "--":
+            return out + argv[i + 1 :]
+        if arg in _OPTIONAL_VALUES and (i + 1 == len(argv) or not argv[i + 1].isdigit()):
+            out.append(_OPTIONAL_VALUES[arg])
+    return out
+
+
 def main() -> None:
-    app()
+    app(args=with_optional_values(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from .embed import is_out_of_memory, release_accelerator_memory
 from .errors import ImageLoadError, UmsearchError
+from .families import GME, Family
 from .imageload import LoadedImage, describe_os_error, load_image
 from .metadata import PhotoMeta, extract_metadata, metadata_from_exif
 from .planning import Job, Plan, check_roots, content_hash, found_in_scope, is_within, outermost_paths, plan_changes
@@ -93,10 +94,12 @@ class Indexer:
         progress: Progress | None = None,
         image_budget: tuple[int, int] | None = None,
         window: int | None = None,
+        family: Family | None = None,
     ) -> None:
         """`image_budget` (min, max visual tokens, the embedder's) lets loader threads do the model's
         resizing ahead of it; `window` is how many decoded photos are sorted by token count before
-        being cut into batches (default 4 batches)."""
+        being cut into batches (default 4 batches); `family` is the model family whose resizing that is
+        (default GME)."""
         self.store = store
         self._embedder_factory = embedder_factory
         self._embedder: Embedder | None = None
@@ -105,6 +108,7 @@ class Indexer:
         self.workers = workers or min(4, os.cpu_count() or 1)
         self.progress = progress or NoProgress()
         self.image_budget = image_budget
+        self.family = family or GME
         self.window = max(self.batch_size, window or self.batch_size * 4)
 
     @property
@@ -112,7 +116,9 @@ class Indexer:
         if self._embedder is None:
             embedder = self._embedder_factory()
             info = embedder.info
-            self.store.bind(IndexSettings(info.model_id, info.dim, info.min_image_tokens, info.max_image_tokens))
+            self.store.bind(
+                IndexSettings(info.model_id, info.dim, info.min_image_tokens, info.max_image_tokens, info.family)
+            )
             from .runtime import record_runtime
 
             record_runtime(self.store, info)
@@ -265,11 +271,10 @@ class Indexer:
             )
             if self.image_budget is None:
                 return Loaded(job, digest, image, None, image.image.width * image.image.height, meta=meta)
-            from .gme import fit_image, image_token_count
-
             low, high = self.image_budget
-            fitted = dataclasses.replace(image, image=fit_image(image.image, low, high))
-            return Loaded(job, digest, fitted, None, image_token_count(*fitted.image.size, low, high), meta=meta)
+            fitted = dataclasses.replace(image, image=self.family.fit_image(image.image, low, high))
+            tokens = self.family.image_token_count(*fitted.image.size, low, high)
+            return Loaded(job, digest, fitted, None, tokens, meta=meta)
         except ImageLoadError as exc:
             if not os.path.exists(job.found.path):
                 return Loaded(job, None, None, None, vanished=True)

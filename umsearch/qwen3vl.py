@@ -34,7 +34,6 @@ Importing this module is cheap: torch and transformers load only when a model is
 from __future__ import annotations
 
 import json
-import logging
 import math
 import unicodedata
 from collections.abc import Sequence
@@ -42,9 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .embed import EmbedderInfo, choose_runtime, quiet_bitsandbytes
+from .embed import EmbedderInfo, load_pretrained
 from .errors import ModelError, UmsearchError
-from .modelfiles import first_line, resolve_model
+from .modelfiles import first_line
 
 if TYPE_CHECKING:
     import numpy as np
@@ -300,40 +299,36 @@ def prepare_video(clip: VideoClip, settings: dict[str, Any]) -> _PreparedVideo:
 # --- Loading -----------------------------------------------------------------------------------------
 
 
-def load_qwen3_embedder(
-    model: str,
+def load(
+    path: Path,
+    model_id: str,
     *,
-    device: str = "auto",
-    quant: str = "auto",
-    dtype: str = "auto",
+    device: str,
+    dtype: str,
+    quant: str,
     min_image_tokens: int = REFERENCE_MIN_IMAGE_TOKENS,
     max_image_tokens: int = REFERENCE_MAX_IMAGE_TOKENS,
     max_length: int = MAX_LENGTH,
     dim: int | None = None,
 ) -> Qwen3VLEmbedder:
-    """Find (or download) `model`, load it on the chosen device, and return a ready embedder.
+    """A Qwen3-VL-Embedding embedder from a checked model folder, on the runtime `embed.choose_runtime` picked.
 
     `dim` keeps the first `dim` values of each vector (MRL), re-normalised; None keeps all of them.
     """
-    from .config import normalize_model_spec
-
     check_budget(min_image_tokens, max_image_tokens)
-    if max_length < 1:
-        raise UmsearchError(f"max length must be positive, got {max_length}")
-    path = resolve_model(model)
-    device, dtype, quant = choose_runtime(device, quant, dtype)
     tokenizer, settings = load_processing(path)
     hf_model = load_qwen3_model(path, device, dtype, quant)
     full = int(hf_model.config.text_config.hidden_size)
     check_dim(dim, full)
     info = EmbedderInfo(
-        model_id=normalize_model_spec(model),
+        model_id=model_id,
         dim=dim or full,
         min_image_tokens=min_image_tokens,
         max_image_tokens=max_image_tokens,
         device=device,
         dtype=dtype,
         quant=quant,
+        family=FAMILY,
     )
     return Qwen3VLEmbedder(hf_model, tokenizer, settings, info, max_length=max_length)
 
@@ -382,63 +377,9 @@ def image_processor(settings: dict[str, Any]) -> Any:
 
 def load_qwen3_model(path: Path, device: str, dtype: str, quant: str) -> Any:
     """Qwen3VLModel (vision tower + text decoder, no output head) from a Qwen3-VL checkpoint."""
-    import torch
     from transformers import Qwen3VLModel
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
-    torch_dtype = getattr(torch, dtype)
-    kwargs: dict[str, Any] = {"dtype": torch_dtype, "device_map": device}
-    if quant != "none":
-        from importlib.util import find_spec
-
-        if find_spec("bitsandbytes") is None or find_spec("accelerate") is None:
-            raise ModelError(
-                f"quantization '{quant}' needs the bitsandbytes and accelerate packages: "
-                "pip install bitsandbytes accelerate, or use --quant none"
-            )
-        quiet_bitsandbytes()
-        kwargs["quantization_config"] = _bnb_config(quant, torch_dtype)
-    if quant == "int8" and dtype != "float16":
-        logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
-    # The output head (a reranker's, or an untied one) is not loaded: transformers' load report would
-    # flag it as UNEXPECTED; the missing-key check below replaces that report.
-    report_logger = logging.getLogger("transformers.modeling_utils")
-    report_filter = _WarningsOff()
-    report_logger.addFilter(report_filter)
-    try:
-        model, loading = Qwen3VLModel.from_pretrained(path, output_loading_info=True, **kwargs)
-    except Exception as exc:  # corrupt or foreign files: one line for the user, not a traceback
-        raise ModelError(f"cannot load the model in {path}: {first_line(exc)}") from None
-    finally:
-        report_logger.removeFilter(report_filter)
-    missing = sorted(loading["missing_keys"])
-    if missing:
-        raise ModelError(
-            f"model in {path} is missing {len(missing)} weight tensor(s), e.g. {missing[0]}: "
-            "an incomplete download, or not a Qwen3-VL model"
-        )
-    model.eval()
-    return model
-
-
-class _WarningsOff(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno > logging.WARNING
-
-
-def _bnb_config(quant: str, compute_dtype: torch.dtype) -> Any:
-    from transformers import BitsAndBytesConfig
-
-    if quant == "nf4":
-        return BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=compute_dtype,
-            llm_int8_skip_modules=_UNQUANTIZED_MODULES,
-        )
-    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=_UNQUANTIZED_MODULES)
+    return load_pretrained(Qwen3VLModel, path, device, dtype, quant, _UNQUANTIZED_MODULES)
 
 
 def special_token_ids(tokenizer: Any, names: Sequence[str]) -> dict[str, int]:

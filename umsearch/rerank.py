@@ -21,8 +21,9 @@ embedder's: user text stays plain text even if it spells a special token; images
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,7 +53,7 @@ SYSTEM_PROMPT = (
     'Note that the answer can only be "yes" or "no".'
 )
 MAX_LENGTH = 10240
-DEFAULT_TOP = 30  # candidates rescored by `query --rerank` without a number
+
 _KEPT_TAIL = 5  # the reference never cuts the last five tokens (<|im_end|> \n <|im_start|> assistant \n)
 _SPECIAL = ("<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
 
@@ -87,12 +88,15 @@ def load_reranker(
     max_length: int = MAX_LENGTH,
 ) -> Qwen3Reranker:
     """Find (or download) a Qwen3-VL-Reranker, load it on the chosen device, and return it ready."""
-    from .config import normalize_model_spec
     from .embed import choose_runtime
+    from .families import QWEN3_VL, family_of_dir
     from .modelfiles import resolve_model
+    from .settings import normalize_model_spec
 
     check_budget(min_image_tokens, max_image_tokens)
     path = resolve_model(model)
+    if family_of_dir(path) is not QWEN3_VL:
+        raise ModelError(f"{model} is not a Qwen3-VL model, so not a Qwen3-VL-Reranker")
     device, dtype, quant = choose_runtime(device, quant, dtype)
     tokenizer, settings = load_processing(path)
     hf_model = load_qwen3_model(path, device, dtype, quant)
@@ -278,3 +282,41 @@ def rerank_cost_note(device: str, count: int) -> str | None:
 def rerank_order(scores: Sequence[float]) -> list[int]:
     """Candidate positions by reranker score, best first (ties keep the first stage's order)."""
     return sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+
+
+# --- Applying it to search results ------------------------------------------------------------------
+
+
+def rerank_query(texts: Sequence[str | None], images: Sequence[Any]) -> RerankItem:
+    """The reranker's query from a search's positive terms: their words joined, and the first picture."""
+    words = "; ".join(t.strip() for t in texts if t and t.strip()) or None
+    image = next((im for im in images if im is not None), None)
+    return RerankItem(text=words, image=image)
+
+
+def rerank_hits(
+    reranker: Qwen3Reranker,
+    query: RerankItem,
+    hits: Sequence[Any],
+    top: int,
+    load_candidate: Callable[[str], Image.Image],
+    instruction: str | None = None,
+) -> list[Any]:
+    """`hits` (search.Hit, best first) with the first `top` rescored by the reranker and put in its order.
+
+    Each rescored hit carries its probability in `rerank`; ranks are renumbered. A candidate that can no
+    longer be read (moved or deleted since it was indexed) keeps its place after the rescored ones.
+    """
+    from .errors import UmsearchError
+
+    head, tail = list(hits[:top]), list(hits[top:])
+    readable, unreadable, items = [], [], []
+    for hit in head:
+        try:
+            items.append(RerankItem(image=load_candidate(hit.path)))
+            readable.append(hit)
+        except (UmsearchError, OSError):
+            unreadable.append(hit)
+    scores = reranker.score(query, items, instruction) if items else []
+    ordered = [dataclasses.replace(readable[i], rerank=float(scores[i])) for i in rerank_order(list(scores))]
+    return [dataclasses.replace(hit, rank=n) for n, hit in enumerate(ordered + unreadable + tail, start=1)]

@@ -37,9 +37,12 @@ class Hit:
     taken: int | None = None  # wall-clock seconds (metadata.wall_clock_seconds)
     camera: str | None = None
     place: str | None = None
+    rerank: float | None = None  # the reranker's probability (0-1), when `query --rerank` rescored this hit
 
     def as_dict(self) -> dict:
         found = {"rank": self.rank, "score": round(self.score, 6), "path": self.path, "id": self.file_id}
+        if self.rerank is not None:
+            found["rerank"] = round(self.rerank, 6)
         if self.taken is not None:
             found.update(taken=taken_text(self.taken), camera=self.camera, place=self.place)
         return found

@@ -32,6 +32,9 @@ def print_hits_with_facts(hits: Sequence["Hit"], *, previews: bool = False) -> N
         table.add_column("")
     table.add_column("#", justify="right", style="dim")
     table.add_column("score", justify="right")
+    reranked = any(hit.rerank is not None for hit in hits)
+    if reranked:
+        table.add_column("rerank", justify="right")
     table.add_column("taken")
     table.add_column("place", overflow="fold")
     table.add_column("path", overflow="fold")
@@ -39,6 +42,7 @@ def print_hits_with_facts(hits: Sequence["Hit"], *, previews: bool = False) -> N
         cells = [
             str(hit.rank),
             f"{hit.score:.3f}",
+            *([f"{hit.rerank:.3f}" if hit.rerank is not None else ""] if reranked else []),
             taken_text(hit.taken)[:10] if hit.taken is not None else "",
             Text(hit.place or ""),
             Text(display_path(hit.path)),

@@ -365,15 +365,16 @@ def make_app(
 ) -> UmsearchApp:
     """Open the index and build the app; a problem (no index, wrong model) is shown inside the app."""
     from .. import cli
-    from ..runtime import RuntimeRequest
+    from ..runtime import RuntimeRequest, index_dim
     from .service import check_ready
 
     chosen = runtime or RuntimeRequest()
-    factory = embedder_factory or (lambda model_id, budget: _default_embedder_factory(model_id, budget, chosen))
     try:
         store = cli.open_store(db, create=False)
     except UmsearchError as exc:
         return UmsearchApp(None, problem=str(exc), image_mode=image_mode, opener=opener)
+    length = index_dim(store.settings())  # a Qwen3-VL index's --dim: queries shorten the same way
+    factory = embedder_factory or (lambda model_id, budget: _default_embedder_factory(model_id, budget, chosen, length))
     try:
         model_id = cli.chosen_model(store, model)
         budget = cli.token_budget(store, None, None)
@@ -385,7 +386,9 @@ def make_app(
     return UmsearchApp(service, image_mode=image_mode, opener=opener)
 
 
-def _default_embedder_factory(model_id: str, budget: tuple[int, int], runtime: "RuntimeRequest"):
+def _default_embedder_factory(
+    model_id: str, budget: tuple[int, int], runtime: "RuntimeRequest", dim: int | None = None
+):
     from transformers.utils import logging as hf_logging
 
     from ..embed import load_embedder
@@ -399,4 +402,5 @@ def _default_embedder_factory(model_id: str, budget: tuple[int, int], runtime: "
         dtype=runtime.dtype,
         min_image_tokens=budget[0],
         max_image_tokens=budget[1],
+        dim=dim,
     )
