@@ -483,6 +483,18 @@ def test_an_image_queried_against_itself_scores_one(tiny_qwen3: Qwen3VLEmbedder)
     )
 
 
+def test_a_clip_gets_one_vector_and_one_per_segment_with_its_start_time(tiny_qwen3: Qwen3VLEmbedder) -> None:
+    frames = make_frames(5, 64, 48, 12)
+    clip = VideoClip(frames, times=(0.0, 1.5, 3.0, 7.0, 9.0))
+    result = tiny_qwen3.embed_clip(clip, [(0, 3), (3, 5)])
+    assert np.array_equal(result.clip, tiny_qwen3.embed_videos([clip])[0])
+    assert [start for start, _ in result.segments] == [0.0, 7.0]
+    second = tiny_qwen3.embed_videos([VideoClip(frames[3:], times=(7.0, 9.0))])[0]
+    assert float(result.segments[1][1] @ second) == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError):
+        tiny_qwen3.embed_clip(clip, [(4, 9)])
+
+
 def test_prepared_batches_and_fitted_images_give_the_same_vectors(tiny_qwen3: Qwen3VLEmbedder) -> None:
     images = [make_image(900, 500, 20), make_image(33, 70, 21)]
     fitted = [fit_image(im, tiny_qwen3.info.min_image_tokens, tiny_qwen3.info.max_image_tokens) for im in images]

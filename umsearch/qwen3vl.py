@@ -109,6 +109,12 @@ class VideoClip:
 
 
 @dataclass(frozen=True)
+class ClipVectors:
+    clip: np.ndarray  # (dim,): the whole clip
+    segments: list[tuple[float, np.ndarray]]  # (start time in seconds, (dim,) vector) per segment
+
+
+@dataclass(frozen=True)
 class Qwen3Input:
     """One thing to embed: any of text, an image and a video (at least one), and the instruction."""
 
@@ -457,6 +463,23 @@ class Qwen3VLEmbedder:
     def embed_videos(self, clips: Sequence[VideoClip], batch_size: int = 1) -> np.ndarray:
         """Index vectors for videos, one per clip (always INDEX_INSTRUCTION)."""
         return self.embed([Qwen3Input(video=clip, instruction=INDEX_INSTRUCTION) for clip in clips], batch_size)
+
+    def embed_clip(self, clip: VideoClip, segments: Sequence[tuple[int, int]] = ()) -> ClipVectors:
+        """A sampled video for the index: one vector for the whole clip as one video input, and one per
+        segment (frames [start, end) of the clip, a scene say) so that a hit can name its time.
+
+        The hook for videos (issue "beyond still photos"): its sampler gives the frames and their times.
+        """
+        inputs = [Qwen3Input(video=clip, instruction=INDEX_INSTRUCTION)]
+        starts = []
+        for start, end in segments:
+            if not 0 <= start < end <= len(clip.frames):
+                raise ValueError(f"segment [{start}, {end}) is outside the clip's {len(clip.frames)} frames")
+            times = clip.times[start:end] if clip.times is not None else None
+            inputs.append(Qwen3Input(video=VideoClip(clip.frames[start:end], times), instruction=INDEX_INSTRUCTION))
+            starts.append(clip.times[start] if clip.times is not None else start / _FRAME_LIST_FPS)
+        vectors = self.embed(inputs, batch_size=1)
+        return ClipVectors(vectors[0], list(zip(starts, vectors[1:], strict=True)))
 
     def embed_query(
         self,
