@@ -9,6 +9,7 @@ from pathlib import Path
 from tests.photos import write_photo
 from umsearch.cli import max_pixels
 from umsearch.embed import load_embedder
+from umsearch.families import family_of_dir
 from umsearch.index import Indexer
 from umsearch.store import Store
 
@@ -36,7 +37,11 @@ def build_index(db: Path, photos: Path, model_dir: Path) -> Path:
     store = Store.open(db)
     try:
         indexer = Indexer(
-            store, lambda: embedder_factory(str(model_dir), BUDGET), max_pixels=max_pixels(BUDGET), workers=1
+            store,
+            lambda: embedder_factory(str(model_dir), BUDGET),
+            max_pixels=max_pixels(BUDGET),
+            workers=1,
+            family=family_of_dir(model_dir),
         )
         summary = indexer.index([str(photos)])
         assert summary.failed == 0

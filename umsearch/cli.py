@@ -102,6 +102,15 @@ DimOption = Annotated[
         show_default=False,
     ),
 ]
+RerankModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--rerank-model",
+        envvar="UMSEARCH_RERANK_MODEL",
+        help=f"Hugging Face id or local folder of the reranker [default: {settings.DEFAULT_RERANK_MODEL}].",
+        show_default=False,
+    ),
+]
 ExcludeOption = Annotated[
     list[str] | None, typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")
 ]
@@ -439,15 +448,7 @@ def query(
             show_default=False,
         ),
     ] = None,
-    rerank_model: Annotated[
-        str | None,
-        typer.Option(
-            "--rerank-model",
-            envvar="UMSEARCH_RERANK_MODEL",
-            help=f"Hugging Face id or local folder of the reranker [default: {settings.DEFAULT_RERANK_MODEL}].",
-            show_default=False,
-        ),
-    ] = None,
+    rerank_model: RerankModelOption = None,
 ) -> None:
     """Search by text, by image (--image), or both fused; TEXT may use the search language, e.g.
     'beach after:2025-06 before:2025-09 place:Portugal -people' (see README, "Search power")."""
@@ -498,7 +499,9 @@ def query(
             store, vector, max(wanted, rerank or 0), request.filters, min_score=request.min_score, sort=request.sort
         )
     if rerank:
-        hits = rerank_results(request, hits, rerank, rerank_model, RerankRun(device, quant, dtype, pixels))[:wanted]
+        run = RerankRun(device, quant, dtype, pixels, (embedder.info.min_image_tokens, embedder.info.max_image_tokens))
+        del embedder  # two full-size models need not share the memory: the query vector is all it was for
+        hits = rerank_results(request, hits, rerank, rerank_model, run)[:wanted]
     show_hits(hits, as_json=as_json, paths_only=paths_only, preview=preview)
 
 
@@ -508,18 +511,27 @@ class RerankRun:
     quant: str
     dtype: str
     max_pixels: int  # decoding bound for the query image and the candidates
+    budget: tuple[int, int]  # the index's image budget: candidates are read at the detail they were indexed at
 
 
 def rerank_results(request, hits: list, top: int, rerank_model: str | None, run: RerankRun) -> list:
     """`hits` with the first `top` rescored by the reranker (query --rerank)."""
     from . import present
+    from .qwen3vl import REFERENCE_MAX_IMAGE_TOKENS
     from .rerank import load_reranker, rerank_cost_note, rerank_hits, rerank_query
     from .search import load_query_image
 
     model_id = settings.normalize_model_spec(rerank_model or settings.default_rerank_model())
     download_on_first_use(model_id)
     with present.err.status(f"loading reranker {model_id} …"):
-        reranker = load_reranker(model_id, device=run.device, quant=run.quant, dtype=run.dtype)
+        reranker = load_reranker(
+            model_id,
+            device=run.device,
+            quant=run.quant,
+            dtype=run.dtype,
+            min_image_tokens=min(run.budget[0], REFERENCE_MAX_IMAGE_TOKENS),
+            max_image_tokens=run.budget[1],
+        )
     count = min(top, len(hits))
     note = rerank_cost_note(reranker.info.device, count)
     if note:
@@ -847,8 +859,9 @@ def tui(
     device: DeviceOption = "auto",
     quant: QuantOption = "auto",
     dtype: DtypeOption = "auto",
+    rerank_model: RerankModelOption = None,
 ) -> None:
-    """Search and browse photos interactively in the terminal."""
+    """Search and browse photos interactively in the terminal (ctrl+r: rerank the best matches)."""
     from .runtime import RuntimeRequest
     from .tui.widgets.images import IMAGE_MODES  # no Textual import yet
 
@@ -858,7 +871,7 @@ def tui(
     from .tui.app import make_app  # Textual is imported only for this command
     from .tui.service import background_work_running
 
-    tui_app = make_app(db, model, image_mode=images, runtime=runtime)
+    tui_app = make_app(db, model, image_mode=images, runtime=runtime, rerank_model=rerank_model)
     tui_app.run()
     if background_work_running():
         # A model load or embedding is still running on a daemon thread: quitting must not wait for it.

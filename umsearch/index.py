@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from .embed import is_out_of_memory, release_accelerator_memory
 from .errors import ImageLoadError, UmsearchError
-from .families import GME, Family
+from .families import GME, Family, family_named
 from .imageload import LoadedImage, describe_os_error, load_image
 from .metadata import PhotoMeta, extract_metadata, metadata_from_exif
 from .planning import Job, Plan, check_roots, content_hash, found_in_scope, is_within, outermost_paths, plan_changes
@@ -108,7 +108,8 @@ class Indexer:
         self.workers = workers or min(4, os.cpu_count() or 1)
         self.progress = progress or NoProgress()
         self.image_budget = image_budget
-        self.family = family or GME
+        recorded = store.settings()
+        self.family = family or (family_named(recorded.family) if recorded else GME)
         self.window = max(self.batch_size, window or self.batch_size * 4)
 
     @property
@@ -116,6 +117,12 @@ class Indexer:
         if self._embedder is None:
             embedder = self._embedder_factory()
             info = embedder.info
+            if info.family != self.family.name:
+                # Loader threads resized photos the other family's way: its vectors would be subtly off.
+                raise UmsearchError(
+                    f"the indexer was set up for {self.family.label} models but got a {info.family} model; "
+                    "pass its family to Indexer(family=...)"
+                )
             self.store.bind(
                 IndexSettings(info.model_id, info.dim, info.min_image_tokens, info.max_image_tokens, info.family)
             )

@@ -301,6 +301,7 @@ def rerank_hits(
     top: int,
     load_candidate: Callable[[str], Image.Image],
     instruction: str | None = None,
+    before_each: Callable[[], None] | None = None,
 ) -> list[Any]:
     """`hits` (search.Hit, best first) with the first `top` rescored by the reranker and put in its order.
 
@@ -317,6 +318,10 @@ def rerank_hits(
             readable.append(hit)
         except (UmsearchError, OSError):
             unreadable.append(hit)
-    scores = reranker.score(query, items, instruction) if items else []
-    ordered = [dataclasses.replace(readable[i], rerank=float(scores[i])) for i in rerank_order(list(scores))]
+    scores = []
+    for item in items:  # one pass per candidate, as the reference; `before_each` may stop a stale search
+        if before_each is not None:
+            before_each()
+        scores.append(float(reranker.score(query, [item], instruction)[0]))
+    ordered = [dataclasses.replace(readable[i], rerank=scores[i]) for i in rerank_order(scores)]
     return [dataclasses.replace(hit, rank=n) for n, hit in enumerate(ordered + unreadable + tail, start=1)]

@@ -40,7 +40,8 @@ def status_text(info: StatusInfo, model_state: str) -> str:
         photos += f" ({info.failed} failed)"
     model = f"model {info.model or '?'}" + (f" ({model_state})" if model_state else "")
     watcher = f"watcher: {info.watcher}" if info.watcher else "watcher: off"
-    return f" {photos} · {model} · {watcher}"
+    rerank = f" · rerank top {info.rerank}" if info.rerank else ""
+    return f" {photos} · {model}{rerank} · {watcher}"
 
 
 class UmsearchApp(App[None]):
@@ -53,6 +54,7 @@ class UmsearchApp(App[None]):
         Binding("y", "copy_path", "Copy path"),
         Binding("escape", "back", "Back"),
         Binding("q", "quit", "Quit"),
+        Binding("ctrl+r", "toggle_rerank", "Rerank", show=False),
     ]
 
     def __init__(
@@ -304,6 +306,22 @@ class UmsearchApp(App[None]):
     def selected(self) -> Result | None:
         return self.query_one("#results", ResultList).selected
 
+    def action_toggle_rerank(self) -> None:
+        """Rescore the best matches with the reranker (or stop), and search again."""
+        if self.service is None:
+            return
+        try:
+            on = self.service.toggle_rerank()
+        except UmsearchError as exc:
+            self.show_message(str(exc), error=True)
+            return
+        self.refresh_status()
+        text = self.query_one("#query", Input).value
+        if text.strip() or self.like is not None:
+            self.search(text, self.like)
+        note = f"reranking the best {self.service.rerank_top} matches (one model pass per photo: slow on a CPU)"
+        self.show_message(note if on else "reranking off")
+
     def action_focus_search(self) -> None:
         self.query_one("#query", Input).focus()
 
@@ -362,6 +380,8 @@ def make_app(
     embedder_factory: Callable[[str, tuple[int, int]], object] | None = None,
     opener: Callable[[str], None] = open_in_viewer,
     runtime: "RuntimeRequest | None" = None,
+    rerank_model: str | None = None,
+    reranker_factory: Callable[[], object] | None = None,
 ) -> UmsearchApp:
     """Open the index and build the app; a problem (no index, wrong model) is shown inside the app."""
     from .. import cli
@@ -382,8 +402,32 @@ def make_app(
     except UmsearchError as exc:
         store.close()
         return UmsearchApp(None, problem=str(exc), image_mode=image_mode, opener=opener)
-    service = SearchService(store, model_id, lambda: factory(model_id, budget), max_pixels=cli.max_pixels(budget))
+    service = SearchService(
+        store,
+        model_id,
+        lambda: factory(model_id, budget),
+        max_pixels=cli.max_pixels(budget),
+        reranker_factory=reranker_factory or (lambda: _default_reranker_factory(budget, chosen, rerank_model)),
+    )
     return UmsearchApp(service, image_mode=image_mode, opener=opener)
+
+
+def _default_reranker_factory(budget: tuple[int, int], runtime: "RuntimeRequest", model: str | None = None):
+    from transformers.utils import logging as hf_logging
+
+    from ..qwen3vl import REFERENCE_MAX_IMAGE_TOKENS
+    from ..rerank import load_reranker
+    from ..settings import default_rerank_model, normalize_model_spec
+
+    hf_logging.disable_progress_bar()
+    return load_reranker(
+        normalize_model_spec(model or default_rerank_model()),
+        device=runtime.device,
+        quant=runtime.quant,
+        dtype=runtime.dtype,
+        min_image_tokens=min(budget[0], REFERENCE_MAX_IMAGE_TOKENS),
+        max_image_tokens=budget[1],
+    )
 
 
 def _default_embedder_factory(

@@ -13,14 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import StoreError, UmsearchError
 from ..metadata import wall_clock_datetime
+from ..settings import DEFAULT_RERANK_TOP
 from ..store import FileRow, Store
 
 if TYPE_CHECKING:
     from ..embed import Embedder
+    from ..rerank import Qwen3Reranker
 
 T = TypeVar("T")
 IMAGE_PREFIX = "@"
@@ -64,6 +66,7 @@ class StatusInfo:
     failed: int
     model: str | None
     watcher: str | None  # what the running watcher is doing, None when none runs
+    rerank: int | None = None  # how many top matches the reranker rescores, None when it is off
 
 
 BACKGROUND_THREAD = "umsearch-background"
@@ -157,8 +160,14 @@ class SearchService:
         *,
         max_pixels: int,
         limit: int = DEFAULT_LIMIT,
+        reranker_factory: Callable[[], "Qwen3Reranker"] | None = None,
+        rerank_top: int = DEFAULT_RERANK_TOP,
     ) -> None:
         self.store = store
+        self._reranker_factory = reranker_factory
+        self._reranker: Qwen3Reranker | None = None
+        self.rerank_top = rerank_top
+        self.rerank_on = False  # toggled in the TUI (ctrl+r); rescores the best `rerank_top` matches
         self.model_id = model_id
         self._embedder_factory = embedder_factory
         self._embedder: Embedder | None = None
@@ -183,6 +192,37 @@ class SearchService:
     @property
     def model_loaded(self) -> bool:
         return self._embedder is not None
+
+    def toggle_rerank(self) -> bool:
+        """Turn reranking on or off (it needs a reranker: UMSEARCH_RERANK_MODEL or --rerank-model)."""
+        if self._reranker_factory is None:
+            raise UmsearchError("no reranker is configured for this session")
+        self.rerank_on = not self.rerank_on
+        return self.rerank_on
+
+    def load_reranker(self) -> "Qwen3Reranker":
+        with self._model_lock:
+            if self._reranker is None:
+                assert self._reranker_factory is not None
+                self._reranker = self._reranker_factory()
+            return self._reranker
+
+    def _rerank(self, hits: list, positives: list, cancelled: Callable[[], bool]) -> list:
+        from ..rerank import rerank_hits, rerank_query
+        from ..search import load_query_image
+
+        reranker = self.load_reranker()
+
+        def check() -> None:
+            if cancelled():
+                raise Superseded
+
+        def load(path: str) -> Any:
+            return load_query_image(path, self.max_pixels)
+
+        check()
+        query = rerank_query([t.text for t in positives], [load(t.image) if t.image else None for t in positives])
+        return rerank_hits(reranker, query, hits, self.rerank_top, load, before_each=check)
 
     # ---- searching -------------------------------------------------------------------------------
     def run(
@@ -250,9 +290,16 @@ class SearchService:
             raise Superseded
         exclude = like_file_id if positives[0].text is None and positives[0].image == image else None
         limit = (request.limit or self.limit) + (1 if exclude is not None else 0)
+        reranking = self.rerank_on and request.sort == "score"
+        if reranking:
+            limit = max(limit, self.rerank_top + (1 if exclude is not None else 0))
         with self._db_lock:
             hits = search(self.store, vector, limit, request.filters, min_score=request.min_score, sort=request.sort)
-        return [Result(h.file_id, h.path, h.score) for h in hits if h.file_id != exclude][: request.limit or self.limit]
+        hits = [h for h in hits if h.file_id != exclude]
+        if reranking:
+            hits = self._rerank(hits, positives, cancelled)
+        shown = [Result(h.file_id, h.path, h.rerank if h.rerank is not None else h.score) for h in hits]
+        return shown[: request.limit or self.limit]
 
     def recent(self, limit: int = RECENT_LIMIT) -> list[Result]:
         """The newest photos: what the TUI shows before anything is typed."""
@@ -281,7 +328,13 @@ class SearchService:
             settings = self.store.settings()
         watcher = read_status(self.store.path)
         model = settings.model_id if settings else self.model_id
-        return StatusInfo(counts.indexed, counts.failed, short_model_name(model), watcher.activity if watcher else None)
+        return StatusInfo(
+            counts.indexed,
+            counts.failed,
+            short_model_name(model),
+            watcher.activity if watcher else None,
+            self.rerank_top if self.rerank_on else None,
+        )
 
 
 def check_ready(store: Store) -> None:
