@@ -132,7 +132,7 @@ def test_rerank_reorders_the_top_candidates_by_the_reranker(qwen3_index: Path, t
     assert {hit["path"] for hit in head} == {hit["path"] for hit in plain[:4]}  # the same 4, reordered
     assert [hit["rerank"] for hit in head] == sorted((hit["rerank"] for hit in head), reverse=True)
     assert all("rerank" not in hit for hit in hits[4:]) and hits[4:] == plain[4:]
-    assert "reranking 4 candidates on the CPU" in result.stderr
+    assert "reranking on the CPU" in result.stderr
 
 
 def test_rerank_works_on_a_gme_index_too(photos: Path, tiny_model_dir: Path, tiny_reranker_dir: Path, tmp_path) -> None:

@@ -8,8 +8,7 @@ import pytest
 
 pytest.importorskip("textual")
 
-from tests.tui_support import build_index, run_async, settle, write_photos
-from umsearch.embed import load_embedder
+from tests.tui_support import build_index, embedder_factory, run_async, settle, write_photos
 from umsearch.rerank import load_reranker
 from umsearch.tui.app import UmsearchApp, make_app
 
@@ -28,17 +27,20 @@ def qwen3_library(tmp_path_factory: pytest.TempPathFactory, tiny_qwen3_dir: Path
 
 @pytest.fixture
 def app(qwen3_library: Path, tiny_qwen3_dir: Path, tiny_reranker_dir: Path) -> UmsearchApp:
-    def embedder(model_id: str, budget: tuple[int, int]):
-        return load_embedder(
+    def reranker(model_id: str, budget: tuple[int, int], runtime: object):
+        assert model_id == str(tiny_reranker_dir)
+        return load_reranker(
             model_id, device="cpu", quant="none", min_image_tokens=budget[0], max_image_tokens=budget[1]
         )
 
-    def reranker():
-        return load_reranker(
-            str(tiny_reranker_dir), device="cpu", quant="none", min_image_tokens=4, max_image_tokens=64
-        )
-
-    return make_app(qwen3_library, None, image_mode="halfcell", embedder_factory=embedder, reranker_factory=reranker)
+    return make_app(
+        qwen3_library,
+        None,
+        image_mode="halfcell",
+        embedder_factory=embedder_factory,
+        reranker_factory=reranker,
+        rerank_model=str(tiny_reranker_dir),
+    )
 
 
 def message(app: UmsearchApp) -> str:

@@ -269,13 +269,13 @@ class Qwen3Reranker:
         return ids
 
 
-def rerank_cost_note(device: str, count: int) -> str | None:
-    """A one-line warning when reranking will be slow (on a CPU every candidate is a full forward pass)."""
+def rerank_cost_note(device: str) -> str | None:
+    """A one-line warning when reranking will be slow: on a CPU every candidate is a full model pass."""
     if device != "cpu":
         return None
     return (
-        f"reranking {count} candidates on the CPU runs the reranker once per photo (seconds each at full "
-        "size); use a smaller --rerank N, or a GPU"
+        "reranking on the CPU runs the reranker once per candidate photo (from seconds to minutes each with a "
+        "full-size model): a smaller --rerank N, a faster --quality, or a GPU make it bearable"
     )
 
 

@@ -28,7 +28,10 @@ from .widgets.preview import Preview
 from .widgets.results import ResultList, ResultRow
 
 if TYPE_CHECKING:
+    from ..embed import Embedder
+    from ..rerank import Qwen3Reranker
     from ..runtime import RuntimeRequest
+    from ..session import EmbedderFactory, RerankerFactory
 
 DEBOUNCE_S = 0.4
 STATUS_REFRESH_S = 3.0
@@ -310,17 +313,15 @@ class UmsearchApp(App[None]):
         """Rescore the best matches with the reranker (or stop), and search again."""
         if self.service is None:
             return
-        try:
-            on = self.service.toggle_rerank()
-        except UmsearchError as exc:
-            self.show_message(str(exc), error=True)
-            return
+        on = self.service.toggle_rerank()
         self.refresh_status()
         text = self.query_one("#query", Input).value
         if text.strip() or self.like is not None:
             self.search(text, self.like)
-        note = f"reranking the best {self.service.rerank_top} matches (one model pass per photo: slow on a CPU)"
-        self.show_message(note if on else "reranking off")
+        top = self.service.rerank_top
+        self.show_message(
+            f"reranking the best {top} matches (one model pass per photo: slow on a CPU)" if on else "reranking off"
+        )
 
     def action_focus_search(self) -> None:
         self.query_one("#query", Input).focus()
@@ -377,74 +378,49 @@ def make_app(
     model: str | None = None,
     *,
     image_mode: str = "auto",
-    embedder_factory: Callable[[str, tuple[int, int]], object] | None = None,
+    embedder_factory: EmbedderFactory | None = None,
     opener: Callable[[str], None] = open_in_viewer,
-    runtime: "RuntimeRequest | None" = None,
+    runtime: RuntimeRequest | None = None,
     rerank_model: str | None = None,
-    reranker_factory: Callable[[], object] | None = None,
+    reranker_factory: RerankerFactory | None = None,
 ) -> UmsearchApp:
-    """Open the index and build the app; a problem (no index, wrong model) is shown inside the app."""
-    from .. import cli
-    from ..runtime import RuntimeRequest, index_dim
-    from .service import check_ready
+    """Open the index's session and build the app; a problem (no index, wrong model) is shown inside the app."""
+    from ..session import Session
 
-    chosen = runtime or RuntimeRequest()
     try:
-        store = cli.open_store(db, create=False)
+        session = Session.open(
+            db,
+            model=model,
+            runtime=runtime,
+            embedder_factory=embedder_factory or _quiet_model_load,
+            reranker_factory=reranker_factory or _quiet_reranker_load,
+            rerank_model=rerank_model,
+        )
     except UmsearchError as exc:
         return UmsearchApp(None, problem=str(exc), image_mode=image_mode, opener=opener)
-    length = index_dim(store.settings())  # a Qwen3-VL index's --dim: queries shorten the same way
-    factory = embedder_factory or (lambda model_id, budget: _default_embedder_factory(model_id, budget, chosen, length))
     try:
-        model_id = cli.chosen_model(store, model)
-        budget = cli.token_budget(store, None, None)
-        check_ready(store)
+        session.check_ready()
     except UmsearchError as exc:
-        store.close()
+        session.close()
         return UmsearchApp(None, problem=str(exc), image_mode=image_mode, opener=opener)
-    service = SearchService(
-        store,
-        model_id,
-        lambda: factory(model_id, budget),
-        max_pixels=cli.max_pixels(budget),
-        reranker_factory=reranker_factory or (lambda: _default_reranker_factory(budget, chosen, rerank_model)),
-    )
-    return UmsearchApp(service, image_mode=image_mode, opener=opener)
+    return UmsearchApp(SearchService(session), image_mode=image_mode, opener=opener)
 
 
-def _default_reranker_factory(budget: tuple[int, int], runtime: "RuntimeRequest", model: str | None = None):
+def _quiet_model_load(
+    model_id: str, budget: tuple[int, int], runtime: RuntimeRequest, dim: int | None = None
+) -> Embedder:
     from transformers.utils import logging as hf_logging
 
-    from ..qwen3vl import REFERENCE_MAX_IMAGE_TOKENS
-    from ..rerank import load_reranker
-    from ..settings import default_rerank_model, normalize_model_spec
-
-    hf_logging.disable_progress_bar()
-    return load_reranker(
-        normalize_model_spec(model or default_rerank_model()),
-        device=runtime.device,
-        quant=runtime.quant,
-        dtype=runtime.dtype,
-        min_image_tokens=min(budget[0], REFERENCE_MAX_IMAGE_TOKENS),
-        max_image_tokens=budget[1],
-    )
-
-
-def _default_embedder_factory(
-    model_id: str, budget: tuple[int, int], runtime: "RuntimeRequest", dim: int | None = None
-):
-    from transformers.utils import logging as hf_logging
-
-    from ..embed import load_embedder
+    from ..session import load_for_session
 
     hf_logging.disable_progress_bar()  # a progress bar on stderr would scribble over the screen
+    return load_for_session(model_id, budget, runtime, dim)
 
-    return load_embedder(
-        model_id,
-        device=runtime.device,
-        quant=runtime.quant,
-        dtype=runtime.dtype,
-        min_image_tokens=budget[0],
-        max_image_tokens=budget[1],
-        dim=dim,
-    )
+
+def _quiet_reranker_load(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest) -> Qwen3Reranker:
+    from transformers.utils import logging as hf_logging
+
+    from ..session import load_reranker_for_session
+
+    hf_logging.disable_progress_bar()
+    return load_reranker_for_session(model_id, budget, runtime)
