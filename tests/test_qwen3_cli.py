@@ -157,3 +157,22 @@ def test_rerank_without_a_number_means_30() -> None:
 def test_rerank_with_a_date_sort_is_refused(qwen3_index: Path) -> None:
     result = umsearch("query", "cat sort:date", "--db", qwen3_index, "--rerank", 5)
     assert result.exit_code == EXIT_ERROR and "--rerank" in result.output
+
+
+def test_watch_keeps_a_shortened_qwen3_index_live(tmp_path: Path, tiny_qwen3_dir: Path) -> None:
+    from tests.test_watch_cli import start_watch, stop, wait_watching
+    from tests.watch_support import relative, wait_in_step
+
+    photos, db = tmp_path / "photos", tmp_path / "index.db"
+    write_photo(photos / "first.jpg", seed=1)
+    process = start_watch(photos, db, tiny_qwen3_dir, "--dim", "32")
+    try:
+        wait_watching(db, process)
+        write_photo(photos / "second.png", seed=2)
+        assert relative(wait_in_step(db, photos), photos) == {"first.jpg", "second.png"}
+    finally:
+        code, _, stderr = stop(process)
+    assert code == 0, stderr
+    with Store.open(db, create=False) as store:
+        settings = store.settings()
+        assert (settings.family, settings.dim) == ("qwen3-vl", 32)
