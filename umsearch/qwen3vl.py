@@ -505,6 +505,7 @@ class Qwen3VLEmbedder:
             return self.forward(batch).cpu().numpy().astype(np.float32, copy=False)
 
     def fit_image(self, image: Image.Image) -> Image.Image:
+        """The reference's resize, then the budget's (a no-op at the reference budget)."""
         return fit_image(image, self.info.min_image_tokens, self.info.max_image_tokens)
 
     def image_token_count(self, width: int, height: int) -> int:
@@ -512,16 +513,12 @@ class Qwen3VLEmbedder:
 
     # The procedure.
 
-    def resize_image(self, image: Image.Image) -> Image.Image:
-        """The reference's resize, then the budget's (a no-op at the reference budget)."""
-        return fit_image(image, self.info.min_image_tokens, self.info.max_image_tokens)
-
     def prepare(self, items: Sequence[Any]) -> dict[str, torch.Tensor]:
         """The exact model inputs for `items`: right-padded ids, attention mask, token types, pixels."""
         import torch
 
         batch: dict[str, torch.Tensor] = {}
-        images = [self.resize_image(item.image) for item in items if item.image is not None]
+        images = [self.fit_image(item.image) for item in items if item.image is not None]
         image_tokens: list[int] = []
         if images:
             vision = self.image_processor(images=images, return_tensors="pt")
