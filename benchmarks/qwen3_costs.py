@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--gme-model", help="a GME folder to measure the same points on, side by side")
     parser.add_argument("--rerank-model", help="reranker folder [default: --model]")
     parser.add_argument("--qualities", default="fast,balanced,best")
+    parser.add_argument("--gme-qualities", default="fast", help="presets for --gme-model (the comparison row)")
     parser.add_argument("--images", type=int, default=1, help="photos per quality point")
     parser.add_argument("--embed", action="store_true")
     parser.add_argument("--dims", action="store_true")
@@ -70,9 +71,11 @@ def main() -> None:
     report: dict = {"machine_before": machine_line(), "embed": [], "dims": [], "rerank": None, "video": None}
     print(report["machine_before"], flush=True)
     if args.embed:
-        models = [("qwen3-vl", args.model)] + ([("gme", args.gme_model)] if args.gme_model else [])
-        for family, model in models:
-            for quality in args.qualities.split(","):
+        models = [("qwen3-vl", args.model, args.qualities)]
+        if args.gme_model:
+            models.append(("gme", args.gme_model, args.gme_qualities))
+        for family, model, qualities in models:
+            for quality in qualities.split(","):
                 point = dict(kind="embed", family=family, model=model, quality=quality, images=args.images)
                 report["embed"].append(child(point))
                 print(json.dumps(report["embed"][-1]), flush=True)
