@@ -17,7 +17,7 @@ from .photos import write_photo
 runner = CliRunner()
 
 
-def umsearch(*args: object) -> "click.testing.Result":  # noqa: F821
+def umsearch(*args: object) -> click.testing.Result:  # noqa: F821
     return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
@@ -176,3 +176,30 @@ def test_watch_keeps_a_shortened_qwen3_index_live(tmp_path: Path, tiny_qwen3_dir
     with Store.open(db, create=False) as store:
         settings = store.settings()
         assert (settings.family, settings.dim) == ("qwen3-vl", 32)
+
+
+def test_a_video_gets_a_clip_vector_before_its_frames(tmp_path: Path, tiny_qwen3_dir: Path, tiny_qwen3) -> None:
+    pytest.importorskip("av")
+    from umsearch.qwen3vl import VideoClip
+    from umsearch.video import sample_video
+
+    from .media_support import Scene, write_video
+
+    library = tmp_path / "library"
+    clip_path = write_video(
+        library / "holiday.mp4", [Scene((210, 30, 30), 1.5), Scene((30, 190, 40), 1.5, pattern=1)], size=(96, 64)
+    )
+    db = tmp_path / "v.db"
+    assert umsearch("index", library, "--db", db, "--model", tiny_qwen3_dir, "--quality", "fast").exit_code == 0
+    with Store.open(db, create=False) as store:
+        row = store.file_by_path(str(clip_path))
+        segments = store.segments(row.id)
+    frames = sample_video(str(clip_path), 256 * 1024).frames
+    assert len(segments) == len(frames) + 1  # the clip as one video input, then each kept frame
+    assert [s.time for s in segments[1:]] == [f.time for f in frames] and segments[0].time == segments[1].time
+    # The first vector is the clip: the model's vector of the kept frames as one video input.
+    fitted = tuple(QWEN3_VL.fit_image(f.image, 128, 256) for f in frames)
+    short = tiny_qwen3.embed_videos([VideoClip(fitted, tuple(f.time for f in frames))])[0]
+    assert float(segments[0].vector @ short) > 0.999
+    hits = json.loads(umsearch("query", "a red scene", "--db", db, "--json").stdout)
+    assert hits[0]["kind"] == "video" and hits[0]["time"] is not None

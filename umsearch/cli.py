@@ -7,11 +7,12 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, overload
 
 import typer
 
 from . import settings
+from .cliapp import App, show_version
 from .errors import UmsearchError
 from .runtime import RuntimeRequest
 
@@ -19,21 +20,20 @@ if TYPE_CHECKING:
     from .embed import Embedder
     from .families import Family
     from .rerank import Qwen3Reranker
-    from .session import Session
+    from .service.route import Route
+    from .session import SearchResult, Session
     from .store import Store
 
-app = typer.Typer(
+app = App(
     name="umsearch",
     help="Local, private, semantic photo search: find any photo by describing it, by showing another, or both.",
     no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
 )
 
 F = TypeVar("F", bound=Callable)
 
 EXIT_ERROR = 1
+EXIT_USAGE = 2  # the command line was not understood: click's own code, printed as one line by cliapp
 EXIT_PARTIAL = 3  # the command finished, but some files could not be indexed
 EXIT_INTERRUPTED = 130
 
@@ -113,6 +113,22 @@ RerankModelOption = Annotated[
         show_default=False,
     ),
 ]
+NoServerOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-server",
+        help="Answer in this process: use no background service and start none (also UMSEARCH_SERVER=off).",
+    ),
+]
+IdleTimeoutOption = Annotated[
+    float | None,
+    typer.Option(
+        "--idle-timeout",
+        min=0.0,
+        help="Seconds without a request before the service stops; 0: never [default: UMSEARCH_IDLE_TIMEOUT, else 600].",
+        show_default=False,
+    ),
+]
 ExcludeOption = Annotated[
     list[str] | None, typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")
 ]
@@ -121,8 +137,9 @@ QualityOption = Annotated[
     str | None,
     typer.Option(
         "--quality",
-        help="Image detail: fast (128-256 visual tokens), balanced (256-576) or best (the model's reference: "
-        "256-1280 for GME, 4-1800 for Qwen3-VL) [default: the index's, else best].",
+        help="Image detail: "
+        + ", ".join(f"{name} ({low}-{high} visual tokens)" for name, (low, high) in settings.QUALITY_PRESETS.items())
+        + f" for GME; Qwen3-VL's best is its reference 4-1800 [default: the index's, else {settings.DEFAULT_QUALITY}].",
         show_default=False,
     ),
 ]
@@ -161,13 +178,13 @@ def friendly_errors(command: F) -> F:
 
 
 # ---- shared plumbing ---------------------------------------------------------------------------
-def open_store(db: Path | None, *, create: bool) -> "Store":
+def open_store(db: Path | None, *, create: bool) -> Store:
     from .store import Store
 
     return Store.open(db or settings.default_db_path(), create=create)
 
 
-def chosen_model(store: "Store", model: str | None) -> str:
+def chosen_model(store: Store, model: str | None) -> str:
     """An explicit --model must match the index (its family, then its id); without one, the index's own."""
     from .families import family_of_spec
 
@@ -179,7 +196,7 @@ def chosen_model(store: "Store", model: str | None) -> str:
     return model_id
 
 
-def model_family(store: "Store", model_id: str) -> "Family":
+def model_family(store: Store, model_id: str) -> Family:
     """The index's model family, or (a new index) the family of the model about to build it."""
     from .families import family_named, family_of_spec
 
@@ -188,11 +205,11 @@ def model_family(store: "Store", model_id: str) -> "Family":
 
 
 def token_budget(
-    store: "Store",
+    store: Store,
     min_tokens: int | None,
     max_tokens: int | None,
     quality: str | None = None,
-    family: "Family | None" = None,
+    family: Family | None = None,
 ) -> tuple[int, int]:
     from .runtime import resolve_budget
 
@@ -200,7 +217,7 @@ def token_budget(
 
 
 def index_settings(
-    store: "Store", model: str | None, min_tokens: int | None, max_tokens: int | None, quality: str | None
+    store: Store, model: str | None, min_tokens: int | None, max_tokens: int | None, quality: str | None
 ) -> tuple[str, tuple[int, int]]:
     """The model and image budget an index or watch run will use, refused early when the index disagrees."""
     from .runtime import check_index_budget
@@ -211,7 +228,7 @@ def index_settings(
     return model_id, budget
 
 
-def vector_length(store: "Store", family: "Family", dim: int | None) -> int | None:
+def vector_length(store: Store, family: Family, dim: int | None) -> int | None:
     """The --dim an index or watch run embeds at: the index's own, or `dim` for a new Qwen3-VL index."""
     from .errors import ModelMismatchError
     from .runtime import index_dim
@@ -241,26 +258,29 @@ def index_model(db_path: Path) -> str | None:
     return recorded.model_id if recorded else None
 
 
-def load_model(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest, dim: int | None = None) -> Embedder:
-    """The one way CLI commands load a model: fetch it on first use (progress bars), then a spinner.
+def load_model(
+    model_id: str, budget: tuple[int, int], runtime: RuntimeRequest, dim: int | None = None, *, spinner: bool = True
+) -> Embedder:
+    """The one way CLI commands load a model: fetch it on first use (progress bars), then a spinner (not while
+    a progress bar already says "loading model"). `dim` shortens a Qwen3-VL-Embedding model's vectors (--dim)."""
+    from contextlib import nullcontext
 
-    `dim` shortens a Qwen3-VL-Embedding model's vectors to an index's --dim."""
     from . import present
     from .session import load_for_session
 
     download_on_first_use(model_id)
-    with present.err.status(f"loading model {model_id} …"):
+    with present.spinner(f"loading model {model_id} …") if spinner else nullcontext():
         return load_for_session(model_id, budget, runtime, dim)
 
 
-def load_reranker(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest) -> "Qwen3Reranker":
+def load_reranker(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest) -> Qwen3Reranker:
     """How CLI commands load the reranker: fetch it on first use, a spinner, then the CPU cost warning."""
     from . import present
     from .rerank import rerank_cost_note
     from .session import load_reranker_for_session
 
     download_on_first_use(model_id)
-    with present.err.status(f"loading reranker {model_id} …"):
+    with present.spinner(f"loading reranker {model_id} …"):
         reranker = load_reranker_for_session(model_id, budget, runtime)
     note = rerank_cost_note(reranker.info.device)
     if note:
@@ -293,6 +313,43 @@ def open_session(
     )
 
 
+def make_route(
+    db: Path | None,
+    *,
+    model: str | None = None,
+    runtime: RuntimeRequest | None = None,
+    quality: str | None = None,
+    no_server: bool = False,
+    rerank_model: str | None = None,
+) -> Route:
+    """How a command reaches its index: the running service, the index alone, a service it starts, or
+    in-process (see service/route.py). Light: imports neither the server nor the model. In-process, one
+    model at a time is held (frugal: the embedder goes before a reranker loads)."""
+    from . import present
+    from .service.route import Route, server_wanted
+
+    path = db or settings.default_db_path()
+    runtime = runtime or RuntimeRequest()
+    return Route(
+        db=path,
+        open_session=lambda: open_session(
+            path, model=model, runtime=runtime, quality=quality, rerank_model=rerank_model, frugal=True
+        ),
+        model=model,
+        rerank_model=rerank_model,
+        runtime=runtime,
+        quality=quality,
+        server=server_wanted(no_server),
+        warn=present.warn,
+        prepare=download_on_first_use,
+        waiting=lambda model_id: present.spinner(f"loading model {model_id} in the umsearch service …"),
+    )
+
+
+@overload
+def absolute(path: Path | str) -> str: ...
+@overload
+def absolute(path: None) -> None: ...
 def absolute(path: Path | str | None) -> str | None:
     """A path given on the command line, made absolute here: the process that uses it may run elsewhere."""
     return None if path is None else os.path.abspath(os.path.expanduser(str(path)))
@@ -311,6 +368,18 @@ def download_on_first_use(model_id: str) -> None:
     download_model(model_id)
 
 
+def warn_nothing_found(paths: list[Path]) -> None:
+    """An index run that found no photo at all was most likely pointed at the wrong place: say what it looks for."""
+    from . import present
+    from .scan import extensions_looked_for
+
+    where = ", ".join(present.display_path(str(p)) for p in paths)
+    present.warn(
+        f"no photos found in {where}: umsearch looks for files ending in {extensions_looked_for()} "
+        "(any case), in subfolders too, skipping hidden ones"
+    )
+
+
 def max_pixels(budget: tuple[int, int]) -> int:
     return settings.max_pixels(budget[1])
 
@@ -319,6 +388,24 @@ def describe_watcher(watcher: dict | None) -> str:
     if watcher is None:
         return "not running ('umsearch watch FOLDER' keeps the index live)"
     return f"running (pid {watcher['pid']}): {watcher['activity']} — {', '.join(watcher['roots'])}"
+
+
+def running_service(db: Path) -> dict | None:
+    """The index's resident service as `status` reports it (pid, model loaded, watching), or None."""
+    from .service.client import find_service
+    from .service.paths import service_paths
+
+    client = find_service(service_paths(db))
+    if client is None:
+        return None
+    return {key: client.identity.get(key) for key in ("pid", "model_loaded", "watching")}
+
+
+def describe_service(service: dict | None) -> str:
+    if service is None:
+        return "not running (the first query that needs the model starts it)"
+    model = "model loaded" if service["model_loaded"] else "model not loaded yet"
+    return f"running (pid {service['pid']}, {model}) — 'umsearch server status' for more"
 
 
 # ---- search filters (query and similar) ---------------------------------------------------------
@@ -334,35 +421,73 @@ CameraOption = Annotated[str | None, typer.Option("--camera", help="Camera make 
 PlaceOption = Annotated[
     str | None, typer.Option("--place", help="Place (city, region or country, from GPS) contains TEXT.")
 ]
+KindOption = Annotated[
+    str | None,
+    typer.Option(
+        "--kind", help="Only these kinds: photo, screenshot, document, video (e.g. video or screenshot,document)."
+    ),
+]
 MinScoreOption = Annotated[float | None, typer.Option("--min-score", help="Drop matches scoring below X.")]
 SortOption = Annotated[
     str | None, typer.Option("--sort", help="Order the best matches by score (default) or date (newest first).")
 ]
+LimitOption = Annotated[int, typer.Option("--limit", "-n", min=1, max=settings.MAX_LIMIT, help="How many results.")]
+PathsOption = Annotated[bool, typer.Option("--paths", help="Print only paths, one per line.")]
 PreviewOption = Annotated[
     bool, typer.Option("--preview", help="Show small thumbnails where the terminal can draw images.")
 ]
 
 
-def cli_filters(folder, after, before, types, camera, place):
+def cli_filters(folder, after, before, types, camera, place, kinds=None):
     from .filters import build_filters
 
     return build_filters(
-        folders=[str(f) for f in folder or ()], after=after, before=before, types=types, camera=camera, place=place
+        folders=[str(f) for f in folder or ()],
+        after=after,
+        before=before,
+        types=types,
+        camera=camera,
+        place=place,
+        kinds=kinds,
     )
 
 
-def show_hits(hits, *, as_json: bool, paths_only: bool, preview: bool) -> None:
+def read_description(source: Path) -> str:
+    """A query's text from a file (`-`: standard input), for descriptions too long for a command line."""
+    try:
+        text = sys.stdin.read() if str(source) == "-" else source.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise UmsearchError(f"{source}: {(exc.strerror or str(exc)).lower()}") from None
+    if not text.strip():
+        raise UmsearchError(f"{source}: the description is empty")
+    return " ".join(text.split())  # one line: paragraphs and indentation carry no meaning for the model
+
+
+def show_result(result: SearchResult, *, as_json: bool, paths_only: bool, preview: bool) -> None:
+    """What query and similar print: a notice about settings (stderr), then the hits as asked."""
     from . import present
 
+    if result.notice:
+        present.warn(result.notice)
     if not (as_json or paths_only):
         from .searchview import print_hits_with_facts
 
-        print_hits_with_facts(hits, previews=preview)
+        print_hits_with_facts(result.hits, previews=preview)
         return
-    present.print_hits(hits, as_json=as_json, paths_only=paths_only)
+    present.print_hits(result.hits, as_json=as_json, paths_only=paths_only)
 
 
 # ---- commands ----------------------------------------------------------------------------------
+@app.callback()
+def umsearch_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=show_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    pass
+
+
 @app.command()
 @friendly_errors
 def index(
@@ -391,7 +516,7 @@ def index(
         length = vector_length(store, family, dim)
         indexer = Indexer(
             store,
-            lambda: load_model(model_id, budget, RuntimeRequest(device, quant, dtype), length),
+            lambda: load_model(model_id, budget, RuntimeRequest(device, quant, dtype), length, spinner=False),
             max_pixels=max_pixels(budget),
             batch_size=batch_size,
             progress=present.BarProgress(),
@@ -404,6 +529,8 @@ def index(
             on_scan_error=lambda path, reason: present.warn(f"{present.display_path(path)}: {reason}"),
         )
         present.print_summary(summary, as_json=as_json)
+    if not any(summary.counters().values()) and not summary.interrupted:
+        warn_nothing_found(paths)
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     if summary.failed:
@@ -417,16 +544,14 @@ def query(
     image: Annotated[
         Path | None, typer.Option("--image", "-i", help="Find photos like this one (with TEXT: both at once).")
     ] = None,
-    limit: Annotated[
-        int, typer.Option("--limit", "-n", min=1, max=4096, help="How many results.")
-    ] = settings.DEFAULT_LIMIT,
+    limit: LimitOption = settings.DEFAULT_LIMIT,
     instruction: Annotated[
         str | None, typer.Option("--instruction", help="Override the model's task instruction for this query.")
     ] = None,
     db: DbOption = None,
     model: ModelOption = None,
     as_json: JsonOption = False,
-    paths_only: Annotated[bool, typer.Option("--paths", help="Print only paths, one per line.")] = False,
+    paths_only: PathsOption = False,
     also: Annotated[
         list[str] | None, typer.Option("--and", help="Another positive term, TEXT or TEXT^WEIGHT (repeatable).")
     ] = None,
@@ -445,9 +570,17 @@ def query(
     types: TypeOption = None,
     camera: CameraOption = None,
     place: PlaceOption = None,
+    kind: KindOption = None,
     min_score: MinScoreOption = None,
     sort: SortOption = None,
     preview: PreviewOption = False,
+    description: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            help="Read a (long) description to search for from this file, '-' for standard input; taken as plain words.",
+        ),
+    ] = None,
     device: DeviceOption = "auto",
     quant: QuantOption = "auto",
     dtype: DtypeOption = "auto",
@@ -464,13 +597,17 @@ def query(
         ),
     ] = None,
     rerank_model: RerankModelOption = None,
+    no_server: NoServerOption = False,
 ) -> None:
     """Search by text, by image (--image), or both fused; TEXT may use the search language, e.g.
     'beach after:2025-06 before:2025-09 place:Portugal -people' (see README, "Search power")."""
-    from . import present
     from .querylang import request_from_cli
     from .session import SearchQuery
 
+    if description is not None:
+        if text:
+            raise UmsearchError("give TEXT or --file, not both")
+        text, literal = read_description(description), True
     request = request_from_cli(
         text,
         literal=literal,
@@ -478,7 +615,7 @@ def query(
         also=also,
         avoid=avoid,
         avoid_images=[absolute(p) for p in avoid_images or ()],
-        filters=cli_filters(folder, after, before, types, camera, place),
+        filters=cli_filters(folder, after, before, types, camera, place, kind),
         min_score=min_score,
         sort=sort,
     )
@@ -486,16 +623,11 @@ def query(
         raise UmsearchError("--rerank orders the matches by relevance: drop the date sort to use it")
     query = SearchQuery(request, limit=request.limit or limit, instruction=instruction, rerank=rerank)
     runtime = RuntimeRequest(device, quant, dtype)
-    # frugal: a one-shot command holds one model at a time (the embedder goes before the reranker loads).
-    with open_session(
-        db, model=model, runtime=runtime, quality=quality, rerank_model=rerank_model, frugal=True
-    ) as session:
-        session.check_ready()
-        result = session.search(query)
-    if result.notice:
-        present.warn(result.notice)
-    hits = result.hits
-    show_hits(hits, as_json=as_json, paths_only=paths_only, preview=preview)
+    route = make_route(
+        db, model=model, runtime=runtime, quality=quality, no_server=no_server, rerank_model=rerank_model
+    )
+    result = route.search(query)
+    show_result(result, as_json=as_json, paths_only=paths_only, preview=preview)
 
 
 @app.command()
@@ -503,12 +635,15 @@ def query(
 def status(
     db: DbOption = None,
     as_json: JsonOption = False,
-    failures: Annotated[int, typer.Option("--failures", min=0, help="How many failed files to list.")] = 20,
+    failures: Annotated[
+        int, typer.Option("--failures", min=0, help="How many failed files to list.")
+    ] = settings.FAILURES_SHOWN,
 ) -> None:
     """What is indexed: counts, model, dimension, database path and size, failed files."""
     from . import present
 
     path = db or settings.default_db_path()
+    report: dict[str, Any]
     if not path.exists():
         report = {
             "db": str(path),
@@ -527,11 +662,15 @@ def status(
         return
     with open_session(path) as session:
         report = session.status(failures)
+    report["service"] = running_service(path)
     if as_json:
         present.print_json(report)
         return
     present.out.print(f"index     {report['db']} ({present.human_bytes(report['db_bytes'])})", markup=False)
-    present.out.print(f"photos    {report['indexed']} indexed, {report['failed']} failed")
+    kinds = ", ".join(f"{count} {kind}{'s' if count != 1 else ''}" for kind, count in report["kinds"].items() if count)
+    present.out.print(
+        f"photos    {report['indexed']} indexed, {report['failed']} failed" + (f" ({kinds})" if kinds else "")
+    )
     if report["model"]:
         from .families import family_named
 
@@ -544,6 +683,7 @@ def status(
         if report["device"]:
             present.out.print(f"runtime   {report['device']}, {report['dtype']}, quantization {report['quant']}")
     present.out.print(f"watcher   {describe_watcher(report['watcher'])}", markup=False)
+    present.out.print(f"service   {describe_service(report['service'])}", markup=False)
     present.out.print(f"places    {report['places']}", markup=False)
     if report["metadata_missing"]:
         present.out.print(
@@ -570,6 +710,16 @@ def embed(
     dtype: DtypeOption = "auto",
     quality: QualityOption = None,
     dim: DimOption = None,
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            "--db",
+            envvar="UMSEARCH_DB",
+            help="Index whose service may answer (when it runs the same model) [default: in the user data folder].",
+            show_default=False,
+        ),
+    ] = None,
+    no_server: NoServerOption = False,
 ) -> None:
     """Print the vector of a text, an image, or both (a JSON list)."""
     from . import present
@@ -583,9 +733,19 @@ def embed(
         check_image_path(str(image))
     model_id = settings.normalize_model_spec(model or settings.default_model())
     budget = resolve_budget(None, quality, min_image_tokens, max_image_tokens, family_of_spec(model_id))
-    embedder = load_model(model_id, budget, RuntimeRequest(device, quant, dtype), dim)
-    vector = embed_input(embedder, text, absolute(image), instruction, settings.max_pixels(budget[1]))
-    present.print_json([round(float(x), 7) for x in vector])
+    runtime = RuntimeRequest(device, quant, dtype)
+    image_path = absolute(image)
+
+    def in_process() -> list[float]:
+        embedder = load_model(model_id, budget, runtime, dim)
+        return [float(x) for x in embed_input(embedder, text, image_path, instruction, settings.max_pixels(budget[1]))]
+
+    if dim is not None:  # a service embeds at its index's length, not this one
+        vector = in_process()
+    else:
+        route = make_route(db, runtime=runtime, no_server=no_server)
+        vector = route.embed(text, image_path, instruction, model_id=model_id, budget=budget, local=in_process)
+    present.print_json([round(x, 7) for x in vector])
 
 
 @app.command()
@@ -623,14 +783,23 @@ def watch(
     dtype: DtypeOption = "auto",
     quality: QualityOption = None,
     dim: DimOption = None,
+    no_server: Annotated[
+        bool,
+        typer.Option("--no-server", help="Only watch: do not also answer queries (also UMSEARCH_SERVER=off)."),
+    ] = False,
 ) -> None:
-    """Catch up, then keep the index in step as photos arrive, change, move and disappear (Ctrl-C stops)."""
+    """Catch up, then keep the index in step as photos arrive, change, move and disappear (Ctrl-C stops).
+
+    The watcher is the index's service too: query, similar, embed and tui are answered by this process, with
+    the same model (one copy in memory); a query waits at most for the batch being embedded."""
     from . import present
     from .index import Indexer
-    from .watch import Watcher, WatchOptions, describe_round, install_stop_signals
+    from .service.route import server_wanted
+    from .session import Session
+    from .watch import Watcher, WatchOptions, describe_changes, install_stop_signals
     from .watchstate import WatcherLock
 
-    RuntimeRequest(device, quant, dtype)  # a typo fails now, not when the first photo arrives
+    runtime = RuntimeRequest(device, quant, dtype)  # a typo fails now, not when the first photo arrives
     with open_store(db, create=True) as store:
         model_id, budget = index_settings(store, model, min_image_tokens, max_image_tokens, quality)
         family = model_family(store, model_id)
@@ -639,14 +808,23 @@ def watch(
         def first_model():
             if watcher.lock is not None:
                 watcher.lock.report(f"loading model {model_id}")
-            return load_model(model_id, budget, RuntimeRequest(device, quant, dtype), length)
+            return load_model(model_id, budget, runtime, length)
 
+        # One session for the watcher's indexer and the queries it answers: one model, taking turns at its gate.
+        session = Session(
+            open_store(store.path, create=False),
+            model=model_id,
+            runtime=runtime,
+            embedder_factory=lambda *_, **__: first_model(),
+        )
+        session.budget = budget  # the watcher's (a new index may be given --min/--max-image-tokens)
         indexer = Indexer(
             store,
-            first_model,
+            session.embedder,
             max_pixels=max_pixels(budget),
             batch_size=batch_size,
             image_budget=budget,
+            model_turn=session.gate.batch,
             family=family,
         )
         options = WatchOptions(
@@ -658,14 +836,20 @@ def watch(
                 present.print_json(
                     {**round_.summary.counters(), "deferred": round_.deferred, "seconds": round(round_.seconds, 3)}
                 )
-            elif any(round_.summary.counters().values()) or round_.full:
-                present.err.print(describe_round(round_), markup=False)
-            for path, reason in round_.summary.failures:
-                present.warn(f"{path}: {reason}")
+                for path, reason in round_.summary.failures:
+                    present.warn(f"{present.display_path(path)}: {reason}")
+            else:
+                for line in describe_changes(round_, present.display_path):
+                    present.err.print(line, markup=False)
 
         watcher = Watcher(indexer, [str(p) for p in paths], options, on_round=show, on_message=present.warn)
         with WatcherLock(store.path, watcher.roots) as lock:
             watcher.lock = lock
+            host = None
+            if server_wanted(no_server):
+                from .service.server import host_for_watcher
+
+                host = host_for_watcher(session, watcher.request_stop, warn=present.warn)
             present.err.print(f"watching {', '.join(watcher.roots)} (Ctrl-C stops)", markup=False)
             restore = install_stop_signals(watcher)
             try:
@@ -675,6 +859,9 @@ def watch(
                     raise
             finally:
                 restore()
+                if host is not None:
+                    host.close()
+        session.close()
     present.err.print("stopped", markup=False)
     # Everything is committed and closed. Tearing down an interpreter that holds torch and the model can take
     # seconds on a busy machine, and a service manager expects a prompt exit after SIGTERM: skip it.
@@ -683,17 +870,131 @@ def watch(
     os._exit(0)
 
 
-model_app = typer.Typer(
-    help="Download the GME model ahead of use, or see what is downloaded.",
+@app.command()
+@friendly_errors
+def serve(
+    db: DbOption = None,
+    model: ModelOption = None,
+    idle_timeout: IdleTimeoutOption = None,
+    device: DeviceOption = "auto",
+    quant: QuantOption = "auto",
+    dtype: DtypeOption = "auto",
+    quality: QualityOption = None,
+    rerank_model: RerankModelOption = None,
+) -> None:
+    """Run the index's resident service in the foreground (for service managers; queries start one themselves).
+
+    It keeps the index open and the model loaded (at the first query that needs it) and answers query, similar,
+    embed and tui on a Unix socket beside the index, until SIGTERM, 'umsearch server stop' or the idle timeout."""
+    from .service.route import idle_timeout as chosen_idle_timeout
+    from .service.server import serve as run_service
+
+    runtime = RuntimeRequest(device, quant, dtype)
+    run_service(
+        db or settings.default_db_path(),
+        runtime=runtime,
+        model=model,
+        quality=quality,
+        idle_timeout=chosen_idle_timeout(idle_timeout),
+        rerank_model=rerank_model,
+    )
+    # Tearing down an interpreter that holds torch and the model can take seconds: the service is done.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+server_app = App(
+    help="See or stop the resident service of an index (started by query, similar, embed, tui or serve).",
     no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
 )
+app.add_typer(server_app, name="server")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+@server_app.command("status")
+@friendly_errors
+def server_status(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Whether a service runs for the index: pid, model, device, dtype, uptime, requests served, memory."""
+    from . import present
+    from .service.client import find_service
+    from .service.paths import service_paths
+
+    paths = service_paths(db or settings.default_db_path())
+    client = find_service(paths)
+    if client is None:
+        if as_json:
+            present.print_json({"running": False, "index": str(paths.db)})
+        else:
+            present.out.print(f"no service runs for index {paths.db}", markup=False)
+        return
+    report = {"running": True, **client.status()}
+    if as_json:
+        present.print_json(report)
+        return
+    idle = report["idle_timeout_s"]
+    if report["watching"]:
+        lifetime = "runs as long as its watcher (umsearch watch)"
+    elif idle:
+        lifetime = f"stops after {_duration(idle)} without a request (idle {_duration(report['idle_s'])})"
+    else:
+        lifetime = "never stops on its own"
+    rss = report["rss_bytes"]
+    lines = [
+        ("service", f"running (pid {report['pid']}), umsearch {report['version']}, up {_duration(report['uptime_s'])}"),
+        ("requests", f"{report['requests']} served, {report['in_flight']} in progress"),
+        ("index", report["index"]),
+        ("model", f"{report['model']} ({'loaded' if report['model_loaded'] else 'loaded at the first query'})"),
+        ("runtime", f"{report['device']}, {report['dtype']}, quantization {report['quant']}"),
+        (
+            "memory",
+            f"{present.human_bytes(rss) if rss else '?'} (peak {present.human_bytes(report['peak_rss_bytes'])})",
+        ),
+        ("lifetime", lifetime),
+        ("socket", report["socket"] or f"loopback TCP ({report['transport']})"),
+        ("log", report["log"]),
+    ]
+    if report.get("web"):
+        lines.append(("gallery", report["web"]["url"].split("?")[0]))
+    for name, value in lines:
+        present.out.print(f"{name:<9} {value}", markup=False)
+
+
+@server_app.command("stop")
+@friendly_errors
+def server_stop(db: DbOption = None) -> None:
+    """Stop the index's service (one that a watcher runs stops with its watch)."""
+    from . import present
+    from .service.client import find_service, remove_stale
+    from .service.paths import service_paths
+
+    paths = service_paths(db or settings.default_db_path())
+    client = find_service(paths)
+    if client is None:
+        remove_stale(paths)
+        present.out.print(f"no service runs for index {paths.db}", markup=False)
+        return
+    client.stop()
+    present.out.print(f"stopped the umsearch service (pid {client.pid})")
+
+
+model_app = App(help="Download the GME model ahead of use, or see what is downloaded.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 ModelIdArgument = Annotated[
     str | None,
-    typer.Argument(help=f"Hugging Face id or local folder [default: {settings.DEFAULT_MODEL}].", show_default=False),
+    typer.Argument(
+        metavar="MODEL",
+        help=f"Hugging Face id or local folder [default: UMSEARCH_MODEL if set, else {settings.DEFAULT_MODEL}].",
+        show_default=False,
+    ),
 ]
 
 
@@ -738,50 +1039,37 @@ def model_info_command(model_id: ModelIdArgument = None, as_json: JsonOption = F
 @friendly_errors
 def similar(
     photo: Annotated[Path, typer.Argument(help="A photo: indexed (its stored vector is used) or any image file.")],
-    limit: Annotated[
-        int, typer.Option("--limit", "-n", min=1, max=4096, help="How many results.")
-    ] = settings.DEFAULT_LIMIT,
+    limit: LimitOption = settings.DEFAULT_LIMIT,
     db: DbOption = None,
     model: ModelOption = None,
     as_json: JsonOption = False,
-    paths_only: Annotated[bool, typer.Option("--paths", help="Print only paths, one per line.")] = False,
+    paths_only: PathsOption = False,
     folder: InOption = None,
     after: AfterOption = None,
     before: BeforeOption = None,
     types: TypeOption = None,
     camera: CameraOption = None,
     place: PlaceOption = None,
+    kind: KindOption = None,
     min_score: MinScoreOption = None,
     sort: SortOption = None,
     preview: PreviewOption = False,
     device: DeviceOption = "auto",
     quant: QuantOption = "auto",
     dtype: DtypeOption = "auto",
+    no_server: NoServerOption = False,
 ) -> None:
     """Photos that look like PHOTO (the photo itself is left out)."""
-    from dataclasses import replace
-
-    from . import present
-    from .querylang import SORTS, SearchRequest, Term
+    from .querylang import SORTS, SearchRequest
     from .session import SearchQuery
 
     if sort is not None and sort not in SORTS:
         raise UmsearchError(f"--sort {sort}: use score or date")
-    filters = cli_filters(folder, after, before, types, camera, place)
-    with open_session(db, model=model, runtime=RuntimeRequest(device, quant, dtype)) as session:
-        session.check_ready()
-        own_id = session.photo_id(str(photo))
-        term = Term(photo_id=own_id) if own_id is not None and session.photo(own_id).status == "ok" else None
-        if term is None:
-            term = Term(image=absolute(photo))
-        else:  # the photo itself is left out of its results
-            filters = replace(filters, exclude_ids=frozenset({own_id}))
-        request = SearchRequest(positives=(term,), filters=filters, min_score=min_score, sort=sort or "score")
-        result = session.search(SearchQuery(request, limit=limit))
-    if result.notice:
-        present.warn(result.notice)
-    hits = result.hits
-    show_hits(hits, as_json=as_json, paths_only=paths_only, preview=preview)
+    filters = cli_filters(folder, after, before, types, camera, place, kind)
+    request = SearchRequest(filters=filters, min_score=min_score, sort=sort or "score")
+    route = make_route(db, model=model, runtime=RuntimeRequest(device, quant, dtype), no_server=no_server)
+    result = route.similar(str(absolute(photo)), SearchQuery(request, limit=limit))
+    show_result(result, as_json=as_json, paths_only=paths_only, preview=preview)
 
 
 @app.command()
@@ -796,6 +1084,7 @@ def tui(
     quant: QuantOption = "auto",
     dtype: DtypeOption = "auto",
     rerank_model: RerankModelOption = None,
+    no_server: NoServerOption = False,
 ) -> None:
     """Search and browse photos interactively in the terminal (ctrl+r: rerank the best matches)."""
     from .tui.widgets.images import IMAGE_MODES  # no Textual import yet
@@ -803,10 +1092,13 @@ def tui(
     if images not in IMAGE_MODES:
         raise UmsearchError(f"--images must be one of {', '.join(IMAGE_MODES)}, not '{images}'")
     runtime = RuntimeRequest(device, quant, dtype)  # a typo fails here, not inside the app
+    from .service.route import server_wanted
     from .tui.app import make_app  # Textual is imported only for this command
     from .tui.service import background_work_running
 
-    tui_app = make_app(db, model, image_mode=images, runtime=runtime, rerank_model=rerank_model)
+    tui_app = make_app(
+        db, model, image_mode=images, runtime=runtime, server=server_wanted(no_server), rerank_model=rerank_model
+    )
     tui_app.run()
     if background_work_running():
         # A model load or embedding is still running on a daemon thread: quitting must not wait for it.
@@ -831,6 +1123,77 @@ def dupes(
     with open_store(db, create=False) as store:
         groups = find_duplicates(store, threshold)
     print_duplicate_groups(groups, as_json=as_json)
+
+
+@app.command()
+@friendly_errors
+def web(
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port (0: any free port).")] = 8571,
+    no_open: Annotated[bool, typer.Option("--no-open", help="Print the URL but do not open a browser.")] = False,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on; anything but loopback needs --allow-remote.")
+    ] = "127.0.0.1",
+    allow_remote: Annotated[
+        bool, typer.Option("--allow-remote", help="Allow a --host that other computers can reach.")
+    ] = False,
+    db: DbOption = None,
+    model: ModelOption = None,
+    device: DeviceOption = "auto",
+    quant: QuantOption = "auto",
+    dtype: DtypeOption = "auto",
+    no_server: Annotated[
+        bool,
+        typer.Option(
+            "--no-server", help="Serve the gallery from this process until Ctrl-C, not from the background service."
+        ),
+    ] = False,
+) -> None:
+    """Search and browse your photos in the browser: a private gallery on this computer (prints its URL).
+
+    The index's background service serves it (started if needed), so this command returns at once; the
+    gallery stops with the service ('umsearch server stop', or its idle timeout)."""
+    from .web.server import check_host
+
+    check_host(host, allow_remote)
+    runtime = RuntimeRequest(device, quant, dtype)
+    path = db or settings.default_db_path()
+    if not path.exists():
+        raise UmsearchError(f"no index at {path}: run 'umsearch index FOLDER' first")
+    route = make_route(path, model=model, runtime=runtime, no_server=no_server)
+    client = route.connect(start=True) if route.server else None
+    if client is None:
+        _serve_gallery_here(path, model, runtime, host, port, open_browser=not no_open)
+        return
+    shown = client.start_web(host=host, port=port, allow_remote=allow_remote)
+    print(shown["url"], flush=True)
+    sys.stderr.write(
+        f"the gallery is served by the umsearch service (pid {client.pid}); 'umsearch server stop' ends it\n"
+    )
+    if not no_open:
+        _open_browser(shown["url"])
+
+
+def _serve_gallery_here(
+    db: Path, model: str | None, runtime: RuntimeRequest, host: str, port: int, *, open_browser: bool
+) -> None:
+    from .web.server import GalleryServer
+
+    with open_session(db, model=model, runtime=runtime) as session:
+        server = GalleryServer(session, host=host, port=port)
+        print(server.url, flush=True)
+        sys.stderr.write("serving the gallery from this process; Ctrl-C stops it\n")
+        if open_browser:
+            _open_browser(server.url)
+        server.serve()
+
+
+def _open_browser(url: str) -> None:
+    import webbrowser
+
+    try:
+        webbrowser.open(url)
+    except Exception:
+        pass  # no browser here (SSH, a server): the printed URL is enough
 
 
 @app.command()

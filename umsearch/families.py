@@ -32,6 +32,7 @@ class Family:
     pixels_per_token: int
     presets: Mapping[str, tuple[int, int]]  # quality preset -> (min, max) visual tokens
     shortens: bool  # Matryoshka (MRL) training: a vector's first N values are a vector (--dim)
+    clips: bool = False  # embeds a video's sampled frames as one video input too (the clip's own vector)
 
     def budget(self, quality: str) -> tuple[int, int]:
         try:
@@ -71,6 +72,7 @@ QWEN3_VL = Family(
     # "best" is the reference Qwen3VLEmbedder's 4-1800 tokens (its published evaluation setting).
     {"fast": (128, 256), "balanced": (256, 576), "best": (4, 1800)},
     shortens=True,
+    clips=True,
 )
 FAMILIES = {family.name: family for family in (GME, QWEN3_VL)}
 _MODEL_TYPES = {"qwen2_vl": GME, "qwen3_vl": QWEN3_VL}

@@ -6,30 +6,37 @@ import json
 import os
 import re
 import sys
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
     ProgressColumn,
+    Task,
+    TaskID,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
+from rich.status import Status
 from rich.table import Table
 from rich.text import Text
+
+from .settings import FAILURES_SHOWN
 
 if TYPE_CHECKING:
     from .index import IndexSummary
     from .search import Hit
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# emoji=False: rich would turn `:smile:` in a file name or a query into 😄. Paths and user text print as given.
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def print_json(value: object) -> None:
@@ -50,7 +57,7 @@ def display_path(path: str) -> str:
     return _UNPRINTABLE.sub(_escape_unprintable, path)
 
 
-def _escape_unprintable(match: "re.Match[str]") -> str:
+def _escape_unprintable(match: re.Match[str]) -> str:
     code = ord(match.group())
     if 0xDC80 <= code <= 0xDCFF:
         return f"\\x{code - 0xDC00:02x}"
@@ -74,29 +81,50 @@ def warn(message: str) -> None:
     err.print(f"[yellow]warning:[/] {escape(message)}")
 
 
-def hits_table(hits: Sequence["Hit"]) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("#", justify="right", style="dim")
-    table.add_column("score", justify="right")
-    table.add_column("path", overflow="fold")
-    for hit in hits:
-        table.add_row(str(hit.rank), f"{hit.score:.3f}", Text(display_path(hit.path)))
-    return table
+def spinner(text: str) -> Status:
+    """A spinner on stderr while something slow runs; the text shows as given (a model path may hold `[`)."""
+    return err.status(Text(text))
 
 
-def print_hits(hits: Sequence["Hit"], *, as_json: bool, paths_only: bool) -> None:
-    if as_json:
+def print_hits(hits: Sequence[Hit], *, as_json: bool, paths_only: bool = True) -> None:
+    """`--json` (a list of objects) or `--paths` (one path per line); the table is searchview's."""
+    if as_json or not paths_only:
         print_json([hit.as_dict() for hit in hits])
-    elif paths_only:
-        for hit in hits:
-            write_path_line(hit.path)
-    elif not hits:
-        err.print("no matches")
-    else:
-        out.print(hits_table(hits))
+        return
+    for hit in hits:
+        write_path_line(hit.path)
 
 
-def print_summary(summary: "IndexSummary", *, as_json: bool, show_failures: int = 20) -> None:
+@dataclass(frozen=True)
+class Column:
+    header: str
+    cells: list[str]  # plain text: never read as markup
+    justify: JustifyMethod = "left"
+    style: str = ""
+
+
+def print_columns(columns: Sequence[Column]) -> None:
+    """A table of results: aligned for a terminal; piped, one row per line with tab-separated cells, never
+    wrapped (grep and cut get whole paths). Columns with no value in any row are left out either way."""
+    columns = [column for column in columns if any(column.cells)]
+    if not columns:
+        return
+    if not out.is_terminal:
+        sys.stdout.flush()
+        lines = ["\t".join(column.header for column in columns)]
+        lines += ["\t".join(row) for row in zip(*(column.cells for column in columns), strict=True)]
+        sys.stdout.write("".join(line + "\n" for line in lines))
+        sys.stdout.flush()
+        return
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in columns:
+        table.add_column(column.header, justify=column.justify, style=column.style, overflow="fold")
+    for row in zip(*(column.cells for column in columns), strict=True):
+        table.add_row(*map(Text, row))
+    out.print(table)
+
+
+def print_summary(summary: IndexSummary, *, as_json: bool, show_failures: int = FAILURES_SHOWN) -> None:
     if as_json:
         print_json(summary.counters())
     else:
@@ -107,12 +135,35 @@ def print_summary(summary: "IndexSummary", *, as_json: bool, show_failures: int 
         err.print(Text(f"  failed: {display_path(path)}: {reason}", style="yellow"))
     if len(summary.failures) > show_failures:
         err.print(f"  … and {len(summary.failures) - show_failures} more ('umsearch status' lists them)")
+    earlier = summary.failed - len(summary.failures)
+    if earlier > 0:
+        err.print(f"  {earlier} failed in an earlier run and are unchanged since ('umsearch status' lists them)")
 
 
 class RateColumn(ProgressColumn):
-    def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:.1f} img/s" if speed else "– img/s", style="cyan")
+    """Images per second over the batches done since the model was ready (not over files skipped or copied
+    while it loaded, which would promise thousands per second), and the time left at that rate."""
+
+    def render(self, task: Task) -> Text:
+        rate = measured_rate(task)
+        if rate is None:
+            return Text("– img/s  eta –", style="cyan")
+        remaining = (task.total or 0) - task.completed
+        return Text(f"{rate:.1f} img/s  eta {_duration(remaining / rate)}", style="cyan")
+
+
+def measured_rate(task: Task) -> float | None:
+    since, done_then = task.fields.get("rate_origin", (None, 0.0))
+    if since is None or task.completed <= done_then:
+        return None  # nothing embedded yet: no rate to show
+    elapsed = time.monotonic() - since
+    return (task.completed - done_then) / elapsed if elapsed > 0 else None
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds + 0.5)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
 
 
 class BarProgress:
@@ -120,28 +171,36 @@ class BarProgress:
 
     def __init__(self, description: str = "embedding") -> None:
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             TaskProgressColumn(),
-            RateColumn(),
             TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
+            RateColumn(),
             console=err,
             transient=False,
             disable=not err.is_terminal,
         )
         self._description = description
-        self._task = None
+        self._task: TaskID | None = None
 
     def start(self, total: int) -> None:
         self._progress.start()
-        self._task = self._progress.add_task(self._description, total=total)
+        self._task = self._progress.add_task(self._description, total=total, rate_origin=(time.monotonic(), 0.0))
 
     def advance(self, count: int = 1) -> None:
         if self._task is not None:
             self._progress.advance(self._task, count)
+
+    def note(self, text: str | None) -> None:
+        """Say what the bar waits for (e.g. "loading model"); None: work again, and measure the rate from now."""
+        if self._task is None:
+            return
+        if text is not None:
+            self._progress.update(self._task, description=text, rate_origin=(None, 0.0))
+            return
+        done = self._progress.tasks[self._task].completed
+        self._progress.update(self._task, description=self._description, rate_origin=(time.monotonic(), done))
 
     def finish(self) -> None:
         self._progress.stop()

@@ -491,10 +491,22 @@ class Qwen3VLEmbedder:
         """One query vector, shape (dim,)."""
         return self.embed([Qwen3Input(text=text, image=image, video=video, instruction=instruction)])[0]
 
-    def prepare_images(self, images: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
+    def prepare_images(
+        self, images: Sequence[Image.Image], *, max_image_tokens: int | None = None
+    ) -> dict[str, torch.Tensor]:
         """Model inputs for index images: the CPU half of `embed_images`, safe to run on another thread
-        while `embed_prepared` runs the model on the previous batch."""
-        return self.prepare([Qwen3Input(image=im, instruction=INDEX_INSTRUCTION) for im in images])
+        while `embed_prepared` runs the model on the previous batch. With `max_image_tokens` above the
+        embedder's own, images already fitted to that larger budget (screenshots, documents) keep their size."""
+        items = [Qwen3Input(image=im, instruction=INDEX_INSTRUCTION) for im in images]
+        return self.prepare(items, max_image_tokens=max_image_tokens)
+
+    def text_fit(self, text: str, *, with_image: bool = False, instruction: str | None = None) -> tuple[int, int]:
+        """(tokens in `text`, tokens of it the model reads): a long description beyond `max_length` is cut."""
+        instruction = instruction if instruction is not None else default_instruction(True, with_image)
+        full = len(self._plain(text))
+        prompt = self.prompt_ids(Qwen3Input(text=text, instruction=instruction), 0)
+        overhead = len(self.prompt_ids(Qwen3Input(text="", instruction=instruction), 0))
+        return full, min(full, len(prompt) - overhead)
 
     def embed_prepared(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
         """(N, dim) float32 unit vectors for a batch from `prepare` / `prepare_images`."""
@@ -513,12 +525,16 @@ class Qwen3VLEmbedder:
 
     # The procedure.
 
-    def prepare(self, items: Sequence[Any]) -> dict[str, torch.Tensor]:
-        """The exact model inputs for `items`: right-padded ids, attention mask, token types, pixels."""
+    def prepare(self, items: Sequence[Any], *, max_image_tokens: int | None = None) -> dict[str, torch.Tensor]:
+        """The exact model inputs for `items`: right-padded ids, attention mask, token types, pixels.
+
+        `max_image_tokens` raises the budget's ceiling (never lowers it) for images fitted to a larger one."""
         import torch
 
         batch: dict[str, torch.Tensor] = {}
-        images = [self.fit_image(item.image) for item in items if item.image is not None]
+        ceiling = max(self.info.max_image_tokens, max_image_tokens or 0)
+        low = self.info.min_image_tokens
+        images = [fit_image(item.image, low, ceiling) for item in items if item.image is not None]
         image_tokens: list[int] = []
         if images:
             vision = self.image_processor(images=images, return_tensors="pt")

@@ -299,14 +299,15 @@ def rerank_hits(
     query: RerankItem,
     hits: Sequence[Any],
     top: int,
-    load_candidate: Callable[[str], Image.Image],
+    load_candidate: Callable[[Any], Image.Image],
     instruction: str | None = None,
     before_each: Callable[[], None] | None = None,
 ) -> list[Any]:
     """`hits` (search.Hit, best first) with the first `top` rescored by the reranker and put in its order.
 
-    Each rescored hit carries its probability in `rerank`; ranks are renumbered. A candidate that can no
-    longer be read (moved or deleted since it was indexed) keeps its place after the rescored ones.
+    `load_candidate` gives a hit's picture (a photo, or a video's matching frame, a document's page). Each
+    rescored hit carries its probability in `rerank`; ranks are renumbered. A candidate that can no longer
+    be read (moved or deleted since it was indexed) keeps its place after the rescored ones.
     """
     from .errors import UmsearchError
 
@@ -314,7 +315,7 @@ def rerank_hits(
     readable, unreadable, items = [], [], []
     for hit in head:
         try:
-            items.append(RerankItem(image=load_candidate(hit.path)))
+            items.append(RerankItem(image=load_candidate(hit)))
             readable.append(hit)
         except (UmsearchError, OSError):
             unreadable.append(hit)

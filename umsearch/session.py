@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from . import settings
 from .errors import StoreError, UmsearchError
 from .filters import Filters
+from .kinds import KINDS
 from .querylang import SearchRequest, Term
 from .runtime import RuntimeRequest, index_dim, query_mismatch, resolve_budget
 from .search import Hit, combine, load_query_image, search
@@ -33,12 +34,16 @@ from .store import FileRow, Store
 if TYPE_CHECKING:
     import numpy as np
 
-    from .embed import Embedder
+    from .embed import Embedder, EmbedderInfo
     from .rerank import Qwen3Reranker
 
 # (model id, image budget, runtime) -> model; an embedder factory also takes `dim` (a Qwen3-VL index's --dim).
 EmbedderFactory = Callable[..., "Embedder"]
 RerankerFactory = Callable[[str, tuple[int, int], RuntimeRequest], "Qwen3Reranker"]
+
+
+# Texts shorter than this many characters are far below any model's token limit: not even tokenised to check.
+_LONG_TEXT_CHARS = 1000
 
 
 class NeedsModel(UmsearchError):
@@ -75,6 +80,7 @@ class Details:
     taken: datetime | None  # when taken (EXIF, as the camera's wall clock), else the file time
     camera: str | None
     place: str | None
+    kind: str = "photo"
 
 
 class ModelGate:
@@ -242,6 +248,17 @@ class Session:
                 self._reranker = self._reranker_factory(self.rerank_model, self.budget, self.runtime)
             return self._reranker
 
+    @property
+    def model_info(self) -> EmbedderInfo | None:
+        """What the loaded model runs on (device, dtype, quantization); None until it is loaded. Never waits
+        for a load in progress (a service reports its status while another request loads the model)."""
+        embedder = self._embedder
+        return None if embedder is None else embedder.info
+
+    def load_model(self) -> Embedder:
+        """Load the model now rather than at the first query that needs it (the TUI, the service)."""
+        return self.embedder()
+
     def adopt_embedder(self, embedder: Embedder) -> None:
         """Use a model someone else loaded (the watcher's indexer), so one process holds one copy."""
         with self._loading:
@@ -274,12 +291,39 @@ class Session:
             )
             searched = self.store.counts().indexed
             notice = self._settings_notice(request)
+        notice = "; ".join(note for note in (notice, self._truncation_notice(request, query.instruction)) if note)
         if query.rerank:
             if not allow_model:
                 raise NeedsModel("reranking needs the reranker model")
             hits = self.rerank(request, hits, query.rerank, cancelled)
         page = [replace(hit, rank=query.offset + i + 1) for i, hit in enumerate(hits[query.offset : wanted])]
-        return SearchResult(page, searched, notice)
+        return SearchResult(page, searched, notice or None)
+
+    def _truncation_notice(self, request: SearchRequest, instruction: str | None) -> str | None:
+        """One line when a term's text is longer than the model reads (a long description is cut)."""
+        if self._embedder is None:
+            return None  # answered from cached vectors: the notice was given when the text was first embedded
+        for term in request.positives + request.negatives:
+            if not term.text or len(term.text) < _LONG_TEXT_CHARS:
+                continue
+            full, kept = self._embedder.text_fit(term.text, with_image=term.image is not None, instruction=instruction)
+            if kept < full:
+                return f"description cut: the model reads the first {kept} of its {full} tokens"
+        return None
+
+    def similar(self, photo: str, query: SearchQuery, *, allow_model: bool = True) -> SearchResult:
+        """Photos that look like `photo`, the photo itself left out; the query gives filters, sort, minimum score
+        and page (its terms are not used). An indexed, unchanged photo uses its stored vector (no model)."""
+        own_id = self.photo_id(photo)
+        row = self.photo(own_id) if own_id is not None else None
+        filters = query.request.filters
+        if own_id is not None and row is not None and row.status == "ok":
+            term = Term(photo_id=own_id)
+            filters = replace(filters, exclude_ids=filters.exclude_ids | {own_id})
+        else:
+            term = Term(image=os.path.abspath(photo))
+        request = replace(query.request, positives=(term,), negatives=(), filters=filters)
+        return self.search(replace(query, request=request), allow_model=allow_model)
 
     def rerank(
         self, request: SearchRequest, hits: list[Hit], top: int, cancelled: Callable[[], bool] | None = None
@@ -295,13 +339,20 @@ class Session:
         def picture(path: str) -> Any:
             return load_query_image(path, self.max_pixels)
 
+        def candidate(hit: Hit) -> Any:
+            if hit.kind in ("video", "document"):  # the matching frame or page, as the model saw it
+                from .stills import still
+
+                return still(hit.path, self.max_pixels, time=hit.time, page=hit.page)
+            return picture(hit.path)
+
         check()
         reranker = self.reranker()
         terms = request.positives
         images = [picture(self._term_image(t)) if self._term_image(t) else None for t in terms]
         query = rerank_query([t.text for t in terms], images)
         with self.gate.query():
-            return rerank_hits(reranker, query, hits, top, picture, before_each=check)
+            return rerank_hits(reranker, query, hits, top, candidate, before_each=check)
 
     def _term_image(self, term: Term) -> str | None:
         return self._photo_path(term.photo_id) if term.photo_id is not None else term.image
@@ -432,7 +483,16 @@ class Session:
             fact = facts.get(row.id)
             taken = fact.taken if fact else None
             hits.append(
-                Hit(i + 1, None, row.path, row.id, taken, fact.camera if fact else None, fact.place if fact else None)
+                Hit(
+                    i + 1,
+                    None,
+                    row.path,
+                    row.id,
+                    taken,
+                    fact.camera if fact else None,
+                    fact.place if fact else None,
+                    kind=row.kind,
+                )
             )
         return hits
 
@@ -457,10 +517,11 @@ class Session:
             taken,
             fact.camera if fact else None,
             fact.place if fact else None,
+            row.kind,
         )
 
     # ---- reporting ---------------------------------------------------------------------------------
-    def status(self, failures: int = 20) -> dict[str, Any]:
+    def status(self, failures: int = settings.FAILURES_SHOWN) -> dict[str, Any]:
         """What `umsearch status --json` prints: counts, model, runtime, failures, watcher."""
         from .metadata import geocoder_status
         from .runtime import recorded_runtime
@@ -476,6 +537,7 @@ class Session:
                 "exists": True,
                 "db_bytes": self.store.size_bytes(),
                 "indexed": counts.indexed,
+                "kinds": {kind: counts.kinds.get(kind, 0) for kind in KINDS},
                 "failed": counts.failed,
                 "model": recorded.model_id if recorded else None,
                 "family": recorded.family if recorded else None,

@@ -9,13 +9,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from ..errors import UmsearchError
 from ..filters import Filters
 from ..querylang import Term, parse_search_text
 from ..session import SearchQuery, Session, Superseded
 from ..settings import DEFAULT_LIMIT, DEFAULT_RERANK_TOP
+
+if TYPE_CHECKING:
+    from ..service.route import ServiceBackend
 
 T = TypeVar("T")
 IMAGE_PREFIX = "@"
@@ -35,6 +38,18 @@ class Result:
     file_id: int
     path: str
     score: float | None
+    kind: str = "photo"
+    time: float | None = None  # a video: the best-matching frame's time (None: its start)
+    page: int | None = None  # a document: the best-matching page (None: the first)
+
+    @property
+    def where(self) -> str:
+        """ "▶ 1:23" for a video's moment, "p. 3" for a document's page, else ""."""
+        from ..search import clock
+
+        if self.time is not None:
+            return f"▶ {clock(self.time)}"
+        return f"p. {self.page}" if self.page is not None else ""
 
 
 @dataclass(frozen=True)
@@ -46,6 +61,7 @@ class Details:
     height: int | None
     size: int
     date: datetime | None
+    kind: str = "photo"
 
 
 @dataclass(frozen=True)
@@ -134,12 +150,17 @@ class SearchService:
     """What the TUI asks of its session, in the TUI's terms (typed text, results, a status line).
 
     The searching itself is `Session.search`, the same as the CLI's and the service's: this class only turns
-    what was typed (and "more like this") into a `SearchQuery`. Safe to call from worker threads.
+    what was typed (and "more like this") into a `SearchQuery`. `session` is the index's Session (the model
+    in this process) or a ServiceBackend (the model in the index's resident service; same answers). Safe to
+    call from worker threads.
     """
 
-    def __init__(self, session: Session, *, limit: int = DEFAULT_LIMIT, rerank_top: int = DEFAULT_RERANK_TOP) -> None:
+    def __init__(
+        self, session: Session | ServiceBackend, *, limit: int = DEFAULT_LIMIT, rerank_top: int = DEFAULT_RERANK_TOP
+    ) -> None:
         self.session = session
         self.limit = limit
+        self.last_notice: str | None = None  # the latest search's one-line notice (a description cut short)
         self.rerank_top = rerank_top
         self.rerank_on = False  # toggled in the TUI (ctrl+r): the best `rerank_top` matches are rescored
 
@@ -152,7 +173,7 @@ class SearchService:
 
     def load_model(self) -> object:
         """Load the model once (the first caller loads it, later ones wait and share it)."""
-        return self.session.embedder()
+        return self.session.load_model()
 
     @property
     def model_loaded(self) -> bool:
@@ -197,18 +218,23 @@ class SearchService:
         result = self.session.search(SearchQuery(request, limit=limit, rerank=rerank), cancelled=cancelled)
         if cancelled():
             raise Superseded
+        self.last_notice = result.notice  # read by the app with these results (one search shown at a time)
         # A reranked hit shows the reranker's probability: its order is the reranker's.
-        return [Result(h.file_id, h.path, h.rerank if h.rerank is not None else h.score) for h in result.hits]
+        return [
+            Result(h.file_id, h.path, h.rerank if h.rerank is not None else h.score, h.kind, h.time, h.page)
+            for h in result.hits
+        ]
 
     def recent(self, limit: int = RECENT_LIMIT) -> list[Result]:
         """The newest photos: what the TUI shows before anything is typed."""
-        return [Result(hit.file_id, hit.path, None) for hit in self.session.recent(limit)]
+        self.last_notice = None
+        return [Result(hit.file_id, hit.path, None, hit.kind) for hit in self.session.recent(limit)]
 
     def details(self, file_id: int) -> Details | None:
         found = self.session.details(file_id)
         if found is None:
             return None
-        return Details(found.path, found.width, found.height, found.size, found.taken)
+        return Details(found.path, found.width, found.height, found.size, found.taken, found.kind)
 
     def status(self) -> StatusInfo:
         report = self.session.status(failures=0)
