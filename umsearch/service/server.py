@@ -37,7 +37,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from .. import __version__
 from ..errors import ModelError, UmsearchError
 from ..runtime import RuntimeRequest
-from ..session import Session, load_for_session
+from ..session import Session, load_for_session, load_reranker_for_session
 from . import protocol
 from .locks import FileLock
 from .paths import ServicePaths, ensure_folders, service_paths, use_tcp, write_private_file
@@ -155,6 +155,7 @@ class ServiceState:
             "index_id": index_id,
             "model": session.model_id,
             "model_loaded": session.model_loaded,
+            "rerank_model": session.rerank_model,
             "budget": list(session.budget),
             "index_budget": self._index_budget(),
             "runtime": vars(session.runtime),
@@ -575,12 +576,12 @@ class ServiceHost:
 
 
 # ---- the two ways a service runs ---------------------------------------------------------------------
-def quiet_loading(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest) -> Any:
+def quiet_loading(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest, dim: int | None = None) -> Any:
     """The model as the service loads it: logged, and any failure one ModelError line for the client."""
     log.warning("loading model %s", model_id)
     started = time.monotonic()
     try:
-        embedder = load_for_session(model_id, budget, runtime)
+        embedder = load_for_session(model_id, budget, runtime, dim)
     except UmsearchError as exc:
         raise ModelError(str(exc)) from None
     except Exception as exc:
@@ -596,6 +597,20 @@ def quiet_loading(model_id: str, budget: tuple[int, int], runtime: RuntimeReques
     return embedder
 
 
+def quiet_reranker_loading(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest) -> Any:
+    """The reranker as the service loads it (a query asked for --rerank): logged, failures one line."""
+    log.warning("loading reranker %s", model_id)
+    started = time.monotonic()
+    try:
+        reranker = load_reranker_for_session(model_id, budget, runtime)
+    except UmsearchError as exc:
+        raise ModelError(str(exc)) from None
+    except Exception as exc:
+        raise ModelError(f"cannot load the reranker {model_id}: {type(exc).__name__}: {exc}") from None
+    log.warning("reranker loaded in %.1f s (%s)", time.monotonic() - started, reranker.info.device)
+    return reranker
+
+
 def setup_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
@@ -604,14 +619,30 @@ def setup_logging() -> None:
     root.setLevel(logging.INFO)
 
 
-def serve(db: Path, *, runtime: RuntimeRequest, model: str | None, quality: str | None, idle_timeout: float) -> None:
+def serve(
+    db: Path,
+    *,
+    runtime: RuntimeRequest,
+    model: str | None,
+    quality: str | None,
+    idle_timeout: float,
+    rerank_model: str | None = None,
+) -> None:
     """`umsearch serve`: answer until SIGTERM/SIGINT/SIGHUP, `server stop` or `idle_timeout` seconds without a
     request (0: never). Returns normally once stopped; the caller exits at once (no torch teardown)."""
     import signal
 
     setup_logging()
     paths = service_paths(db)
-    session = Session.open(paths.db, model=model, runtime=runtime, quality=quality, embedder_factory=quiet_loading)
+    session = Session.open(
+        paths.db,
+        model=model,
+        runtime=runtime,
+        quality=quality,
+        embedder_factory=quiet_loading,
+        reranker_factory=quiet_reranker_loading,
+        rerank_model=rerank_model,
+    )
     stopping = threading.Event()
     reason = {"why": ""}
 
