@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.qwen3_support import tiny_qwen3, tiny_qwen3_dir, tiny_reranker_dir  # noqa: F401  (shared fixtures)
 from umsearch.devmodel import build_model_dir
 from umsearch.embed import load_embedder
 from umsearch.gme import GmeEmbedder

@@ -19,7 +19,9 @@ from .runtime import RuntimeRequest
 
 if TYPE_CHECKING:
     from .embed import Embedder
+    from .families import Family
     from .index import IndexSummary
+    from .rerank import Qwen3Reranker
     from .service.route import Route
     from .session import SearchResult, Session
     from .store import Store
@@ -48,7 +50,8 @@ ModelOption = Annotated[
     typer.Option(
         "--model",
         envvar="UMSEARCH_MODEL",
-        help=f"Hugging Face id or local folder of a GME model [default: the index's model, else {settings.DEFAULT_MODEL}].",
+        help="Hugging Face id or local folder of a GME or Qwen3-VL-Embedding model "
+        f"[default: the index's model, else {settings.DEFAULT_MODEL}].",
         show_default=False,
     ),
 ]
@@ -93,6 +96,25 @@ DtypeOption = Annotated[
         help="auto, float32, bfloat16 or float16 compute (auto: bf16/fp16 on GPUs, float32 on CPUs).",
     ),
 ]
+DimOption = Annotated[
+    int | None,
+    typer.Option(
+        "--dim",
+        min=32,
+        help="A new Qwen3-VL-Embedding index keeps the first N values of each vector (e.g. 512, 1024; "
+        "smaller index, faster search, a little less accurate) [default: all].",
+        show_default=False,
+    ),
+]
+RerankModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--rerank-model",
+        envvar="UMSEARCH_RERANK_MODEL",
+        help=f"Hugging Face id or local folder of the reranker [default: {settings.DEFAULT_RERANK_MODEL}].",
+        show_default=False,
+    ),
+]
 NoServerOption = Annotated[
     bool,
     typer.Option(
@@ -119,7 +141,7 @@ QualityOption = Annotated[
         "--quality",
         help="Image detail: "
         + ", ".join(f"{name} ({low}-{high} visual tokens)" for name, (low, high) in settings.QUALITY_PRESETS.items())
-        + f" [default: the index's, else {settings.DEFAULT_QUALITY}].",
+        + f" for GME; Qwen3-VL's best is its reference 4-1800 [default: the index's, else {settings.DEFAULT_QUALITY}].",
         show_default=False,
     ),
 ]
@@ -168,21 +190,35 @@ def open_store(db: Path | None, *, create: bool) -> Store:
 
 
 def chosen_model(store: Store, model: str | None) -> str:
-    """An explicit --model must match the index; without one, the index's own model is used."""
+    """An explicit --model must match the index (its family, then its id); without one, the index's own."""
+    from .families import family_of_spec
+
     recorded = store.settings()
     if model is None:
         return recorded.model_id if recorded else settings.default_model()
     model_id = settings.normalize_model_spec(model)
-    store.check_model(model_id)
+    store.check_model(model_id, family_of_spec(model_id).name)
     return model_id
 
 
+def model_family(store: Store, model_id: str) -> Family:
+    """The index's model family, or (a new index) the family of the model about to build it."""
+    from .families import family_named, family_of_spec
+
+    recorded = store.settings()
+    return family_named(recorded.family) if recorded else family_of_spec(model_id)
+
+
 def token_budget(
-    store: Store, min_tokens: int | None, max_tokens: int | None, quality: str | None = None
+    store: Store,
+    min_tokens: int | None,
+    max_tokens: int | None,
+    quality: str | None = None,
+    family: Family | None = None,
 ) -> tuple[int, int]:
     from .runtime import resolve_budget
 
-    return resolve_budget(store.settings(), quality, min_tokens, max_tokens)
+    return resolve_budget(store.settings(), quality, min_tokens, max_tokens, family)
 
 
 def index_settings(
@@ -192,9 +228,27 @@ def index_settings(
     from .runtime import check_index_budget
 
     model_id = chosen_model(store, model)
-    budget = token_budget(store, min_tokens, max_tokens, quality)
+    budget = token_budget(store, min_tokens, max_tokens, quality, model_family(store, model_id))
     check_index_budget(store.settings(), budget, str(store.path))
     return model_id, budget
+
+
+def vector_length(store: Store, family: Family, dim: int | None) -> int | None:
+    """The --dim an index or watch run embeds at: the index's own, or `dim` for a new Qwen3-VL index."""
+    from .errors import ModelMismatchError
+    from .runtime import index_dim
+
+    if dim is not None and not family.shortens:
+        raise UmsearchError(f"--dim shortens Qwen3-VL-Embedding vectors only; {family.label} vectors keep their length")
+    recorded = store.settings()
+    if recorded is None:
+        return dim
+    if dim is not None and dim != recorded.dim:
+        raise ModelMismatchError(
+            f"index {store.path} holds {recorded.dim}-d vectors, not {dim}-d: drop --dim to keep its length, "
+            "or use --db NEW_FILE for a separate index"
+        )
+    return index_dim(recorded)
 
 
 def index_model(db_path: Path) -> str | None:
@@ -209,9 +263,11 @@ def index_model(db_path: Path) -> str | None:
     return recorded.model_id if recorded else None
 
 
-def load_model(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest, *, spinner: bool = True) -> Embedder:
+def load_model(
+    model_id: str, budget: tuple[int, int], runtime: RuntimeRequest, dim: int | None = None, *, spinner: bool = True
+) -> Embedder:
     """The one way CLI commands load a model: fetch it on first use (progress bars), then a spinner (not while
-    a progress bar already says "loading model")."""
+    a progress bar already says "loading model"). `dim` shortens a Qwen3-VL-Embedding model's vectors (--dim)."""
     from contextlib import nullcontext
 
     from . import present
@@ -219,7 +275,22 @@ def load_model(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest, 
 
     download_on_first_use(model_id)
     with present.spinner(f"loading model {model_id} …") if spinner else nullcontext():
-        return load_for_session(model_id, budget, runtime)
+        return load_for_session(model_id, budget, runtime, dim)
+
+
+def load_reranker(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest) -> Qwen3Reranker:
+    """How CLI commands load the reranker: fetch it on first use, a spinner, then the CPU cost warning."""
+    from . import present
+    from .rerank import rerank_cost_note
+    from .session import load_reranker_for_session
+
+    download_on_first_use(model_id)
+    with present.spinner(f"loading reranker {model_id} …"):
+        reranker = load_reranker_for_session(model_id, budget, runtime)
+    note = rerank_cost_note(reranker.info.device)
+    if note:
+        present.warn(note)
+    return reranker
 
 
 def open_session(
@@ -228,13 +299,22 @@ def open_session(
     model: str | None = None,
     runtime: RuntimeRequest | None = None,
     quality: str | None = None,
+    rerank_model: str | None = None,
+    frugal: bool = False,
 ) -> Session:
     """The index's session, loading its model the CLI's way (with progress) when a command needs it."""
     from .session import Session
 
     path = db or settings.default_db_path()
     return Session(
-        open_store(path, create=False), model=model, runtime=runtime, quality=quality, embedder_factory=load_model
+        open_store(path, create=False),
+        model=model,
+        runtime=runtime,
+        quality=quality,
+        embedder_factory=load_model,
+        reranker_factory=load_reranker,
+        rerank_model=rerank_model,
+        frugal=frugal,
     )
 
 
@@ -245,9 +325,11 @@ def make_route(
     runtime: RuntimeRequest | None = None,
     quality: str | None = None,
     no_server: bool = False,
+    rerank_model: str | None = None,
 ) -> Route:
     """How a command reaches its index: the running service, the index alone, a service it starts, or
-    in-process (see service/route.py). Light: imports neither the server nor the model."""
+    in-process (see service/route.py). Light: imports neither the server nor the model. In-process, one
+    model at a time is held (frugal: the embedder goes before a reranker loads)."""
     from . import present
     from .service.route import Route, server_wanted
 
@@ -255,8 +337,11 @@ def make_route(
     runtime = runtime or RuntimeRequest()
     return Route(
         db=path,
-        open_session=lambda: open_session(path, model=model, runtime=runtime, quality=quality),
+        open_session=lambda: open_session(
+            path, model=model, runtime=runtime, quality=quality, rerank_model=rerank_model, frugal=True
+        ),
         model=model,
+        rerank_model=rerank_model,
         runtime=runtime,
         quality=quality,
         server=server_wanted(no_server),
@@ -446,6 +531,7 @@ def index(
     quant: QuantOption = "auto",
     dtype: DtypeOption = "auto",
     quality: QualityOption = None,
+    dim: DimOption = None,
 ) -> None:
     """Add new photos, re-embed changed ones, follow moves and drop deleted ones."""
     from . import present
@@ -456,6 +542,8 @@ def index(
     RuntimeRequest(device, quant, dtype)  # a typo fails now, not after the scan
     with open_store(db, create=True) as store:
         model_id, budget = index_settings(store, model, min_image_tokens, max_image_tokens, quality)
+        family = model_family(store, model_id)
+        length = vector_length(store, family, dim)
         roots = check_roots([str(p) for p in paths])
         lock = IndexLock(store.path, tuple(roots), INDEX)
         while (watcher := acquire_waiting(lock, functools.partial(present.err.print, markup=False))) is not None:
@@ -470,11 +558,12 @@ def index(
             lock.report("indexing")
             indexer = Indexer(
                 store,
-                lambda: load_model(model_id, budget, RuntimeRequest(device, quant, dtype), spinner=False),
+                lambda: load_model(model_id, budget, RuntimeRequest(device, quant, dtype), length, spinner=False),
                 max_pixels=max_pixels(budget),
                 batch_size=batch_size,
                 progress=present.BarProgress(),
                 image_budget=budget,
+                family=family,
             )
             summary = indexer.index(
                 roots,
@@ -499,7 +588,7 @@ def query(
     ] = None,
     limit: LimitOption = settings.DEFAULT_LIMIT,
     instruction: Annotated[
-        str | None, typer.Option("--instruction", help="Override GME's task instruction for this query.")
+        str | None, typer.Option("--instruction", help="Override the model's task instruction for this query.")
     ] = None,
     db: DbOption = None,
     model: ModelOption = None,
@@ -538,6 +627,18 @@ def query(
     quant: QuantOption = "auto",
     dtype: DtypeOption = "auto",
     quality: QualityOption = None,
+    rerank: Annotated[
+        int | None,
+        typer.Option(
+            "--rerank",
+            min=1,
+            max=4096,
+            help="Rescore the best N matches with Qwen3-VL-Reranker and order them by its judgement "
+            f"(N defaults to {settings.DEFAULT_RERANK_TOP}; one model pass per photo: slow on a CPU).",
+            show_default=False,
+        ),
+    ] = None,
+    rerank_model: RerankModelOption = None,
     no_server: NoServerOption = False,
 ) -> None:
     """Search by text, by image (--image), or both fused; TEXT may use the search language, e.g.
@@ -560,9 +661,13 @@ def query(
         min_score=min_score,
         sort=sort,
     )
-    query = SearchQuery(request, limit=request.limit or limit, instruction=instruction)
+    if rerank and request.sort == "date":
+        raise UmsearchError("--rerank orders the matches by relevance: drop the date sort to use it")
+    query = SearchQuery(request, limit=request.limit or limit, instruction=instruction, rerank=rerank)
     runtime = RuntimeRequest(device, quant, dtype)
-    route = make_route(db, model=model, runtime=runtime, quality=quality, no_server=no_server)
+    route = make_route(
+        db, model=model, runtime=runtime, quality=quality, no_server=no_server, rerank_model=rerank_model
+    )
     result = route.search(query)
     show_result(result, as_json=as_json, paths_only=paths_only, preview=preview)
 
@@ -588,6 +693,7 @@ def status(
             "indexed": 0,
             "failed": 0,
             "model": None,
+            "family": None,
             "dim": None,
             "watcher": None,
             "gone": [],
@@ -611,7 +717,10 @@ def status(
         f"photos    {report['indexed']} indexed, {report['failed']} failed" + (f" ({kinds})" if kinds else "")
     )
     if report["model"]:
-        present.out.print(f"model     {report['model']} ({report['dim']}-d)", markup=False)
+        from .families import family_named
+
+        family = family_named(report["family"]).label
+        present.out.print(f"model     {report['model']} ({family}, {report['dim']}-d)", markup=False)
         low, high = report["image_tokens"]
         present.out.print(f"images    {low}–{high} visual tokens")
         if report["quality"]:
@@ -680,7 +789,7 @@ def forget(
 def embed(
     text: Annotated[str | None, typer.Option("--text", help="Text to embed.")] = None,
     image: Annotated[Path | None, typer.Option("--image", help="Image to embed.")] = None,
-    instruction: Annotated[str | None, typer.Option("--instruction", help="GME task instruction.")] = None,
+    instruction: Annotated[str | None, typer.Option("--instruction", help="The model's task instruction.")] = None,
     model: ModelOption = None,
     min_image_tokens: MinTokensOption = None,
     max_image_tokens: MaxTokensOption = None,
@@ -689,6 +798,7 @@ def embed(
     quant: QuantOption = "auto",
     dtype: DtypeOption = "auto",
     quality: QualityOption = None,
+    dim: DimOption = None,
     db: Annotated[
         Path | None,
         typer.Option(
@@ -702,6 +812,7 @@ def embed(
 ) -> None:
     """Print the vector of a text, an image, or both (a JSON list)."""
     from . import present
+    from .families import family_of_spec
     from .runtime import resolve_budget
     from .session import check_image_path, embed_input
 
@@ -709,17 +820,20 @@ def embed(
         raise UmsearchError("give --text, --image, or both")
     if image is not None:
         check_image_path(str(image))
-    budget = resolve_budget(None, quality, min_image_tokens, max_image_tokens)
     model_id = settings.normalize_model_spec(model or settings.default_model())
+    budget = resolve_budget(None, quality, min_image_tokens, max_image_tokens, family_of_spec(model_id))
     runtime = RuntimeRequest(device, quant, dtype)
     image_path = absolute(image)
 
     def in_process() -> list[float]:
-        embedder = load_model(model_id, budget, runtime)
+        embedder = load_model(model_id, budget, runtime, dim)
         return [float(x) for x in embed_input(embedder, text, image_path, instruction, settings.max_pixels(budget[1]))]
 
-    route = make_route(db, runtime=runtime, no_server=no_server)
-    vector = route.embed(text, image_path, instruction, model_id=model_id, budget=budget, local=in_process)
+    if dim is not None:  # a service embeds at its index's length, not this one
+        vector = in_process()
+    else:
+        route = make_route(db, runtime=runtime, no_server=no_server)
+        vector = route.embed(text, image_path, instruction, model_id=model_id, budget=budget, local=in_process)
     present.print_json([round(x, 7) for x in vector])
 
 
@@ -757,6 +871,7 @@ def watch(
     quant: QuantOption = "auto",
     dtype: DtypeOption = "auto",
     quality: QualityOption = None,
+    dim: DimOption = None,
     no_server: Annotated[
         bool,
         typer.Option("--no-server", help="Only watch: do not also answer queries (also UMSEARCH_SERVER=off)."),
@@ -779,11 +894,13 @@ def watch(
         runtime = RuntimeRequest(device, quant, dtype)  # a typo fails now, not when the first photo arrives
         with open_store(db, create=True) as store:
             model_id, budget = index_settings(store, model, min_image_tokens, max_image_tokens, quality)
+            family = model_family(store, model_id)
+            length = vector_length(store, family, dim)
 
             def first_model():
                 if watcher.lock is not None:
                     watcher.lock.report(f"loading model {model_id}")
-                loaded = load_model(model_id, budget, runtime)
+                loaded = load_model(model_id, budget, runtime, length)
                 if watcher.lock is not None:
                     watcher.lock.report("catching up" if not watcher.caught_up.is_set() else "indexing new photos")
                 return loaded
@@ -793,7 +910,7 @@ def watch(
                 open_store(store.path, create=False),
                 model=model_id,
                 runtime=runtime,
-                embedder_factory=lambda *_: first_model(),
+                embedder_factory=lambda *_, **__: first_model(),
             )
             session.budget = budget  # the watcher's (a new index may be given --min/--max-image-tokens)
             host = None
@@ -805,6 +922,7 @@ def watch(
                     batch_size=batch_size,
                     image_budget=budget,
                     model_turn=session.gate.batch,
+                    family=family,
                 )
                 options = WatchOptions(
                     excludes=tuple(exclude or ()),
@@ -873,6 +991,7 @@ def serve(
     quant: QuantOption = "auto",
     dtype: DtypeOption = "auto",
     quality: QualityOption = None,
+    rerank_model: RerankModelOption = None,
 ) -> None:
     """Run the index's resident service in the foreground (for service managers; queries start one themselves).
 
@@ -888,6 +1007,7 @@ def serve(
         model=model,
         quality=quality,
         idle_timeout=chosen_idle_timeout(idle_timeout),
+        rerank_model=rerank_model,
     )
     # Tearing down an interpreter that holds torch and the model can take seconds: the service is done.
     sys.stdout.flush()
@@ -938,7 +1058,7 @@ def server_status(db: DbOption = None, as_json: JsonOption = False) -> None:
         lifetime = f"stops after {_duration(idle)} without a request (idle {_duration(report['idle_s'])})"
     else:
         lifetime = "never stops on its own"
-    rss = report["rss_bytes"]
+    rss, peak = report["rss_bytes"], report["peak_rss_bytes"]
     lines = [
         ("service", f"running (pid {report['pid']}), umsearch {report['version']}, up {_duration(report['uptime_s'])}"),
         ("requests", f"{report['requests']} served, {report['in_flight']} in progress"),
@@ -947,7 +1067,7 @@ def server_status(db: DbOption = None, as_json: JsonOption = False) -> None:
         ("runtime", f"{report['device']}, {report['dtype']}, quantization {report['quant']}"),
         (
             "memory",
-            f"{present.human_bytes(rss) if rss else '?'} (peak {present.human_bytes(report['peak_rss_bytes'])})",
+            f"{present.human_bytes(rss) if rss else '?'} (peak {present.human_bytes(peak) if peak else '?'})",
         ),
         ("lifetime", lifetime),
         ("socket", report["socket"] or f"loopback TCP ({report['transport']})"),
@@ -1074,9 +1194,10 @@ def tui(
     device: DeviceOption = "auto",
     quant: QuantOption = "auto",
     dtype: DtypeOption = "auto",
+    rerank_model: RerankModelOption = None,
     no_server: NoServerOption = False,
 ) -> None:
-    """Search and browse photos interactively in the terminal."""
+    """Search and browse photos interactively in the terminal (ctrl+r: rerank the best matches)."""
     from .tui.widgets.images import IMAGE_MODES  # no Textual import yet
 
     if images not in IMAGE_MODES:
@@ -1086,7 +1207,9 @@ def tui(
     from .tui.app import make_app  # Textual is imported only for this command
     from .tui.service import background_work_running
 
-    tui_app = make_app(db, model, image_mode=images, runtime=runtime, server=server_wanted(no_server))
+    tui_app = make_app(
+        db, model, image_mode=images, runtime=runtime, server=server_wanted(no_server), rerank_model=rerank_model
+    )
     tui_app.run()
     if background_work_running():
         # A model load or embedding is still running on a daemon thread: quitting must not wait for it.
@@ -1215,8 +1338,25 @@ def doctor(
         raise typer.Exit(EXIT_ERROR)
 
 
+# Options whose value may be left out on the command line: "--rerank" alone means "--rerank 30".
+_OPTIONAL_VALUES = {"--rerank": str(settings.DEFAULT_RERANK_TOP)}
+
+
+def with_optional_values(argv: list[str]) -> list[str]:
+    """`argv` with the default filled in after an optional-value option given without a number (click has
+    such options, typer does not pass them through); nothing after a lone "--" is touched."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        if arg == "--":
+            return out + argv[i + 1 :]
+        if arg in _OPTIONAL_VALUES and (i + 1 == len(argv) or not argv[i + 1].isdigit()):
+            out.append(_OPTIONAL_VALUES[arg])
+    return out
+
+
 def main() -> None:
-    app()
+    app(args=with_optional_values(sys.argv[1:]))
 
 
 if __name__ == "__main__":

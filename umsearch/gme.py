@@ -76,7 +76,7 @@ def load(
     quant: str,
     min_image_tokens: int,
     max_image_tokens: int,
-    max_length: int,
+    max_length: int = 1800,
 ) -> GmeEmbedder:
     """A GME embedder from a checked model folder, on the runtime `embed.choose_runtime` picked."""
     from transformers import Qwen2VLModel

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from . import settings
 from .embed import is_out_of_memory, release_accelerator_memory
 from .errors import DiskFullError, ImageLoadError, UmsearchError
+from .families import GME, Family, family_named
 from .imageload import LoadedImage, describe_os_error, load_image
 from .kinds import DOCUMENT, PHOTO, TEXT_KINDS, VIDEO, image_kind, kind_by_extension, kind_of_file
 from .metadata import PhotoMeta, extract_metadata, metadata_from_exif
@@ -185,6 +186,7 @@ class Indexer:
         video_policy: SamplingPolicy | None = None,
         pages_per_document: int | None = None,
         model_turn: Callable[[], AbstractContextManager[object]] | None = None,
+        family: Family | None = None,
     ) -> None:
         """`image_budget` (min, max visual tokens, the embedder's) lets loader threads do the model's
         resizing ahead of it (screenshots and documents get `settings.text_budget` of it); `window` is how
@@ -192,7 +194,8 @@ class Indexer:
         batches (default 4 batches). `video_policy` chooses the frames of a video (default: scene cuts,
         at most `settings.max_frames()`), `pages_per_document` the pages of a PDF (`settings.max_pages()`).
         `model_turn` is entered around each model call when the model is shared (the watcher's service
-        passes `Session.gate.batch`: a query goes before the next batch)."""
+        passes `Session.gate.batch`: a query goes before the next batch). `family` is the model family whose
+        resizing the loader threads do (default: the index's, else GME); a model of another family is refused."""
         self.store = store
         self._embedder_factory = embedder_factory
         self._embedder: Embedder | None = None
@@ -201,6 +204,8 @@ class Indexer:
         self.workers = workers or min(4, os.cpu_count() or 1)
         self.progress = progress or NoProgress()
         self.image_budget = image_budget
+        recorded = store.settings()
+        self.family = family or (family_named(recorded.family) if recorded else GME)
         self.text_budget = text_budget(*image_budget) if image_budget is not None else None
         self.window = max(self.batch_size, window or self.batch_size * 4)
         if video_policy is None:
@@ -222,7 +227,15 @@ class Indexer:
             embedder = self._embedder_factory()
             self.progress.note(None)
             info = embedder.info
-            self.store.bind(IndexSettings(info.model_id, info.dim, info.min_image_tokens, info.max_image_tokens))
+            if info.family != self.family.name:
+                # Loader threads resized photos the other family's way: its vectors would be subtly off.
+                raise UmsearchError(
+                    f"the indexer was set up for {self.family.label} models but got a {info.family} model; "
+                    "pass its family to Indexer(family=...)"
+                )
+            self.store.bind(
+                IndexSettings(info.model_id, info.dim, info.min_image_tokens, info.max_image_tokens, info.family)
+            )
             from .runtime import record_runtime
 
             record_runtime(self.store, info)
@@ -376,6 +389,7 @@ class Indexer:
         self, complete: list[Loaded], vectors: dict[int, list[np.ndarray | Rejected | None]], summary: IndexSummary
     ) -> None:
         """Files whose every picture has been through the model: stored in one transaction."""
+        clips = self._clip_vectors(complete, vectors)  # model calls: before the transaction, not in it
         # Counted once committed: a batch that never lands (a full disk, a stop) was not saved.
         tally = IndexSummary(changes=[] if summary.changes is not None else None)
         with self.store.transaction():
@@ -394,11 +408,10 @@ class Indexer:
                     )
                     tally.fail(found.path, reason)
                     continue
-                store_as = (
-                    {"segments": [Segment(vector, part.time, part.page) for part, vector in kept]}
-                    if loaded.multi
-                    else {"vector": kept[0][1]}
-                )
+                segments = [Segment(vector, part.time, part.page) for part, vector in kept]
+                if id(loaded) in clips:  # the clip as a whole first: it is the video's own vector
+                    segments.insert(0, Segment(clips[id(loaded)], kept[0][0].time))
+                store_as = {"segments": segments} if loaded.multi else {"vector": kept[0][1]}
                 self.store.put_file(
                     found.path,
                     size=found.size,
@@ -413,6 +426,37 @@ class Indexer:
                 self._count_stored(loaded, tally)
         summary.add(tally)
         self.progress.advance(len(complete))
+
+    def _clip_vectors(
+        self, complete: list[Loaded], vectors: dict[int, list[np.ndarray | Rejected | None]]
+    ) -> dict[int, np.ndarray]:
+        """For a family that reads videos (Qwen3-VL), each finished video's kept frames, in time order, as one
+        video input: a vector for the clip as a whole, beside the frames' own (which give the timestamps).
+
+        A clip the model cannot take (out of memory, say) is left out: its frames still find the video."""
+        if not self.family.clips:
+            return {}
+        from .qwen3vl import VideoClip
+
+        clips: dict[int, np.ndarray] = {}
+        for loaded in complete:
+            if loaded.kind != VIDEO:
+                continue
+            results = vectors[id(loaded)]
+            frames = [
+                p for p, v in zip(loaded.parts, results, strict=True) if v is not None and not isinstance(v, Rejected)
+            ]
+            if not frames:
+                continue
+            clip = VideoClip(tuple(p.image for p in frames), tuple(p.time or 0.0 for p in frames))
+            try:
+                with self._model_turn():
+                    clips[id(loaded)] = self.embedder.embed_videos([clip])[0]  # type: ignore[attr-defined]
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                release_accelerator_memory()
+        return clips
 
     def _load_ahead(self, jobs: Sequence[Job]) -> Iterator[Loaded]:
         # Deep enough that the next window is decoded while the model works through this one; bounded
@@ -525,21 +569,15 @@ class Indexer:
         image = LoadedImage(parts[0].image, *size)
         return Loaded(job, digest, image, None, sum(p.tokens for p in parts), meta=meta, parts=parts, kind=DOCUMENT)
 
-    @staticmethod
-    def _pixels(budget: tuple[int, int] | None) -> int | None:
-        from .settings import max_pixels
+    def _pixels(self, budget: tuple[int, int] | None) -> int | None:
+        return self.family.max_pixels(budget[1]) if budget is not None else None
 
-        return max_pixels(budget[1]) if budget is not None else None
-
-    @staticmethod
-    def _part(image: Image.Image, budget: tuple[int, int] | None) -> Part:
-        """The picture at the size the model will use, and what it costs."""
+    def _part(self, image: Image.Image, budget: tuple[int, int] | None) -> Part:
+        """The picture at the size the model will use (the family's resizes), and what it costs."""
         if budget is None:
             return Part(image, image.width * image.height)
-        from .gme import fit_image, image_token_count
-
-        fitted = fit_image(image, *budget)
-        return Part(fitted, image_token_count(*fitted.size, *budget))
+        fitted = self.family.fit_image(image, *budget)
+        return Part(fitted, self.family.image_token_count(*fitted.size, *budget))
 
     def _resolve_without_model(self, loaded: Loaded, summary: IndexSummary) -> bool:
         """Failures, touched files and copies of indexed files are stored without running the model."""

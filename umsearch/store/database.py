@@ -35,6 +35,7 @@ class IndexSettings:
     dim: int
     min_image_tokens: int
     max_image_tokens: int
+    family: str = "gme"  # the model family (families.py); indexes from before families existed are GME
 
 
 class Store(RootTable, QueryCache):
@@ -160,11 +161,23 @@ class Store(RootTable, QueryCache):
             dim=int(self.meta("dim") or 0),
             min_image_tokens=int(self.meta("min_image_tokens") or 0),
             max_image_tokens=int(self.meta("max_image_tokens") or 0),
+            family=self.meta("family") or "gme",
         )
 
-    def check_model(self, model_id: str) -> None:
-        """Refuse before loading a model that cannot serve this index (cheap: no torch)."""
+    def check_model(self, model_id: str, family: str | None = None) -> None:
+        """Refuse before loading a model that cannot serve this index (cheap: no torch).
+
+        `family`, when known, makes the refusal of a model of the other family say so.
+        """
         current = self.settings()
+        if current is not None and family is not None and current.family != family:
+            from ..families import family_named
+
+            raise ModelMismatchError(
+                f"index {self.path} holds {family_named(current.family).label} vectors (model "
+                f"'{current.model_id}'); '{model_id}' is a {family_named(family).label} model, whose vectors "
+                f"are not comparable: pass --model {current.model_id}, or --db NEW_FILE for a separate index"
+            )
         if current is not None and current.model_id != model_id:
             raise ModelMismatchError(
                 f"index {self.path} was built with model '{current.model_id}', not '{model_id}': "
@@ -180,7 +193,7 @@ class Store(RootTable, QueryCache):
                     self.set_meta(key, str(value))
                 create_bit_table(self.db, settings.dim)
             return
-        self.check_model(settings.model_id)
+        self.check_model(settings.model_id, settings.family)
         if current.dim != settings.dim:
             raise ModelMismatchError(
                 f"index {self.path} holds {current.dim}-d vectors; model '{settings.model_id}' makes "
