@@ -223,3 +223,33 @@ def test_a_long_deletion_log_is_cleared_and_older_matrices_are_rebuilt(tmp_path,
         matrix = other._bit_matrix()
     assert sorted(matrix.ids.tolist()) == list(range(5, 21))
     store.close()
+
+
+def test_a_videos_frames_carry_its_codes_and_the_recall_check_counts_files(tmp_path, monkeypatch):
+    """Frames (segments) are rows of the bit matrix with their file's filter codes; the recall check takes
+    files' own vectors as queries and ranks files by their best frame, as the search does."""
+    from umsearch.store.segments import Segment, file_ids_of
+
+    vectors_ = anisotropic(400)
+    store = filled_store(tmp_path / "i.db", vectors_[:300])
+    search(store, vectors_[0], 5)  # builds and saves the matrix
+    with store.transaction():
+        for n in range(10):
+            frames = [Segment(v, time=2.0 * i) for i, v in enumerate(vectors_[300 + 10 * n : 310 + 10 * n])]
+            store.put_file(f"/clips/{n}.mp4", size=1, mtime_ns=1, digest=f"v{n}", segments=frames, kind="video")
+    monkeypatch.setattr(bitcache, "build", lambda *a, **k: pytest.fail("rebuilt instead of patched"))
+    with Store.open(store.path, create=False) as other:
+        patched = other._bit_matrix()
+    monkeypatch.undo()
+    fresh = bitcache.build(store.db, store.vectors_generation())
+    assert same_matrix(patched, fresh) and len(fresh) == 400
+    frames = file_ids_of(fresh.ids) > 300
+    assert len(set(fresh.kind[frames].tolist())) == 1 and not set(fresh.kind[~frames].tolist()) & set(
+        fresh.kind[frames].tolist()
+    )
+    hits = search(store, vectors_[355], 3, Filters(kinds=("video",)))
+    assert hits[0].path == "/clips/5.mp4" and hits[0].time == 10.0 and {h.kind for h in hits} == {"video"}
+    assert [h.path for h in search(store, vectors_[355], 3, Filters(folders=("/lib",)))][0] != "/clips/5.mp4"
+    report = check_recall(store, samples=60, k=10)
+    assert report is not None and report.photos == 310 and report.mean == 1.0  # 400 vectors: all rescored
+    store.close()

@@ -1,4 +1,4 @@
-"""Which photos a search may return, by facts rather than meaning (folder, date, type, camera, place)."""
+"""Which photos a search may return, by facts rather than meaning (folder, date, type, camera, place, kind)."""
 
 from __future__ import annotations
 
@@ -27,15 +27,16 @@ class Filters:
     types: tuple[str, ...] = ()  # extensions without dot, folded like metadata.file_extension
     camera: str | None = None
     place: str | None = None
+    kinds: tuple[str, ...] = ()  # photo, screenshot, document, video (kinds.KINDS); any of them
     exclude_ids: frozenset[int] = field(default_factory=frozenset)  # e.g. the photo given to `similar`
     # Periods that differ by hemisphere ("last summer"): each photo must lie in its own hemisphere's span
     # (by latitude; photos without one take the hemisphere of most of the library's geotagged photos).
-    seasonal: tuple["When", ...] = ()
+    seasonal: tuple[When, ...] = ()
 
     def is_empty(self) -> bool:
         return self == Filters()
 
-    def merged(self, other: "Filters") -> "Filters":
+    def merged(self, other: Filters) -> Filters:
         """`other`'s conditions added to these (command-line flags on top of the query text)."""
         return replace(
             self,
@@ -45,11 +46,12 @@ class Filters:
             types=self.types + tuple(t for t in other.types if t not in self.types),
             camera=other.camera or self.camera,
             place=other.place or self.place,
+            kinds=self.kinds + tuple(k for k in other.kinds if k not in self.kinds),
             exclude_ids=self.exclude_ids | other.exclude_ids,
             seasonal=self.seasonal + tuple(w for w in other.seasonal if w not in self.seasonal),
         )
 
-    def within(self, when: "When") -> "Filters":
+    def within(self, when: When) -> Filters:
         """These filters narrowed to a period (all date conditions must hold, so periods intersect)."""
         if when.hemispheric:
             return replace(self, seasonal=(*self.seasonal, when)) if when not in self.seasonal else self
@@ -99,6 +101,27 @@ def parse_types(text: str) -> tuple[str, ...]:
     return types
 
 
+def parse_kinds(text: str) -> tuple[str, ...]:
+    """`video`, `screenshot,document`, plurals too, as kinds.KINDS names."""
+    from .kinds import KINDS
+
+    aliases = {"photos": "photo", "screenshots": "screenshot", "documents": "document", "videos": "video"}
+    aliases.update({"doc": "document", "docs": "document", "pdf": "document", "pdfs": "document"})
+    kinds: list[str] = []
+    for part in text.split(","):
+        word = part.strip().lower()
+        if not word:
+            continue
+        kind = aliases.get(word, word)
+        if kind not in KINDS:
+            raise UmsearchError(f"'{part.strip()}' is not a kind: use {', '.join(KINDS[:-1])} or {KINDS[-1]}")
+        if kind not in kinds:
+            kinds.append(kind)
+    if not kinds:
+        raise UmsearchError(f"'{text}' names no kind: use e.g. video or screenshot,document")
+    return tuple(kinds)
+
+
 def known_types() -> frozenset[str]:
     """Every type key a photo in the index can have (the extensions a scan looks for, folded)."""
     from .metadata import file_extension
@@ -120,6 +143,7 @@ def build_filters(
     camera: str | None = None,
     place: str | None = None,
     now: datetime | None = None,
+    kinds: str | None = None,
 ) -> Filters:
     """Filters from the command line's text options (dates: any form of dates.parse_value)."""
     from .dates import parse_value
@@ -129,6 +153,7 @@ def build_filters(
         types=parse_types(types) if types else (),
         camera=camera.strip() or None if camera else None,
         place=place.strip() or None if place else None,
+        kinds=parse_kinds(kinds) if kinds else (),
     )
     if after:
         filters = filters.within(parse_value(after, now).since())

@@ -1,4 +1,4 @@
-"""Find candidate photo files under one or more roots, cheaply (stat only, no reads)."""
+"""Find candidate files (photos, videos, PDFs) under one or more roots, cheaply (stat only, no reads)."""
 
 from __future__ import annotations
 
@@ -9,18 +9,35 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from .imageload import HEIF_EXTENSIONS, RAW_EXTENSIONS
+from .pdfpages import PDF_EXTENSIONS
+from .video import VIDEO_EXTENSIONS
 
 JPEG_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe"})
-# HEIF/AVIF and camera RAW are always found: without the `all` extra they are recorded as unsupported
-# (with the pip command), never silently missing from the index.
+# HEIF/AVIF, camera RAW, videos and PDFs are always found: without the `all` extra they are recorded as
+# unsupported (with the pip command), never silently missing from the index. (The name stays for the
+# callers that pass it; it covers everything umsearch indexes.)
 IMAGE_EXTENSIONS = (
     frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".dib", ".tif", ".tiff"})
     | HEIF_EXTENSIONS
     | RAW_EXTENSIONS
+    | VIDEO_EXTENSIONS
+    | PDF_EXTENSIONS
 )
 
 # Files that are still being written by browsers, sync tools and editors: never index them.
 TEMPORARY_SUFFIXES = (".part", ".crdownload", ".tmp", ".temp", ".download", ".partial", "~", ".swp", ".swx")
+
+
+# SQLite integers are signed 64-bit: nanoseconds since 1970 reach only the year 2262, and ext4 keeps file times
+# up to 2446 (tmpfs and others further). A time beyond is kept as the last one SQLite can hold, everywhere alike,
+# so comparing the disk with the index still works (such files are told apart by size and content).
+_MAX_NS = 2**63 - 1
+_MIN_NS = -(2**63)
+
+
+def mtime_ns_of(info: os.stat_result) -> int:
+    """A file's modification time as the index keeps it."""
+    return min(max(info.st_mtime_ns, _MIN_NS), _MAX_NS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +107,7 @@ def scan(
         if stat.S_ISREG(st.st_mode):
             if has_image_extension(top, extensions) and top not in seen_files:
                 seen_files.add(top)
-                yield FoundFile(top, st.st_size, st.st_mtime_ns)
+                yield FoundFile(top, st.st_size, mtime_ns_of(st))
             continue
         yield from _walk(top, excludes, extensions, seen_dirs, file_roots, on_error)
 
@@ -109,8 +126,8 @@ def _walk(top, excludes, extensions, seen_dirs, file_roots, on_error) -> Iterato
             continue
         seen_dirs.add(key)
         try:
-            with os.scandir(folder) as entries:
-                entries = sorted(entries, key=lambda e: e.name)
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
         except OSError as exc:
             _report(on_error, folder, exc)
             continue
@@ -136,7 +153,7 @@ def _walk(top, excludes, extensions, seen_dirs, file_roots, on_error) -> Iterato
                 continue
             if path in file_roots:  # yielded by its own root
                 continue
-            yield FoundFile(path, info.st_size, info.st_mtime_ns)
+            yield FoundFile(path, info.st_size, mtime_ns_of(info))
         # Reverse so that popping visits folders in sorted order: stable, predictable runs.
         stack.extend(reversed(subfolders))
 

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..errors import UmsearchError
 from ..session import SearchQuery, SearchResult
@@ -88,7 +88,7 @@ class ServiceClient:
                 connection.connect()
             except OSError as exc:
                 raise ServiceUnavailable(f"no service answers at {self.paths.socket}: {exc}") from None
-            connection.sock.settimeout(timeout)  # type: ignore[union-attr]
+            connection.sock.settimeout(timeout)
             headers = {"Content-Type": "application/json", "Accept": "application/json"}
             if self.token is not None:
                 headers["Authorization"] = f"Bearer {self.token}"
@@ -142,9 +142,9 @@ class ServiceClient:
     def status(self) -> dict[str, Any]:
         return self.call("GET", "/status", timeout=CONNECT_TIMEOUT_S)
 
-    def start_web(self, *, host: str = "127.0.0.1", port: int = 0) -> dict[str, Any]:
+    def start_web(self, *, host: str = "127.0.0.1", port: int = 0, allow_remote: bool = False) -> dict[str, Any]:
         """Ask the service to serve the web gallery on loopback TCP: `{"url", "host", "port", "token"}`."""
-        return self.call("POST", "/web", {"host": host, "port": port})
+        return self.call("POST", "/web", {"host": host, "port": port, "allow_remote": allow_remote})
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """Ask the service to stop and wait until it has (its lock is free)."""
@@ -236,7 +236,6 @@ def start_service(paths: ServicePaths, arguments: Sequence[str], *, timeout: flo
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 close_fds=True,
-                env={**os.environ, "UMSEARCH_SERVICE_CHILD": "1"},
             )
         client = _wait_ready(paths, process, timeout)
     finally:
@@ -246,7 +245,7 @@ def start_service(paths: ServicePaths, arguments: Sequence[str], *, timeout: flo
     return client
 
 
-def _open_log(path: Path):  # type: ignore[no-untyped-def]
+def _open_log(path: Path) -> BinaryIO:
     try:
         if path.stat().st_size > LOG_KEEP_BYTES:
             os.replace(path, path.with_name(path.name + ".1"))

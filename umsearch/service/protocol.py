@@ -18,6 +18,7 @@ from typing import Any
 from ..dates import Span, When
 from ..errors import UmsearchError
 from ..filters import Filters
+from ..kinds import KINDS
 from ..querylang import SORTS, SearchRequest, Term
 from ..search import Hit
 from ..session import SearchQuery, SearchResult
@@ -126,6 +127,7 @@ def encode_filters(filters: Filters) -> dict[str, Any]:
         "types": list(filters.types),
         "camera": filters.camera,
         "place": filters.place,
+        "kinds": list(filters.kinds),
         "exclude_ids": sorted(filters.exclude_ids),
         "seasonal": [encode_when(when) for when in filters.seasonal],
     }
@@ -163,10 +165,17 @@ def decode_when(value: Any) -> When:
 
 def decode_filters(value: Any) -> Filters:
     data = _object(value, "filters")
-    _known(data, ("folders", "after", "before", "types", "camera", "place", "exclude_ids", "seasonal"), "filters")
+    _known(
+        data,
+        ("folders", "after", "before", "types", "camera", "place", "kinds", "exclude_ids", "seasonal"),
+        "filters",
+    )
     excluded = _list(data, "exclude_ids")
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in excluded):
         raise ProtocolError("'exclude_ids' must be a list of integers")
+    kinds = _strings(data, "kinds")
+    if any(kind not in KINDS for kind in kinds):
+        raise ProtocolError(f"'kinds' must name only {', '.join(KINDS)}")
     return Filters(
         folders=_strings(data, "folders"),
         after=_int(data, "after"),
@@ -174,6 +183,7 @@ def decode_filters(value: Any) -> Filters:
         types=_strings(data, "types"),
         camera=_str(data, "camera"),
         place=_str(data, "place"),
+        kinds=kinds,
         exclude_ids=frozenset(excluded),
         seasonal=tuple(decode_when(w) for w in _list(data, "seasonal")),
     )
@@ -212,12 +222,13 @@ def encode_query(query: SearchQuery) -> dict[str, Any]:
         "limit": query.limit,
         "offset": query.offset,
         "instruction": query.instruction,
+        "rerank": query.rerank,
     }
 
 
 def decode_query(value: Any) -> SearchQuery:
     data = _object(value, "a query")
-    _known(data, ("request", "limit", "offset", "instruction"), "a query")
+    _known(data, ("request", "limit", "offset", "instruction", "rerank"), "a query")
     limit = _int(data, "limit", optional=False, low=1)
     if limit > MAX_LIMIT:  # type: ignore[operator]
         raise ProtocolError(f"'limit' must be at most {MAX_LIMIT}")
@@ -226,7 +237,15 @@ def decode_query(value: Any) -> SearchQuery:
         limit=limit,  # type: ignore[arg-type]
         offset=_int(data, "offset", low=0) or 0,
         instruction=_str(data, "instruction"),
+        rerank=_rerank(data),
     )
+
+
+def _rerank(data: dict[str, Any]) -> int | None:
+    top = _int(data, "rerank", low=1)
+    if top is not None and top > MAX_LIMIT:
+        raise ProtocolError(f"'rerank' must be at most {MAX_LIMIT}")
+    return top
 
 
 # ---- results ---------------------------------------------------------------------------------------
@@ -239,6 +258,10 @@ def encode_hit(hit: Hit) -> dict[str, Any]:
         "taken": hit.taken,
         "camera": hit.camera,
         "place": hit.place,
+        "kind": hit.kind,
+        "time": hit.time,
+        "page": hit.page,
+        "rerank": hit.rerank,
     }
 
 
@@ -252,6 +275,10 @@ def decode_hit(value: Any) -> Hit:
         taken=_int(data, "taken"),
         camera=_str(data, "camera"),
         place=_str(data, "place"),
+        kind=_str(data, "kind") or "photo",
+        time=_float(data, "time"),
+        page=_int(data, "page", low=1),
+        rerank=_float(data, "rerank"),
     )
 
 

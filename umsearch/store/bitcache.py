@@ -1,5 +1,5 @@
 """The coarse scan's data in memory: every photo's SimHash bits as one numpy matrix, with its filter codes
-(date taken, folder, type, camera, place, hemisphere) beside it, so that filters cost a mask, not a query.
+(date taken, folder, type, camera, place, kind, hemisphere) beside it, so that filters cost a mask, not a query.
 
 Why numpy and not sqlite-vec's scan: its k-nearest search keeps the top k by repeated selection per chunk,
 so its cost grows with N x k (100k photos: 8 ms at k=20 but 25 ms at k=200; 1M: ~110 ms at k=20), and a
@@ -19,15 +19,16 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .schema import FILTER_CODE_COLUMNS, FLOAT_TABLE
+from .sql import scalar
 
 if TYPE_CHECKING:
     import apsw
     import numpy as np
 
-FORMAT = 2  # of the side file: an older one is rebuilt
+FORMAT = 3  # of the side file: an older one is rebuilt (3: the kind code)
 CODE_COLUMNS = FILTER_CODE_COLUMNS
 SELECTIVE = 0.25  # a filter passing fewer than this share of photos: only those are scanned, else all are
 
@@ -35,19 +36,20 @@ SELECTIVE = 0.25  # a filter passing fewer than this share of photos: only those
 @dataclass
 class BitMatrix:
     generation: int
-    ids: "np.ndarray"  # int64, one per photo
-    words: "np.ndarray"  # uint64, shape (words per vector, photos): word-major, so each pass is contiguous
-    taken: "np.ndarray"  # int64 wall-clock seconds (0: unknown)
-    folder: "np.ndarray"  # int32 label codes (0: none), like the labels table's ids
-    ext: "np.ndarray"
-    camera: "np.ndarray"
-    place: "np.ndarray"
-    hemisphere: "np.ndarray"  # int8: schema.NORTH, SOUTH or NOWHERE
+    ids: np.ndarray  # int64 vector ids, one per photo (a video or a PDF: one per frame or page)
+    words: np.ndarray  # uint64, shape (words per vector, photos): word-major, so each pass is contiguous
+    taken: np.ndarray  # int64 wall-clock seconds (0: unknown)
+    folder: np.ndarray  # int32 label codes (0: none), like the labels table's ids
+    ext: np.ndarray
+    camera: np.ndarray
+    place: np.ndarray
+    kind: np.ndarray
+    hemisphere: np.ndarray  # int8: schema.NORTH, SOUTH or NOWHERE
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def shortlist(self, projected: "np.ndarray", passing: "np.ndarray | None", count: int, wide: int) -> "np.ndarray":
+    def shortlist(self, projected: np.ndarray, passing: np.ndarray | None, count: int, wide: int) -> np.ndarray:
         """Ids of about `count` photos nearest to the query (given as its SimHash projections) among those
         that pass (`passing`: a boolean mask, None for all): the `wide` fewest differing bits, re-ranked by
         the query's projections against their bits."""
@@ -60,7 +62,7 @@ class BitMatrix:
             distance = self._distances(simhash.pack(projected), rows)  # a selective filter: those photos only
         else:
             distance = self._distances(simhash.pack(projected))
-            if rows is not None:
+            if passing is not None:
                 distance[~passing] = np.iinfo(distance.dtype).max
             rows = None
         nearest = np.argpartition(distance, wide)[:wide] if wide < len(distance) else np.arange(len(distance))
@@ -72,7 +74,7 @@ class BitMatrix:
             positions = positions[np.argpartition(-estimate, count)[:count]]
         return self.ids[positions]
 
-    def _distances(self, query: "np.ndarray", rows: "np.ndarray | None" = None) -> "np.ndarray":
+    def _distances(self, query: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """Differing bits per photo (or per photo at `rows`), as uint16."""
         import numpy as np
 
@@ -90,7 +92,7 @@ class BitMatrix:
             distance += np.bitwise_count(scratch)
         return distance
 
-    def _bytes(self, positions: "np.ndarray") -> "np.ndarray":
+    def _bytes(self, positions: np.ndarray) -> np.ndarray:
         """The packed bits of the photos at `positions`, one row each (uint8)."""
         import numpy as np
 
@@ -102,7 +104,7 @@ def cache_path(db_path: Path) -> Path:
 
 
 def load(
-    db: "apsw.Connection", db_path: Path, generation: int, floor: int = 0, cached: BitMatrix | None = None
+    db: apsw.Connection, db_path: Path, generation: int, floor: int = 0, cached: BitMatrix | None = None
 ) -> BitMatrix:
     """The bit matrix of the index at `generation`: `cached` (this process's) or the side file's, patched
     with what changed since when it is not older than `floor`, else rebuilt; saved for other processes."""
@@ -129,14 +131,15 @@ def load(
 _ROW_COLUMNS = f"id, bits, {', '.join(CODE_COLUMNS)}"
 
 
-def build(db: "apsw.Connection", generation: int, batch: int = 50_000) -> BitMatrix:
+def build(db: apsw.Connection, generation: int, batch: int = 50_000) -> BitMatrix:
     """Every photo's bits and filter codes from `embeddings`, read in batches into preallocated arrays (at
     1M photos a list of all rows would hold ~0.5 GB)."""
 
-    count = db.execute(f"SELECT count(*) FROM {FLOAT_TABLE}").fetchone()[0]
-    parts, done, last = [], 0, -1
+    count = int(scalar(db, f"SELECT count(*) FROM {FLOAT_TABLE}"))
+    parts: list[BitMatrix] = []
+    done, last = 0, -1
     while done < count:
-        rows = db.execute(
+        rows: list[Any] = db.execute(
             f"SELECT {_ROW_COLUMNS} FROM {FLOAT_TABLE} WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
         ).fetchall()
         if not rows:
@@ -146,7 +149,7 @@ def build(db: "apsw.Connection", generation: int, batch: int = 50_000) -> BitMat
     return _joined(parts, generation) if parts else _from_rows([], generation)
 
 
-def _patched(db: "apsw.Connection", old: BitMatrix, generation: int) -> BitMatrix:
+def _patched(db: apsw.Connection, old: BitMatrix, generation: int) -> BitMatrix:
     """`old` with the rows deleted or changed since its generation dropped and the changed ones added."""
     import numpy as np
 
@@ -189,7 +192,7 @@ def _joined(parts: list[BitMatrix], generation: int) -> BitMatrix:
     )
 
 
-_DTYPES = ("int64", "int32", "int32", "int32", "int32", "int8")
+_DTYPES = ("int64", "int32", "int32", "int32", "int32", "int32", "int8")
 
 
 def _save(path: Path, matrix: BitMatrix) -> None:

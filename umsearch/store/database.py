@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import ModelMismatchError, StoreError
+from ..errors import DiskFullError, ModelMismatchError, StoreError
 from . import simhash
-from .files import FileTable
+from .health import is_disk_full
 from .querycache import QueryCache
+from .roots import RootTable
 from .schema import (
     APPLICATION_ID,
     BUSY_TIMEOUT_MS,
@@ -20,6 +21,7 @@ from .schema import (
     make_private_parent,
     sqlite_vec_path,
 )
+from .sql import scalar
 
 if TYPE_CHECKING:
     import apsw
@@ -33,9 +35,10 @@ class IndexSettings:
     dim: int
     min_image_tokens: int
     max_image_tokens: int
+    family: str = "gme"  # the model family (families.py); indexes from before families existed are GME
 
 
-class Store(FileTable, QueryCache):
+class Store(RootTable, QueryCache):
     """One index file: files, their metadata and vectors (the table classes this one inherits say how)."""
 
     # ---- opening -------------------------------------------------------------------------------
@@ -83,11 +86,15 @@ class Store(FileTable, QueryCache):
             raise StoreError(f"cannot open index {path}: {exc}") from None
         except apsw.BusyError:
             raise StoreError(f"index {path} is locked by another process; try again") from None
+        except (apsw.FullError, apsw.IOError) as exc:
+            if is_disk_full(exc, path.parent):
+                raise DiskFullError(str(path.parent)) from None
+            raise
         return store
 
     def _prepare(self) -> None:
         db = self.db
-        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        app_id = scalar(db, "PRAGMA application_id")
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if app_id != APPLICATION_ID and tables:
             raise StoreError(f"{self.path} is not an umsearch index (it is another application's SQLite file)")
@@ -139,7 +146,7 @@ class Store(FileTable, QueryCache):
     def close(self) -> None:
         self.db.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -154,11 +161,23 @@ class Store(FileTable, QueryCache):
             dim=int(self.meta("dim") or 0),
             min_image_tokens=int(self.meta("min_image_tokens") or 0),
             max_image_tokens=int(self.meta("max_image_tokens") or 0),
+            family=self.meta("family") or "gme",
         )
 
-    def check_model(self, model_id: str) -> None:
-        """Refuse before loading a model that cannot serve this index (cheap: no torch)."""
+    def check_model(self, model_id: str, family: str | None = None) -> None:
+        """Refuse before loading a model that cannot serve this index (cheap: no torch).
+
+        `family`, when known, makes the refusal of a model of the other family say so.
+        """
         current = self.settings()
+        if current is not None and family is not None and current.family != family:
+            from ..families import family_named
+
+            raise ModelMismatchError(
+                f"index {self.path} holds {family_named(current.family).label} vectors (model "
+                f"'{current.model_id}'); '{model_id}' is a {family_named(family).label} model, whose vectors "
+                f"are not comparable: pass --model {current.model_id}, or --db NEW_FILE for a separate index"
+            )
         if current is not None and current.model_id != model_id:
             raise ModelMismatchError(
                 f"index {self.path} was built with model '{current.model_id}', not '{model_id}': "
@@ -174,7 +193,7 @@ class Store(FileTable, QueryCache):
                     self.set_meta(key, str(value))
                 self.set_meta("bits", simhash.fingerprint(settings.dim))
             return
-        self.check_model(settings.model_id)
+        self.check_model(settings.model_id, settings.family)
         if current.dim != settings.dim:
             raise ModelMismatchError(
                 f"index {self.path} holds {current.dim}-d vectors; model '{settings.model_id}' makes "

@@ -1,4 +1,4 @@
-"""Filters (folder, date, type, camera, place, season) as SQL over the files table and as a boolean mask
+"""Filters (folder, date, type, camera, place, kind, season) as SQL over the files table and as a boolean mask
 over the codes kept beside the bit matrix (bitcache)."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .paths import path_to_db
+from .sql import scalar
 
 if TYPE_CHECKING:
     import apsw
@@ -17,13 +18,11 @@ if TYPE_CHECKING:
     from ..filters import Filters
     from .bitcache import BitMatrix
 
-FILTER_COLUMNS = ("taken", "folder", "ext", "camera", "place")  # integer metadata columns of the bit table
-
 
 class Labels:
     """Small integer codes for filter values (folders, extensions, cameras, places)."""
 
-    def __init__(self, db: "apsw.Connection") -> None:
+    def __init__(self, db: apsw.Connection) -> None:
         self.db = db
 
     def code(self, kind: str, text: str | None) -> int:
@@ -32,7 +31,7 @@ class Labels:
         row = self.db.execute("SELECT id FROM labels WHERE kind = ? AND text = ?", (kind, text)).fetchone()
         if row:
             return row[0]
-        return self.db.execute("INSERT INTO labels (kind, text) VALUES (?, ?) RETURNING id", (kind, text)).fetchone()[0]
+        return int(scalar(self.db, "INSERT INTO labels (kind, text) VALUES (?, ?) RETURNING id", (kind, text)))
 
     def matching(self, kind: str, wanted: str) -> list[int]:
         """Codes whose text contains `wanted`, ignoring case (Python's casefold also handles non-ASCII)."""
@@ -55,7 +54,7 @@ class Labels:
         return [r[0] for r in rows]
 
 
-def filter_sql(db: "apsw.Connection", filters: "Filters | None") -> tuple[str, list] | None:
+def filter_sql(db: apsw.Connection, filters: Filters | None) -> tuple[str, list] | None:
     """The filters as conditions on the files table (" AND ..." and its parameters); None when nothing can
     match. The same conditions as FilterPlan.mask, for listing photos by their facts alone."""
     plan = filter_plan(db, filters)
@@ -91,7 +90,7 @@ class FilterPlan:
     codes: tuple[tuple[str, tuple[int, ...]], ...] = ()  # (column, codes it must be one of)
     seasons: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = ()  # ((north start, end), (south start, end))
 
-    def mask(self, matrix: "BitMatrix") -> "np.ndarray | None":
+    def mask(self, matrix: BitMatrix) -> np.ndarray | None:
         """Which photos of the matrix pass (None: all of them)."""
         import numpy as np
 
@@ -119,7 +118,7 @@ class FilterPlan:
         return passing
 
 
-def filter_plan(db: "apsw.Connection", filters: "Filters | None") -> FilterPlan | None:
+def filter_plan(db: apsw.Connection, filters: Filters | None) -> FilterPlan | None:
     """The filters with their label codes looked up; None when nothing can match."""
     if filters is None:
         return FilterPlan()
@@ -133,6 +132,8 @@ def filter_plan(db: "apsw.Connection", filters: "Filters | None") -> FilterPlan 
         wanted.append(("camera", labels.matching("camera", filters.camera)))
     if filters.place:
         wanted.append(("place", labels.matching("place", filters.place)))
+    if filters.kinds:
+        wanted.append(("kind", labels.exact("kind", list(filters.kinds))))
     if any(not found for _, found in wanted):
         return None  # e.g. a camera no photo was taken with
     codes = tuple((column, tuple(sorted(found))) for column, found in wanted)
@@ -142,11 +143,11 @@ def filter_plan(db: "apsw.Connection", filters: "Filters | None") -> FilterPlan 
     return FilterPlan(filters.after, filters.before, codes, seasons)
 
 
-def library_is_southern(db: "apsw.Connection") -> bool:
+def library_is_southern(db: apsw.Connection) -> bool:
     """Whether most geotagged photos lie south of the equator: photos without a place are taken to be from
     there too when a filter depends on the hemisphere (seasons)."""
-    south, placed = db.execute("SELECT count(*) FILTER (WHERE latitude < 0), count(latitude) FROM files").fetchone()
-    return south * 2 > placed
+    south = int(scalar(db, "SELECT count(*) FROM files WHERE latitude < 0"))
+    return south * 2 > int(scalar(db, "SELECT count(latitude) FROM files"))
 
 
 def _open_bounds(span: tuple[int | None, int | None]) -> tuple[int, int]:

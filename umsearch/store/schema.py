@@ -1,4 +1,4 @@
-"""The index file's layout: table names, migrations, and how a connection is opened and prepared.
+"""The index file's layout: table names, migrations, and the helpers database.py opens a connection with.
 
 SQLite is reached through apsw, which ships its own current SQLite and can always load extensions
 (Python's stdlib sqlite3 cannot on macOS' system Python and on some Linux builds).
@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
 from .filtersql import Labels
+from .segments import MAX_SEGMENTS, SEGMENT_BASE, vector_id
+from .sql import scalar
 
 if TYPE_CHECKING:
     import apsw
@@ -20,15 +22,16 @@ if TYPE_CHECKING:
 
 APPLICATION_ID = 0x756D7365  # "umse": marks the file as ours, so a foreign SQLite file is recognised
 BUSY_TIMEOUT_MS = 15_000
-# The vec0 table of m001-m003 (rowid = file id): m001 made it float[dim], m003 sign bits + filter columns
-# (sqlite-vec's bit[] scan); m005 dropped it (the bit matrix and its filter codes live in numpy, bitcache).
+# The vec0 table of m001-m006 (rowid = vector id): m001 made it float[dim], m003 sign bits + filter columns
+# (sqlite-vec's bit[] scan), m005 added the kind; m007 dropped it (the bit matrix and its filter codes live
+# in numpy, bitcache).
 VEC_TABLE = "vectors"
 BIT_TABLE = VEC_TABLE
-FLOAT_TABLE = "embeddings"  # exact float32 vectors and their SimHash sign bits, one row per photo
+FLOAT_TABLE = "embeddings"  # exact float32 vectors, their SimHash sign bits and filter codes, one row per vector
 
 
 # Migrations: an ordered list of small named steps, each run once in its own transaction.
-def m001_create_tables(db: "apsw.Connection") -> None:
+def m001_create_tables(db: apsw.Connection) -> None:
     db.execute(
         """
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -52,7 +55,7 @@ def m001_create_tables(db: "apsw.Connection") -> None:
     )
 
 
-def m002_photo_metadata(db: "apsw.Connection") -> None:
+def m002_photo_metadata(db: apsw.Connection) -> None:
     """Columns for date taken, camera, place and type; labels give filter values small integer codes.
 
     Filled here from what the row already knows (extension, file time); `umsearch index` then reads
@@ -73,14 +76,14 @@ def m002_photo_metadata(db: "apsw.Connection") -> None:
         CREATE TABLE labels (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, text TEXT NOT NULL, UNIQUE (kind, text));
         """
     )
-    rows = db.execute("SELECT id, path, mtime_ns FROM files").fetchall()
+    rows: list[Any] = db.execute("SELECT id, path, mtime_ns FROM files").fetchall()
     db.executemany(
         "UPDATE files SET ext = ?, taken = ? WHERE id = ?",
         [(file_extension(path), mtime_wall_clock(mtime_ns), file_id) for file_id, path, mtime_ns in rows],
     )
 
 
-def m003_binary_index(db: "apsw.Connection") -> None:
+def m003_binary_index(db: apsw.Connection) -> None:
     """Float vectors move to a plain table; a sign-bit vec0 table with filter columns becomes the scan.
 
     sqlite-vec has no ANN index: a float scan of 100k 1536-d vectors takes ~200 ms, a bit scan ~10 ms.
@@ -88,19 +91,19 @@ def m003_binary_index(db: "apsw.Connection") -> None:
     db.execute(f"CREATE TABLE {FLOAT_TABLE} (id INTEGER PRIMARY KEY, vector BLOB NOT NULL, bits BLOB NOT NULL)")
     if not db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (VEC_TABLE,)).fetchone():
         return  # a new index: bind() creates the bit table once the model's dimension is known
-    dim = db.execute("SELECT value FROM meta WHERE key = 'dim'").fetchone()
+    dim = scalar(db, "SELECT value FROM meta WHERE key = 'dim'")
     db.executemany(
         f"INSERT INTO {FLOAT_TABLE} (id, vector, bits) VALUES (?, ?, ?)",
         ((rowid, blob, sign_bits(blob)) for rowid, blob in db.execute(f"SELECT rowid, embedding FROM {VEC_TABLE}")),
     )
     db.execute(f"DROP TABLE {VEC_TABLE}")  # the float vec0 table; its name is taken by the bit table
-    create_bit_table(db, int(dim[0]))
+    create_bit_table(db, int(dim), _M003_FILTER_COLUMNS)
     labels = Labels(db)
-    rows = db.execute(
+    rows: list[Any] = db.execute(
         f"SELECT f.id, f.folder, f.ext, f.camera, f.place, f.taken FROM files f JOIN {FLOAT_TABLE} e ON e.id = f.id"
     ).fetchall()
     for file_id, folder, ext, camera, place, taken in rows:
-        bits = db.execute(f"SELECT bits FROM {FLOAT_TABLE} WHERE id = ?", (file_id,)).fetchone()[0]
+        bits = scalar(db, f"SELECT bits FROM {FLOAT_TABLE} WHERE id = ?", (file_id,))
         db.execute(
             f"INSERT INTO {BIT_TABLE} (rowid, embedding, taken, folder, ext, camera, place) "
             "VALUES (?, vec_bit(?), ?, ?, ?, ?, ?)",
@@ -116,12 +119,113 @@ def m003_binary_index(db: "apsw.Connection") -> None:
         )
 
 
-def m005_simhash_bits_and_filter_codes(db: "apsw.Connection") -> None:
+_M003_FILTER_COLUMNS = ("taken", "folder", "ext", "camera", "place")  # the bit table's columns as m003 made it
+_M005_FILTER_COLUMNS = (*_M003_FILTER_COLUMNS, "kind")  # and as m005 made it again (m007 dropped the table)
+
+
+def create_bit_table(db: apsw.Connection, dim: int, columns: Sequence[str] = _M005_FILTER_COLUMNS) -> None:
+    # Metadata columns are filtered inside sqlite-vec's scan, so a selective filter still fills a page.
+    # They reject NULL: 0 stands for "unknown" (label ids start at 1; taken 0 is 1970).
+    db.execute(
+        f"CREATE VIRTUAL TABLE IF NOT EXISTS {BIT_TABLE} USING vec0(embedding bit[{bit_width(dim)}], "
+        + ", ".join(f"{column} integer" for column in columns)
+        + ")"
+    )
+
+
+def bit_width(dim: int) -> int:
+    return (int(dim) + 7) // 8 * 8  # sqlite-vec stores whole bytes; padding bits are always 0
+
+
+def sign_bits(vector: np.ndarray | bytes) -> bytes:
+    """A vector's sign bits as the index stores them (SimHash: simhash.py), packed as sqlite-vec's bit[] held
+    them (bit i = byte i//8, bit i%8).
+
+    Migrations before m007 stored each component's own sign; m007 remakes every vector's bits with this.
+    """
+    from .simhash import sign_bits as simhash_bits
+
+    return simhash_bits(vector)
+
+
+def m004_query_cache(db: apsw.Connection) -> None:
+    """Vectors of text queries already asked (querycache.py): asking again needs no model."""
+    db.execute("CREATE TABLE query_cache (key TEXT PRIMARY KEY, vector BLOB NOT NULL, used_at REAL NOT NULL)")
+    db.execute("CREATE INDEX query_cache_used ON query_cache(used_at)")
+
+
+def m005_media_segments_and_kinds(db: apsw.Connection) -> None:
+    """Videos and PDFs: a kind for every file, several vectors per file (frames, pages) and a kind column
+    in the bit table's filters.
+
+    Existing rows get the kind their name and size tell (screenshots mostly); `umsearch index` then reads
+    each photo's metadata again (METADATA_VERSION 2), which settles kinds that need EXIF or pixels.
+    """
+    from ..kinds import image_kind
+    from .segments import create_segments_table
+
+    db.execute(
+        """
+        ALTER TABLE files ADD COLUMN kind TEXT NOT NULL DEFAULT 'photo';
+        CREATE INDEX files_kind ON files(kind);
+        """
+    )
+    create_segments_table(db)
+    rows: list[Any] = db.execute("SELECT id, path, ext, width, height FROM files").fetchall()
+    updates = []
+    for file_id, path, ext, width, height in rows:
+        kind = image_kind(path, width or 0, height or 0, image_format=_FORMAT_BY_EXT.get(ext or ""))
+        if kind != "photo":
+            updates.append((kind, file_id))
+    db.executemany("UPDATE files SET kind = ? WHERE id = ?", updates)
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (BIT_TABLE,)).fetchone():
+        return  # no model bound yet: bind() creates the bit table with every column
+    dim = int(scalar(db, "SELECT value FROM meta WHERE key = 'dim'"))
+    db.execute(f"DROP TABLE {BIT_TABLE}")  # a vec0 table cannot gain a column: rebuilt from the stored bits
+    create_bit_table(db, dim)
+    labels = Labels(db)
+    stored: list[Any] = db.execute(
+        f"SELECT e.id, e.bits, f.taken, f.folder, f.ext, f.camera, f.place, f.kind "
+        f"FROM {FLOAT_TABLE} e JOIN files f ON f.id = e.id"
+    ).fetchall()
+    db.executemany(
+        f"INSERT INTO {BIT_TABLE} (rowid, embedding, {', '.join(_M005_FILTER_COLUMNS)}) "
+        "VALUES (?, vec_bit(?), ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                file_id,
+                bits,
+                taken or 0,
+                labels.code("folder", folder),
+                labels.code("ext", ext),
+                labels.code("camera", camera),
+                labels.code("place", place),
+                labels.code("kind", kind),
+            )
+            for file_id, bits, taken, folder, ext, camera, place, kind in stored
+        ],
+    )
+
+
+_FORMAT_BY_EXT = {"png": "PNG", "gif": "GIF", "bmp": "BMP", "webp": "WEBP", "tif": "TIFF", "tiff": "TIFF"}
+
+
+def m006_library_roots(db: apsw.Connection) -> None:
+    """The folders the user indexes or watches (roots.py): `status` names those that are gone, `forget` drops
+    them; an index on size finds where a photo that reappears elsewhere (a library moved to another disk) was."""
+    # device: the file system the root was on when last seen with files (an unmounted drive's mount point is an
+    # empty folder on another device: its photos are kept, not taken for deleted).
+    db.execute("CREATE TABLE roots (path TEXT PRIMARY KEY, added_at REAL NOT NULL, device INTEGER)")
+    db.execute("CREATE INDEX files_size ON files(size)")
+
+
+def m007_simhash_bits_and_filter_codes(db: apsw.Connection) -> None:
     """Sign bits of random hyperplanes (SimHash) instead of the components' own signs, which say little on
     LLM-like embeddings (simhash.py). Filters become masks over codes kept beside the numpy bit matrix
     (bitcache), so sqlite-vec's bit table is no longer read and is dropped; its filter columns move to
-    `embeddings`, with the hemisphere, and `changed` (the generation of a row's last change) and
-    `vector_deletions` let a saved matrix be patched instead of rebuilt. About 2 s per 10,000 photos, once.
+    `embeddings` (every vector of a file, a video's frames too, carries its file's codes), with the
+    hemisphere, and `changed` (the generation of a row's last change) and `vector_deletions` let a saved
+    matrix be patched instead of rebuilt. About 2 s per 10,000 photos, once.
     """
     db.execute(f"DROP TABLE IF EXISTS {BIT_TABLE}")
     db.execute(
@@ -131,6 +235,7 @@ def m005_simhash_bits_and_filter_codes(db: "apsw.Connection") -> None:
         ALTER TABLE {FLOAT_TABLE} ADD COLUMN ext INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE {FLOAT_TABLE} ADD COLUMN camera INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE {FLOAT_TABLE} ADD COLUMN place INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE {FLOAT_TABLE} ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE {FLOAT_TABLE} ADD COLUMN hemisphere INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE {FLOAT_TABLE} ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;
         CREATE INDEX {FLOAT_TABLE}_changed ON {FLOAT_TABLE}(changed);
@@ -138,23 +243,26 @@ def m005_simhash_bits_and_filter_codes(db: "apsw.Connection") -> None:
         CREATE INDEX vector_deletions_generation ON vector_deletions(generation);
         """
     )
-    for kind in ("folder", "ext", "camera", "place"):  # every value has its code (as writes always ensured)
+    for column in _LABELLED:  # every value has its code (as writes always ensured)
         db.execute(
-            f"INSERT OR IGNORE INTO labels (kind, text) SELECT DISTINCT ?, {kind} FROM files "
-            f"WHERE {kind} IS NOT NULL AND {kind} != ''",
-            (kind,),
+            f"INSERT OR IGNORE INTO labels (kind, text) SELECT DISTINCT ?, {column} FROM files "
+            f"WHERE {column} IS NOT NULL AND {column} != ''",
+            (column,),
         )
     db.execute(
         f"""
         UPDATE {FLOAT_TABLE} SET taken = coalesce(f.taken, 0), folder = coalesce(lf.id, 0),
             ext = coalesce(le.id, 0), camera = coalesce(lc.id, 0), place = coalesce(lp.id, 0),
+            kind = coalesce(lk.id, 0),
             hemisphere = CASE WHEN f.latitude IS NULL THEN {NOWHERE} WHEN f.latitude < 0 THEN {SOUTH} ELSE {NORTH} END
         FROM files f
         LEFT JOIN labels lf ON lf.kind = 'folder' AND lf.text = f.folder
         LEFT JOIN labels le ON le.kind = 'ext' AND le.text = f.ext
         LEFT JOIN labels lc ON lc.kind = 'camera' AND lc.text = f.camera
         LEFT JOIN labels lp ON lp.kind = 'place' AND lp.text = f.place
-        WHERE f.id = {FLOAT_TABLE}.id
+        LEFT JOIN labels lk ON lk.kind = 'kind' AND lk.text = f.kind
+        WHERE f.id = CASE WHEN {FLOAT_TABLE}.id < {SEGMENT_BASE} THEN {FLOAT_TABLE}.id
+            ELSE ({FLOAT_TABLE}.id - {SEGMENT_BASE}) / {MAX_SEGMENTS} END
         """
     )
     dim = db.execute("SELECT value FROM meta WHERE key = 'dim'").fetchone()
@@ -162,33 +270,36 @@ def m005_simhash_bits_and_filter_codes(db: "apsw.Connection") -> None:
         rebuild_bits(db, int(dim[0]))
 
 
-FILTER_CODE_COLUMNS = ("taken", "folder", "ext", "camera", "place", "hemisphere")
+_LABELLED = ("folder", "ext", "camera", "place", "kind")  # files' text columns that filters match by label code
+FILTER_CODE_COLUMNS = ("taken", "folder", "ext", "camera", "place", "kind", "hemisphere")
 NORTH, SOUTH, NOWHERE = 1, -1, 0  # hemisphere codes: from the photo's latitude, or none known
 
 
-def write_filter_codes(db: "apsw.Connection", file_id: int, generation: int) -> None:
-    """Copy a photo's filterable facts, as codes, next to its bits (labels give texts small integer codes)."""
+def write_filter_codes(db: apsw.Connection, file_id: int, generation: int) -> None:
+    """Copy a file's filterable facts, as codes, next to the bits of each of its vectors (a video's every
+    frame, a PDF's every page); labels give texts small integer codes."""
     row = db.execute(
-        "SELECT taken, folder, ext, camera, place, latitude FROM files WHERE id = ?", (file_id,)
+        "SELECT taken, folder, ext, camera, place, kind, latitude FROM files WHERE id = ?", (file_id,)
     ).fetchone()
     if row is None:
         return
-    taken, folder, ext, camera, place, latitude = row
+    taken, *texts, latitude = row
     labels = Labels(db)
     hemisphere = NOWHERE if latitude is None else (SOUTH if latitude < 0 else NORTH)
     codes = (
         taken or 0,
-        labels.code("folder", folder),
-        labels.code("ext", ext),
-        labels.code("camera", camera),
-        labels.code("place", place),
+        *(labels.code(column, text) for column, text in zip(_LABELLED, texts, strict=True)),
         hemisphere,
     )
     sets = ", ".join(f"{column} = ?" for column in FILTER_CODE_COLUMNS)
-    db.execute(f"UPDATE {FLOAT_TABLE} SET {sets}, changed = ? WHERE id = ?", (*codes, generation, file_id))
+    first, last = vector_id(file_id, 1), vector_id(file_id, MAX_SEGMENTS - 1)
+    db.execute(
+        f"UPDATE {FLOAT_TABLE} SET {sets}, changed = ? WHERE id = ? OR id BETWEEN ? AND ?",
+        (*codes, generation, file_id, first, last),
+    )
 
 
-def rebuild_bits(db: "apsw.Connection", dim: int, batch: int = 4096) -> None:
+def rebuild_bits(db: apsw.Connection, dim: int, batch: int = 4096) -> None:
     """Every stored vector's sign bits made again with this version's transform (inside a transaction)."""
     import numpy as np
 
@@ -196,7 +307,7 @@ def rebuild_bits(db: "apsw.Connection", dim: int, batch: int = 4096) -> None:
 
     last = -1
     while True:
-        rows = db.execute(
+        rows: list[Any] = db.execute(
             f"SELECT id, vector FROM {FLOAT_TABLE} WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
         ).fetchall()
         if not rows:
@@ -215,16 +326,19 @@ def rebuild_bits(db: "apsw.Connection", dim: int, batch: int = 4096) -> None:
     set_matrix_floor(db, bump_generation(db))
 
 
-def bump_generation(db: "apsw.Connection") -> int:
+def bump_generation(db: apsw.Connection) -> int:
     """The vectors or the filterable facts changed: a saved bit matrix (bitcache) is out of date. Returns the
     new generation, which changed rows are marked with."""
-    return db.execute(
-        "INSERT INTO meta (key, value) VALUES ('vectors_generation', '1') ON CONFLICT(key) DO UPDATE "
-        "SET value = CAST(value AS INTEGER) + 1 RETURNING CAST(value AS INTEGER)"
-    ).fetchone()[0]
+    return int(
+        scalar(
+            db,
+            "INSERT INTO meta (key, value) VALUES ('vectors_generation', '1') ON CONFLICT(key) DO UPDATE "
+            "SET value = CAST(value AS INTEGER) + 1 RETURNING CAST(value AS INTEGER)",
+        )
+    )
 
 
-def set_matrix_floor(db: "apsw.Connection", generation: int) -> None:
+def set_matrix_floor(db: apsw.Connection, generation: int) -> None:
     """A saved bit matrix older than `generation` cannot be patched (every row changed, or the deletion
     log was cleared): it is rebuilt."""
     db.execute(
@@ -233,39 +347,14 @@ def set_matrix_floor(db: "apsw.Connection", generation: int) -> None:
     )
 
 
-def create_bit_table(db: "apsw.Connection", dim: int) -> None:
-    # Metadata columns are filtered inside sqlite-vec's scan, so a selective filter still fills a page.
-    # They reject NULL: 0 stands for "unknown" (label ids start at 1; taken 0 is 1970).
-    db.execute(
-        f"CREATE VIRTUAL TABLE IF NOT EXISTS {BIT_TABLE} USING vec0(embedding bit[{bit_width(dim)}], "
-        "taken integer, folder integer, ext integer, camera integer, place integer)"
-    )
-
-
-def bit_width(dim: int) -> int:
-    return (int(dim) + 7) // 8 * 8  # sqlite-vec stores whole bytes; padding bits are always 0
-
-
-def sign_bits(vector: "np.ndarray | bytes") -> bytes:
-    """A vector's sign bits as the index stores them (SimHash: simhash.py), packed as sqlite-vec's bit[] holds
-    them (bit i = byte i//8, bit i%8)."""
-    from .simhash import sign_bits as simhash_bits
-
-    return simhash_bits(vector)
-
-
-def m004_query_cache(db: apsw.Connection) -> None:
-    """Vectors of text queries already asked (querycache.py): asking again needs no model."""
-    db.execute("CREATE TABLE query_cache (key TEXT PRIMARY KEY, vector BLOB NOT NULL, used_at REAL NOT NULL)")
-    db.execute("CREATE INDEX query_cache_used ON query_cache(used_at)")
-
-
-MIGRATIONS: list[Callable[["apsw.Connection"], None]] = [
+MIGRATIONS: list[Callable[[apsw.Connection], None]] = [
     m001_create_tables,
     m002_photo_metadata,
     m003_binary_index,
     m004_query_cache,
-    m005_simhash_bits_and_filter_codes,
+    m005_media_segments_and_kinds,
+    m006_library_roots,
+    m007_simhash_bits_and_filter_codes,
 ]
 
 

@@ -38,7 +38,7 @@ _ROUNDS = 3
 
 
 @functools.lru_cache(maxsize=4)
-def _plan(dim: int) -> "tuple[np.ndarray, np.ndarray, np.ndarray]":
+def _plan(dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(signs (rounds, padded), H of 2^a, H of 2^b) for a dimension: padded = 2^(a+b) >= dim."""
     import numpy as np
 
@@ -47,7 +47,7 @@ def _plan(dim: int) -> "tuple[np.ndarray, np.ndarray, np.ndarray]":
     return signs, _hadamard(bits // 2), _hadamard(bits - bits // 2)
 
 
-def _hadamard(order: int) -> "np.ndarray":
+def _hadamard(order: int) -> np.ndarray:
     """The orthonormal Walsh-Hadamard matrix of size 2^order (Sylvester's order)."""
     import numpy as np
 
@@ -63,7 +63,7 @@ def fingerprint(dim: int) -> str:
     return f"{TRANSFORM}/{dim}/{int((signs > 0).sum())}:{int((signs[:, :64] > 0).sum())}"
 
 
-def project(vectors: "np.ndarray") -> "np.ndarray":
+def project(vectors: np.ndarray) -> np.ndarray:
     """h_i · v for each of the dim hyperplanes: one row per vector (or one vector)."""
     import numpy as np
 
@@ -82,14 +82,14 @@ def project(vectors: "np.ndarray") -> "np.ndarray":
     return x[:, :dim].reshape(values.shape)
 
 
-def pack(projected: "np.ndarray") -> "np.ndarray":
+def pack(projected: np.ndarray) -> np.ndarray:
     """The signs as bits, packed the way sqlite-vec's bit[] columns hold them (bit i = byte i//8, bit i%8)."""
     import numpy as np
 
     return np.packbits(projected > 0, axis=-1, bitorder="little")
 
 
-def sign_bits(vector: "np.ndarray | bytes") -> bytes:
+def sign_bits(vector: np.ndarray | bytes) -> bytes:
     """One vector's SimHash bits (dim bits, zero-padded to whole bytes)."""
     import numpy as np
 
@@ -98,14 +98,14 @@ def sign_bits(vector: "np.ndarray | bytes") -> bytes:
 
 
 @functools.lru_cache(maxsize=1)
-def _byte_patterns() -> "np.ndarray":
+def _byte_patterns() -> np.ndarray:
     import numpy as np
 
     bits = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little")
     return (bits.astype(np.float32) * 2 - 1).T.copy()  # (8, 256): ±1 for bit t of byte value b
 
 
-def byte_tables(projected: "np.ndarray") -> "np.ndarray":
+def byte_tables(projected: np.ndarray) -> np.ndarray:
     """(bytes, 256) float32: row j, column b = Σ_t ±projected[8j + t] for the bits t of byte value b."""
     import numpy as np
 
@@ -114,7 +114,7 @@ def byte_tables(projected: "np.ndarray") -> "np.ndarray":
     return padded.reshape(-1, 8) @ _byte_patterns()
 
 
-def estimate(tables: "np.ndarray", rows: "np.ndarray") -> "np.ndarray":
+def estimate(tables: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Σ_i (h_i · q)·(±1 for bit i) for each row of packed bits (uint8, (n, bytes)): ∝ q · v / |v|."""
     import numpy as np
 

@@ -6,6 +6,7 @@ workers; each search bumps a generation counter and a result that arrives for an
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.timer import Timer
 from textual.widgets import Footer, Input, ListView, Static
 from textual.worker import get_current_worker
@@ -30,8 +32,9 @@ from .widgets.results import ResultList, ResultRow
 
 if TYPE_CHECKING:
     from ..embed import Embedder
+    from ..rerank import Qwen3Reranker
     from ..runtime import RuntimeRequest
-    from ..session import EmbedderFactory
+    from ..session import EmbedderFactory, RerankerFactory
 
 DEBOUNCE_S = 0.4
 STATUS_REFRESH_S = 3.0
@@ -43,7 +46,8 @@ def status_text(info: StatusInfo, model_state: str) -> str:
         photos += f" ({info.failed} failed)"
     model = f"model {info.model or '?'}" + (f" ({model_state})" if model_state else "")
     watcher = f"watcher: {info.watcher}" if info.watcher else "watcher: off"
-    return f" {photos} · {model} · {watcher}"
+    rerank = f" · rerank top {info.rerank}" if info.rerank else ""
+    return f" {photos} · {model}{rerank} · {watcher}"
 
 
 class UmsearchApp(App[None]):
@@ -54,8 +58,9 @@ class UmsearchApp(App[None]):
         Binding("slash", "focus_search", "Search"),
         Binding("s", "more_like_this", "Similar"),
         Binding("y", "copy_path", "Copy path"),
-        Binding("escape", "back", "Back"),
+        Binding("escape", "go_back", "Back"),
         Binding("q", "quit", "Quit"),
+        Binding("ctrl+r", "toggle_rerank", "Rerank", show=False),
     ]
 
     def __init__(
@@ -64,7 +69,7 @@ class UmsearchApp(App[None]):
         *,
         problem: str | None = None,
         image_mode: str = "auto",
-        opener: Callable[[str], None] = open_in_viewer,
+        opener: Callable[..., None] = open_in_viewer,
     ) -> None:
         super().__init__()
         self.service = service
@@ -202,8 +207,17 @@ class UmsearchApp(App[None]):
 
     def _from_thread(self, callback, *args) -> None:
         """Hand a worker's result to the UI thread; dropped quietly when the app has closed meanwhile."""
+
+        async def deliver() -> None:
+            try:
+                shown = callback(*args)
+                if inspect.isawaitable(shown):
+                    await shown
+            except NoMatches:
+                pass  # the screen closed while the worker ran: the widget the result was for is gone
+
         try:
-            self.call_from_thread(callback, *args)
+            self.call_from_thread(deliver)  # type: ignore[arg-type]  # textual types T | Awaitable[T] and infers Never
         except RuntimeError:
             pass
 
@@ -238,11 +252,13 @@ class UmsearchApp(App[None]):
             return f"{len(results)} most recent photos · type to search"
         about = f"like {os.path.basename(like.path)}" if like else ""
         if like and text.strip():
-            about += f" + “{text.strip()}”"
+            about += f" + “{_shortened(text.strip())}”"
         elif text.strip():
-            about = f"“{text.strip()}”"
-        found = f"{len(results)} results for {about}" if results else f"no results for {about}"
-        return found + dates_note(text)
+            about = f"“{_shortened(text.strip())}”"
+        summary = f"{len(results)} results for {about}" if results else f"no results for {about}"
+        notice = self.service.last_notice if self.service is not None else None
+        summary += dates_note(text)
+        return f"{summary} · {notice}" if notice else summary
 
     # ---- thumbnails and preview ---------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="thumbs")
@@ -253,9 +269,9 @@ class UmsearchApp(App[None]):
             if worker.is_cancelled or generation != self.generation:
                 return
             result = row.result
-            if self.thumbs.peek(result.path) is not None:
+            if self.thumbs.peek(result.path, time=result.time, page=result.page) is not None:
                 continue  # shown already, straight from the cache
-            image = self.thumbs.get(result.path)
+            image = self.thumbs.get(result.path, time=result.time, page=result.page)
             self._from_thread(row.set_thumbnail, result, image)
 
     @on(ListView.Highlighted, "#results")
@@ -267,13 +283,13 @@ class UmsearchApp(App[None]):
     def _load_preview(self, result: Result) -> None:
         assert self.service is not None
         details = self.service.details(result.file_id)
-        image = self.thumbs.get(result.path, PREVIEW_PIXELS, square=False)
+        image = self.thumbs.get(result.path, PREVIEW_PIXELS, square=False, time=result.time, page=result.page)
         if not get_current_worker().is_cancelled:
             self._from_thread(self._show_preview, result, details, image)
 
     def _show_preview(self, result: Result, details, image) -> None:
         if self.selected is not None and self.selected.file_id == result.file_id:
-            self.query_one("#preview", Preview).show(details, image)
+            self.query_one("#preview", Preview).show(details, image, result.where)
 
     # ---- input events --------------------------------------------------------------------------------
     @on(Input.Changed, "#query")
@@ -308,6 +324,20 @@ class UmsearchApp(App[None]):
     def selected(self) -> Result | None:
         return self.query_one("#results", ResultList).selected
 
+    def action_toggle_rerank(self) -> None:
+        """Rescore the best matches with the reranker (or stop), and search again."""
+        if self.service is None:
+            return
+        on = self.service.toggle_rerank()
+        self.refresh_status()
+        text = self.query_one("#query", Input).value
+        if text.strip() or self.like is not None:
+            self.search(text, self.like)
+        top = self.service.rerank_top
+        self.show_message(
+            f"reranking the best {top} matches (one model pass per photo: slow on a CPU)" if on else "reranking off"
+        )
+
     def action_focus_search(self) -> None:
         self.query_one("#query", Input).focus()
 
@@ -340,11 +370,14 @@ class UmsearchApp(App[None]):
             self.bell()
             return
         try:
-            self.opener(chosen.path)
+            if chosen.time is None and chosen.page is None:
+                self.opener(chosen.path)
+            else:  # a video at the matching moment, a PDF at the matching page (where the player allows)
+                self.opener(chosen.path, time=chosen.time, page=chosen.page)
         except UmsearchError as exc:
             self.notify(str(exc), severity="error", markup=False)
 
-    def action_back(self) -> None:
+    def action_go_back(self) -> None:
         """Esc: leave "more like this" first, then the result list, then clear the search."""
         query = self.query_one("#query", Input)
         if self.like is not None:
@@ -358,15 +391,22 @@ class UmsearchApp(App[None]):
             query.value = ""  # Input.Changed shows the recent photos again
 
 
+def _shortened(text: str, width: int = 60) -> str:
+    """A long description echoed in the one-line message: its start."""
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
 def make_app(
     db: Path | None = None,
     model: str | None = None,
     *,
     image_mode: str = "auto",
     embedder_factory: EmbedderFactory | None = None,
-    opener: Callable[[str], None] = open_in_viewer,
+    opener: Callable[..., None] = open_in_viewer,
     runtime: RuntimeRequest | None = None,
     server: bool = False,
+    rerank_model: str | None = None,
+    reranker_factory: RerankerFactory | None = None,
 ) -> UmsearchApp:
     """Open the index's session and build the app; a problem (no index, wrong model) is shown inside the app.
 
@@ -375,7 +415,14 @@ def make_app(
     from ..session import Session
 
     try:
-        session = Session.open(db, model=model, runtime=runtime, embedder_factory=embedder_factory or _quiet_model_load)
+        session = Session.open(
+            db,
+            model=model,
+            runtime=runtime,
+            embedder_factory=embedder_factory or _quiet_model_load,
+            reranker_factory=reranker_factory or _quiet_reranker_load,
+            rerank_model=rerank_model,
+        )
     except UmsearchError as exc:
         return UmsearchApp(None, problem=str(exc), image_mode=image_mode, opener=opener)
     try:
@@ -389,17 +436,35 @@ def make_app(
 
     route = Route(
         db=session.db_path,
-        open_session=lambda: Session.open(session.db_path, model=model, runtime=runtime),
+        open_session=lambda: Session.open(
+            session.db_path,
+            model=model,
+            runtime=runtime,
+            reranker_factory=reranker_factory or _quiet_reranker_load,
+            rerank_model=rerank_model,
+        ),
         model=model,
         runtime=session.runtime,
+        rerank_model=rerank_model,
     )
     return UmsearchApp(SearchService(ServiceBackend(session, route)), image_mode=image_mode, opener=opener)
 
 
-def _quiet_model_load(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest) -> Embedder:
+def _quiet_model_load(
+    model_id: str, budget: tuple[int, int], runtime: RuntimeRequest, dim: int | None = None
+) -> Embedder:
     from transformers.utils import logging as hf_logging
 
     from ..session import load_for_session
 
     hf_logging.disable_progress_bar()  # a progress bar on stderr would scribble over the screen
-    return load_for_session(model_id, budget, runtime)
+    return load_for_session(model_id, budget, runtime, dim)
+
+
+def _quiet_reranker_load(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest) -> Qwen3Reranker:
+    from transformers.utils import logging as hf_logging
+
+    from ..session import load_reranker_for_session
+
+    hf_logging.disable_progress_bar()
+    return load_reranker_for_session(model_id, budget, runtime)
