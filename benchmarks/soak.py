@@ -47,7 +47,7 @@ from tests.photos import picture
 from umsearch.planning import content_hash
 from umsearch.scan import scan
 from umsearch.store import Store
-from umsearch.store.schema import FLOAT_TABLE, VEC_TABLE
+from umsearch.store.schema import FLOAT_TABLE
 from umsearch.watchstate import holder
 
 REPO = Path(__file__).resolve().parent.parent
@@ -253,7 +253,7 @@ def compare(db: Path, root: Path) -> dict:
     with Store.open(db, create=False) as store:
         rows = {row.path: row for row in store.iter_files([str(root)])}
         ok_ids = {r[0] for r in store.db.execute("SELECT id FROM files WHERE status = 'ok'")}
-        bit_ids = {r[0] for r in store.db.execute(f"SELECT rowid FROM {VEC_TABLE}")}
+        bit_ids = set(store._bit_matrix().ids.tolist())  # the coarse scan's rows, as a new process loads them
         float_ids = {r[0] for r in store.db.execute(f"SELECT id FROM {FLOAT_TABLE}")}
         integrity = store.db.execute("PRAGMA integrity_check").fetchone()[0]
         everything = store.db.execute("SELECT count(*) FROM files").fetchone()[0]

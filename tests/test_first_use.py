@@ -171,8 +171,8 @@ def test_a_folder_given_as_query_image_is_called_a_folder(shared) -> None:
     "text, said",
     [
         ("", "give something to search for"),
-        ("camera:Make", "filters and options narrow a search but cannot rank"),
-        ("sort:date", "filters and options narrow a search but cannot rank"),
+        ("sort:date", "options narrow a search but cannot rank"),
+        ("min:0.2", "options narrow a search but cannot rank"),
         ("-people", "not only -negative terms"),
     ],
 )
@@ -181,6 +181,14 @@ def test_what_a_query_is_missing_is_said_plainly(shared, text, said) -> None:
     assert result.exit_code == EXIT_ERROR and said in result.stderr
     if "negative" not in said:
         assert "negative" not in result.stderr
+
+
+def test_filters_alone_list_the_newest_photos_that_pass(shared) -> None:
+    """A query of filters only (`type:jpg`, `yesterday`) is not a mistake: the newest photos that pass, unscored."""
+    result = umsearch("query", "--db", shared[0], "--json", "--", "type:jpg")
+    hits = json.loads(result.stdout)
+    assert result.exit_code == 0 and len(hits) == 3 and all(hit["score"] is None for hit in hits)
+    assert json.loads(umsearch("query", "--db", shared[0], "--json", "--", "type:png").stdout) == []
 
 
 # ---- 6. a command line that cannot be understood: one line, a documented code ---------------------------
