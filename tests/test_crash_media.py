@@ -16,7 +16,7 @@ from umsearch.store import Store
 from umsearch.store.segments import file_id_of
 
 from .media_support import Scene, write_pdf, write_video
-from .test_crash import ROOT, _start_index
+from .test_crash import ROOT, _rows, _start_index
 
 pytest.importorskip("av")
 pytest.importorskip("pypdfium2")
@@ -56,22 +56,11 @@ def bit_rows(db: Path) -> set[int]:
         return {r[0] for r in store.db.execute("SELECT rowid FROM vectors")}
 
 
-def _frames(db: Path) -> int:
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
-        try:
-            return con.execute("SELECT count(*) FROM embeddings").fetchone()[0]
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return -1  # not created yet, or mid-migration
-
-
 def _kill_at_frames(proc: subprocess.Popen, db: Path, frames: int, deadline_s: float = 120) -> bool:
     """SIGKILL as soon as that many frames are stored (polled closely: a fast machine embeds a tiny model's frame
     in milliseconds); True if it was still running."""
     end = time.monotonic() + deadline_s
-    while proc.poll() is None and time.monotonic() < end and _frames(db) < frames:
+    while proc.poll() is None and time.monotonic() < end and _rows(db, "embeddings") < frames:
         time.sleep(0.005)
     alive = proc.poll() is None
     if alive:
