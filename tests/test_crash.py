@@ -45,11 +45,11 @@ def _start_index(db: Path, model: Path, folder: Path) -> subprocess.Popen:
     )
 
 
-def _rows(db: Path) -> int:
+def _rows(db: Path, table: str = "files") -> int:
     try:
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
         try:
-            return con.execute("SELECT count(*) FROM files").fetchone()[0]
+            return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
         finally:
             con.close()
     except sqlite3.Error:

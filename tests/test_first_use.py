@@ -414,6 +414,8 @@ def test_an_unknown_file_type_is_named_not_searched(shared) -> None:
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_watch_prints_one_line_per_change_naming_the_file(photos, tiny_model_dir, tmp_path) -> None:
     db = tmp_path / "w.db"
+    for old in photos.iterdir():  # a library's photos were written long ago; fresh ones wait out the quiet period
+        os.utime(old, (time.time() - 3600, time.time() - 3600))
     command = [sys.executable, "-m", "umsearch", "watch", str(photos), "--db", str(db), "--model", str(tiny_model_dir)]
     command += ["--quality", "fast", "--quiet-period", "0.3"]
     proc = subprocess.Popen(command, env=process_env(), stderr=subprocess.PIPE, text=True)
@@ -427,6 +429,7 @@ def test_watch_prints_one_line_per_change_naming_the_file(photos, tiny_model_dir
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
+    assert not any("still being written" in line for line in lines if "caught up" in line), lines
     changes = [line for line in lines if re.match(r"\d\d:\d\d:\d\d (added|moved|removed|updated|failed) ", line)]
     assert any(line.endswith(f" added {photos / 'new one.jpg'}") for line in changes), lines
     assert any(line.endswith(f" moved {photos / 'p2.jpg'} -> {photos / 'renamed.jpg'}") for line in changes), lines

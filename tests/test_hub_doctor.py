@@ -3,6 +3,8 @@ doctor`, and the runtime flags on the CLI."""
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import json
 import shutil
 import sys
@@ -140,7 +142,7 @@ def test_doctor_explains_this_machine(tiny_model_dir: Path, tmp_path: Path) -> N
     found = statuses(report)
     from umsearch.embed import cpu_has_native_bf16
 
-    expected = ["python", "torch", "gpu", "bitsandbytes", "runtime", "sqlite", "model", "index"]
+    expected = ["python", "torch", "gpu", "bitsandbytes", "runtime", "sqlite", "formats", "model", "index"]
     if cpu_has_native_bf16():  # a hint that --dtype bfloat16 would be faster here
         expected.insert(5, "cpu-bf16")
     assert list(found) == expected
@@ -151,6 +153,19 @@ def test_doctor_explains_this_machine(tiny_model_dir: Path, tmp_path: Path) -> N
     assert "sqlite-vec v" in details["sqlite"] and "apsw" in details["sqlite"]
     if pytest.importorskip("bitsandbytes"):
         assert found["bitsandbytes"] == "ok" and "4-bit NF4 matmul works" in details["bitsandbytes"]
+
+
+def test_doctor_names_the_formats_it_reads_and_what_a_missing_package_would_add(
+    monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    formats = [*doctor.OPTIONAL_FORMATS, ("umsearch_no_such_module", "no-such-package", "dreams")]
+    monkeypatch.setattr(doctor, "OPTIONAL_FORMATS", tuple(formats))
+    check = next(c for c in doctor.diagnose(str(tiny_model_dir), tmp_path / "i.db").checks if c.name == "formats")
+    assert check.status == "note" and check.fix == "pip install 'umsearch[all]'"
+    assert "not installed: dreams (no-such-package)" in check.detail
+    assert check.detail.startswith("reads JPEG")
+    if importlib.util.find_spec("av") is not None:  # installed with the `all` extra: its version is named
+        assert f"videos (av {importlib.metadata.version('av')})" in check.detail
 
 
 def test_doctor_gives_a_fix_for_each_problem(hub_cache: Path, tmp_path: Path) -> None:

@@ -301,6 +301,30 @@ def test_everyday_dates_in_the_search_box_filter_as_on_the_command_line(tmp_path
         assert len(quoted) == len(taken)  # a quoted phrase stays words
 
 
+def test_the_rerank_switch_orders_the_best_matches_as_the_reranker_does(library, tiny_embedder, tiny_reranker_dir):
+    from umsearch.querylang import parse_search_text
+    from umsearch.session import SearchQuery, Session
+    from umsearch.settings import DEFAULT_RERANK_TOP
+    from umsearch.store import Store
+
+    with running_gallery(library.db, tiny_embedder, rerank_model=str(tiny_reranker_dir)) as gallery:
+        client = Client(gallery)
+        assert client.json("/api/status")["rerank"]["top"] == DEFAULT_RERANK_TOP
+        plain = client.json("/api/search?q=a%20lake%20at%20dusk&limit=40")["hits"]
+        reranked = client.json("/api/search?q=a%20lake%20at%20dusk&limit=40&rerank=1")["hits"]
+    query = SearchQuery(parse_search_text("a lake at dusk"), limit=40, rerank=DEFAULT_RERANK_TOP)
+    with Session(
+        Store.open(library.db), embedder_factory=lambda *a: tiny_embedder, rerank_model=str(tiny_reranker_dir)
+    ) as s:
+        expected = s.search(query).hits
+    assert all(h["rerank"] is None for h in plain)
+    top = reranked[:DEFAULT_RERANK_TOP]
+    assert all(h["rerank"] is not None for h in top) and all(h["rerank"] is None for h in reranked[DEFAULT_RERANK_TOP:])
+    assert [h["rerank"] for h in top] == sorted((h["rerank"] for h in top), reverse=True)
+    assert [h["id"] for h in reranked] == [h.file_id for h in expected]  # the page orders as the library does
+    assert {h["id"] for h in top} == {h["id"] for h in plain[:DEFAULT_RERANK_TOP]}  # the same best 30, reordered
+
+
 def test_an_uploaded_image_searches_alone_and_fused_with_words(client, library) -> None:
     data = (library.photos / "trips" / "IMG_0007.jpg").read_bytes()
     origin = f"http://127.0.0.1:{client.port}"

@@ -48,10 +48,12 @@ def library(tmp_path_factory, tiny_embedder):
 
 
 @pytest.fixture(scope="module")
-def server(library, tmp_path_factory):
+def server(library, tmp_path_factory, tiny_reranker_dir):
     """What a user gets: `umsearch web` asks the index's background service (started for it) to serve the
-    gallery; the service loads the tiny model the real way at the first new query."""
-    with gallery_from_the_service(library.db, tmp_path_factory.mktemp("browser-home")) as gallery:
+    gallery; the service loads the tiny model the real way at the first new query (and the tiny reranker at
+    the first reranked one)."""
+    home = tmp_path_factory.mktemp("browser-home")
+    with gallery_from_the_service(library.db, home, "--rerank-model", str(tiny_reranker_dir)) as gallery:
         yield gallery
 
 
@@ -123,7 +125,7 @@ def test_a_typed_query_shows_thumbnails_best_first_and_more_on_scroll(open_page,
     search(page, "a lake at dusk")
     scores = [float(s) for s in page.eval_on_selector_all("#grid .score", "els => els.map(e => e.textContent)")]
     assert len(scores) >= 48 and scores == sorted(scores, reverse=True)  # page 2 may be prefetched already
-    page.screenshot(path=shots / "search.png")
+    page.screenshot(path=shots / "search.png", animations="disabled")
     assert drawn(shots / "search.png", (0, 150, 1280, 800)) > 25
     page.mouse.wheel(0, 20000)
     page.wait_for_function("() => document.querySelectorAll('#grid .tile').length === 55")
@@ -140,7 +142,7 @@ def test_a_typed_query_shows_thumbnails_best_first_and_more_on_scroll(open_page,
         page.hover("#grid .tile:nth-child(3)")
         page.wait_for_timeout(400)
         DOCS.mkdir(exist_ok=True)
-        page.screenshot(path=DOCS / "gallery.png")
+        page.screenshot(path=DOCS / "gallery.png", animations="disabled")
 
 
 def test_the_preview_shows_the_photo_its_facts_and_copies_its_path(open_page, library, shots) -> None:
@@ -157,7 +159,7 @@ def test_the_preview_shows_the_photo_its_facts_and_copies_its_path(open_page, li
     page.wait_for_function(
         "() => document.querySelector('#lb-img').complete && document.querySelector('#lb-img').naturalWidth > 0"
     )
-    page.screenshot(path=shots / "preview.png")
+    page.screenshot(path=shots / "preview.png", animations="disabled")
     assert drawn(shots / "preview.png", (300, 250, 700, 550)) > 10  # the photo is there
     page.click("#lb-copy")
     page.wait_for_selector("#toast:not([hidden])")
@@ -202,13 +204,28 @@ def test_dropping_an_image_searches_with_it_and_typed_words_refine_it(open_page,
     assert sorted(tile_names(page)[:2]) == ["IMG_0011.jpg", "copy_IMG_0011.jpg"]
     first_score = float(page.text_content("#grid .score"))
     assert first_score > 0.99
-    page.screenshot(path=shots / "dropped.png")
+    page.screenshot(path=shots / "dropped.png", animations="disabled")
     page.fill("#q", "at night")
     page.press("#q", "Enter")
     page.wait_for_function(
         "() => document.querySelector('#info').textContent.includes('“at night” + like holiday.jpg')"
     )
     assert float(page.text_content("#grid .score")) < first_score  # one fused query, not the picture alone
+
+
+def test_the_rerank_switch_rescores_the_best_matches_and_says_so(open_page) -> None:
+    page = open_page()
+    search(page, "a quiet landscape")
+    assert "score" in page.get_attribute("#grid .tile >> nth=0", "title")
+    page.click("#toggle-filters")
+    page.check("#filters input[name=rerank]")
+    page.wait_for_function("() => document.querySelector('#grid .tile')?.title.includes('reranker')")
+    assert "rerank=1" in page.url
+    titles = page.eval_on_selector_all("#grid .tile", "tiles => tiles.map(t => t.title)")
+    assert sum("reranker" in t for t in titles) == 30  # the best 30 rescored, the rest in their own order
+    page.reload()  # the address keeps the switch
+    assert page.is_checked("#filters input[name=rerank]")
+    assert page.problems == []
 
 
 def test_filter_controls_narrow_the_results(open_page, shots) -> None:
@@ -219,7 +236,7 @@ def test_filter_controls_narrow_the_results(open_page, shots) -> None:
     page.wait_for_function("() => document.querySelectorAll('#grid .tile').length === 3")
     assert sorted(tile_names(page)) == ["shot_0.png", "shot_1.png", "shot_2.png"]
     assert page.text_content("#filter-count") == "1" and "type=png" in page.url
-    page.screenshot(path=shots / "filtered.png")
+    page.screenshot(path=shots / "filtered.png", animations="disabled")
     page.click("#clear-filters")
     page.wait_for_function("() => document.querySelectorAll('#grid .tile').length === 48")
 
@@ -260,14 +277,14 @@ def test_a_phone_sized_window_is_usable(open_page, shots) -> None:
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing sticks out sideways
     columns = page.evaluate("getComputedStyle(document.querySelector('#grid')).gridTemplateColumns.split(' ').length")
     assert columns == 3
-    page.screenshot(path=shots / "phone.png")
+    page.screenshot(path=shots / "phone.png", animations="disabled")
     assert drawn(shots / "phone.png") > 25
     page.tap("#grid .tile >> nth=0")
     page.wait_for_function("() => document.querySelector('#lb-path').textContent.length > 0")
     image = page.eval_on_selector("#lb-img", "e => e.getBoundingClientRect().toJSON()")
     info = page.eval_on_selector("#lb-info", "e => e.getBoundingClientRect().toJSON()")
     assert image["width"] <= 390 and info["top"] >= image["bottom"] - 1  # facts below the photo
-    page.screenshot(path=shots / "phone-preview.png")
+    page.screenshot(path=shots / "phone-preview.png", animations="disabled")
     page.tap("#lb-close")
     assert page.is_hidden("#lightbox")
 
@@ -284,8 +301,10 @@ def test_hostile_file_names_are_shown_as_text_and_run_nothing(open_page) -> None
     assert "<img src=x onerror=alert(1)>.jpg" in names and "<script>alert(1)<.jpg" in names
     assert "caf\\xe9 \\xff.jpg" in names
     assert page.evaluate("document.querySelectorAll('img[src=\"x\"], #grid script').length") == 0
-    index = names.index("<img src=x onerror=alert(1)>.jpg")
-    page.click(f"#grid .tile >> nth={index}")
+    # By name, and without a pointer: the wheel's smooth scroll may still be moving the grid under the mouse.
+    page.locator("#grid .tile").filter(has=page.locator('img[alt="<img src=x onerror=alert(1)>.jpg"]')).dispatch_event(
+        "click"
+    )
     page.wait_for_function("() => document.querySelector('#lb-path').textContent.length > 0")
     assert page.text_content("#lb-name") == "<img src=x onerror=alert(1)>.jpg"
     assert page.problems == []
@@ -296,12 +315,12 @@ def test_the_status_and_duplicates_pages(open_page, shots) -> None:
     page.wait_for_selector(".card")
     assert "55" in page.text_content(".cards")
     assert "broken.jpg" in page.text_content("#failures") and "not a recognised image" in page.text_content("#failures")
-    page.screenshot(path=shots / "status.png")
+    page.screenshot(path=shots / "status.png", animations="disabled")
     page = open_page(path="/dupes")
     page.wait_for_function("() => document.querySelector('#info').textContent.includes('similarity')")
     grouped = page.eval_on_selector_all(".group figure", "fs => fs.length")
     assert grouped >= 48  # every photo and its copy (same vector) are in a group
     page.click(".group .tile >> nth=0")
     page.wait_for_selector("#lightbox:not([hidden])")
-    page.screenshot(path=shots / "dupes.png")
+    page.screenshot(path=shots / "dupes.png", animations="disabled")
     assert page.problems == []

@@ -95,9 +95,11 @@ def make_library(root: Path, embedder, count: int = 24) -> Library:
 
 
 @contextmanager
-def running_gallery(db: Path, embedder, **server_options: object) -> Iterator[GalleryServer]:
+def running_gallery(
+    db: Path, embedder, rerank_model: str | None = None, **server_options: object
+) -> Iterator[GalleryServer]:
     """The gallery of `db` on a free loopback port, stopped (and its session closed) on the way out."""
-    session = Session(Store.open(db), embedder_factory=lambda *args: embedder)
+    session = Session(Store.open(db), embedder_factory=lambda *args: embedder, rerank_model=rerank_model)
     server = GalleryServer(session, **server_options).start()
     try:
         yield server
@@ -167,13 +169,14 @@ class ServiceGallery:
 
 
 @contextmanager
-def gallery_from_the_service(db: Path, home: Path) -> Iterator[ServiceGallery]:
-    """Run `umsearch web --no-open --port 0` (which starts the service), and stop that service afterwards."""
+def gallery_from_the_service(db: Path, home: Path, *options: str) -> Iterator[ServiceGallery]:
+    """Run `umsearch web --no-open --port 0 [options]` (which starts the service), and stop that service
+    afterwards."""
     processes = Processes()
     processes.index(db)
     env = service_env(home, db)
     try:
-        done = umsearch(env, "web", "--no-open", "--port", "0")
+        done = umsearch(env, "web", "--no-open", "--port", "0", *options)
         assert done.returncode == 0, done.stderr
         url = done.stdout.strip()
         origin, _, token = url.partition("/?token=")

@@ -1269,6 +1269,7 @@ def web(
     device: DeviceOption = "auto",
     quant: QuantOption = "auto",
     dtype: DtypeOption = "auto",
+    rerank_model: RerankModelOption = None,
     no_server: Annotated[
         bool,
         typer.Option(
@@ -1279,7 +1280,8 @@ def web(
     """Search and browse your photos in the browser: a private gallery on this computer (prints its URL).
 
     The index's background service serves it (started if needed), so this command returns at once; the
-    gallery stops with the service ('umsearch server stop', or its idle timeout)."""
+    gallery stops with the service ('umsearch server stop', or its idle timeout). Its Rerank switch (under
+    Filters) rescores the best matches with the reranker."""
     from .web.server import check_host
 
     check_host(host, allow_remote)
@@ -1287,10 +1289,10 @@ def web(
     path = db or settings.default_db_path()
     if not path.exists():
         raise UmsearchError(f"no index at {path}: run 'umsearch index FOLDER' first")
-    route = make_route(path, model=model, runtime=runtime, no_server=no_server)
+    route = make_route(path, model=model, runtime=runtime, no_server=no_server, rerank_model=rerank_model)
     client = route.connect(start=True) if route.server else None
     if client is None:
-        _serve_gallery_here(path, model, runtime, host, port, open_browser=not no_open)
+        _serve_gallery_here(path, model, runtime, rerank_model, host, port, open_browser=not no_open)
         return
     shown = client.start_web(host=host, port=port, allow_remote=allow_remote)
     print(shown["url"], flush=True)
@@ -1302,11 +1304,18 @@ def web(
 
 
 def _serve_gallery_here(
-    db: Path, model: str | None, runtime: RuntimeRequest, host: str, port: int, *, open_browser: bool
+    db: Path,
+    model: str | None,
+    runtime: RuntimeRequest,
+    rerank_model: str | None,
+    host: str,
+    port: int,
+    *,
+    open_browser: bool,
 ) -> None:
     from .web.server import GalleryServer
 
-    with open_session(db, model=model, runtime=runtime) as session:
+    with open_session(db, model=model, runtime=runtime, rerank_model=rerank_model) as session:
         server = GalleryServer(session, host=host, port=port)
         print(server.url, flush=True)
         sys.stderr.write("serving the gallery from this process; Ctrl-C stops it\n")

@@ -58,6 +58,7 @@ def diagnose(
         _guard(add, "bitsandbytes", lambda a: _check_bitsandbytes(a, torch))
         _guard(add, "runtime", lambda a: _check_runtime(a, report, device, quant, dtype))
     _guard(add, "sqlite", _check_sqlite)
+    _guard(add, "formats", _check_formats)
     _guard(add, "model", lambda a: _check_model(a, model))
     _guard(add, "index", lambda a: _check_index(a, db_path))
     if search:
@@ -222,6 +223,38 @@ def _check_sqlite(add: Callable[[Check], None]) -> None:
         add(Check("sqlite", PROBLEM, f"{route}; sqlite-vec does not load: {exc}", "pip install -U sqlite-vec apsw"))
         return
     add(Check("sqlite", OK, f"{route}; sqlite-vec {version} loads"))
+
+
+# What each optional package of the `all` extra lets umsearch read; without it those files are listed as failed.
+OPTIONAL_FORMATS = (
+    ("av", "av", "videos"),
+    ("pypdfium2", "pypdfium2", "PDF pages"),
+    ("pillow_heif", "pillow-heif", "HEIC/HEIF photos"),
+    ("rawpy", "rawpy", "camera RAW files"),
+    ("reverse_geocoder", "reverse-geocoder", "place names from GPS"),
+)
+
+
+def _check_formats(add: Callable[[Check], None]) -> None:
+    from importlib.metadata import PackageNotFoundError, version
+    from importlib.util import find_spec
+
+    from .imageload import INSTALL_ALL
+
+    present, absent = [], []
+    for module, package, what in OPTIONAL_FORMATS:
+        if find_spec(module) is None:
+            absent.append(f"{what} ({package})")
+            continue
+        try:
+            present.append(f"{what} ({package} {version(package)})")
+        except PackageNotFoundError:
+            present.append(f"{what} ({package})")
+    reads = "JPEG, PNG, WebP, TIFF, GIF, BMP" + "".join(f", {p}" for p in present)
+    if absent:
+        add(Check("formats", NOTE, f"reads {reads}; not installed: {', '.join(absent)}", INSTALL_ALL))
+    else:
+        add(Check("formats", OK, f"reads {reads}"))
 
 
 def _check_model(add: Callable[[Check], None], model: str) -> None:

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from .. import settings
 from ..errors import UmsearchError
 from ..store.segments import Position
 from . import pages
@@ -157,6 +158,7 @@ class Gallery:
                 types=params.get("type") or None,
                 camera=params.get("camera") or None,
                 place=params.get("place") or None,
+                rerank=params.get("rerank") in ("1", "true", "on"),
             )
             offset = max(0, _int_param(params.get("offset"), "offset") or 0)
             limit = min(MAX_PAGE, max(1, _int_param(params.get("limit"), "limit") or PAGE_SIZE))
@@ -184,7 +186,8 @@ class Gallery:
         size = min(MAX_RESULTS, max(FIRST_WINDOW, 2 * wanted, 2 * len(window.hits) if window else 0))
         upload_path = self.uploads.path(query.upload) if query.upload else None
         request = to_request(self.session, query, upload_path)
-        result = self.session.search(SearchQuery(request, limit=min(size, request.limit or size)))
+        rerank = settings.DEFAULT_RERANK_TOP if query.rerank and request.sort == "score" else None
+        result = self.session.search(SearchQuery(request, limit=min(size, request.limit or size), rerank=rerank))
         complete = len(result.hits) < size or size >= MAX_RESULTS or request.limit is not None
         hits = result.hits
         if window is not None:
@@ -314,6 +317,7 @@ class Gallery:
         files, size = self.thumbs.usage()
         report["thumbnails"] = {"files": files, "bytes": size, "folder": display_path(str(self.thumbs.folder))}
         report["model_loaded"] = self.session.model_loaded
+        report["rerank"] = {"model": self.session.rerank_model, "top": settings.DEFAULT_RERANK_TOP}
         return Json(report, headers={"cache-control": "no-store"})
 
     def facets(self, request: Request) -> Response:
@@ -376,6 +380,7 @@ def _hit(hit: Hit) -> dict:
         "id": hit.file_id,
         "rank": hit.rank,
         "score": None if hit.score is None else round(hit.score, 4),
+        "rerank": None if hit.rerank is None else round(hit.rerank, 4),  # the reranker's probability, when on
         "name": display_path(os.path.basename(hit.path)),
         "taken": taken_text(hit.taken)[:16] if hit.taken is not None else None,
         "place": hit.place,

@@ -39,6 +39,8 @@ _FILTERS = """
       <label>Type <select name="type"><option value="">any</option></select></label>
       <label>Camera <input name="camera" list="cameras" placeholder="any camera"></label>
       <label>Place <input name="place" list="places" placeholder="anywhere"></label>
+      <label class="switch" title="Rescore the best 30 matches with the reranker model: a finer order; one model pass per photo, minutes on a CPU">
+        <input type="checkbox" name="rerank" value="1"> Rerank</label>
       <button type="reset" id="clear-filters">Clear</button>
       <datalist id="folders"></datalist><datalist id="cameras"></datalist><datalist id="places"></datalist>
     </form>"""

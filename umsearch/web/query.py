@@ -32,6 +32,7 @@ class WebQuery:
     types: str | None = None
     camera: str | None = None
     place: str | None = None
+    rerank: bool = False  # rescore the best matches with the reranker (the session's --rerank-model)
 
     def is_browse(self) -> bool:
         """Nothing to look for and nothing to narrow by: the newest photos."""

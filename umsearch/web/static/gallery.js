@@ -71,6 +71,13 @@ function originalURL(hit) {
 
 function isMedia(hit) { return hit.kind === "video" || (hit.kind === "document" && hit.page != null); }
 
+// The number a hit is ranked by: the reranker's probability where it rescored the hit, else the similarity.
+function shownScore(hit) {
+  if (hit.rerank !== null && hit.rerank !== undefined) return { value: hit.rerank, label: "reranker" };
+  if (hit.score !== null && hit.score !== undefined) return { value: hit.score, label: "score" };
+  return null;
+}
+
 // A square tile for one photo; the score shows on hover (and always on phones).
 function makeTile(hit, index) {
   const tile = el("div", "tile");
@@ -85,11 +92,12 @@ function makeTile(hit, index) {
   img.addEventListener("error", () => tile.classList.add("broken"), { once: true });
   img.src = thumbURL(hit.id, 256, hit);
   tile.append(img);
-  if (hit.score !== null && hit.score !== undefined) tile.append(el("span", "score", hit.score.toFixed(3)));
+  const score = shownScore(hit);
+  if (score) tile.append(el("span", "score", score.value.toFixed(3)));
   const meta = el("div", "meta");
   meta.append(el("span", null, hit.name), el("span", null, hit.at || (hit.taken ? hit.taken.slice(0, 10) : "")));
   tile.append(meta);
-  tile.title = hit.name + (hit.score !== null && hit.score !== undefined ? ` — score ${hit.score.toFixed(4)}` : "");
+  tile.title = hit.name + (score ? ` — ${score.label} ${score.value.toFixed(4)}` : "");
   return tile;
 }
 
@@ -131,7 +139,8 @@ const lightbox = {
     $("#lb-original").href = originalURL(hit);
     $("#lb-name").textContent = (hit.name || "") + (hit.at ? `  ${hit.at}` : "");
     for (const id of ["lb-path", "lb-taken", "lb-camera", "lb-place", "lb-size"]) $("#" + id).textContent = "";
-    $("#lb-score").textContent = hit.score !== null && hit.score !== undefined ? hit.score.toFixed(4) : "—";
+    const score = shownScore(hit);
+    $("#lb-score").textContent = score ? `${score.value.toFixed(4)}${score.label === "reranker" ? " (reranker)" : ""}` : "—";
     $("#lb-prev").disabled = index === 0;
     $("#lb-next").disabled = index === this.items.length - 1;
     this.details = null;
@@ -380,6 +389,7 @@ const gallery = {
     for (const key of ["after", "before", "in", "type", "camera", "place"]) {
       if (p.get(key)) form.elements[key].value = p.get(key);
     }
+    form.elements.rerank.checked = p.get("rerank") === "1";
     if (p.get("like")) {
       const id = p.get("like");
       this.setImage({ like: id, name: `photo ${id}`, src: thumbURL(id) });
