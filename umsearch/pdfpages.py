@@ -12,6 +12,8 @@ import math
 import os
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -55,6 +57,14 @@ def render_pdf(path: str, max_pixels: int, max_pages: int = DEFAULT_MAX_PAGES) -
     """
     if max_pages < 1:
         raise ValueError("max_pages must be at least 1")
+    with _opened(path) as document:
+        return _render(document, max_pixels, max_pages)
+
+
+@contextmanager
+def _opened(path: str) -> Iterator[pypdfium2.PdfDocument]:
+    """The PDF at `path`, open while the block runs under pdfium's lock (the library is not thread-safe);
+    whatever pdfium cannot open or render becomes an ImageLoadError with the reason."""
     try:
         import pypdfium2 as pdfium
     except ImportError:
@@ -69,13 +79,23 @@ def render_pdf(path: str, max_pixels: int, max_pages: int = DEFAULT_MAX_PAGES) -
         except OSError as exc:
             raise ImageLoadError((exc.strerror or str(exc)).lower()) from None
         try:
-            return _render(document, max_pixels, max_pages)
+            yield document
         except pdfium.PdfiumError as exc:
             raise ImageLoadError(f"cannot render PDF: {_reason(exc)}") from None
         except MemoryError:
             raise ImageLoadError("cannot render PDF: out of memory") from None
         finally:
             document.close()
+
+
+def _page_image(page: pypdfium2.PdfPage, width: float, height: float, max_pixels: int) -> Image.Image:
+    """One page rendered to at most `max_pixels` (and at most MAX_DPI: a tiny page is not blown up)."""
+    scale = min(math.sqrt(max_pixels / max(1.0, width * height)), MAX_DPI / _POINTS_PER_INCH)
+    bitmap = page.render(scale=scale, may_draw_forms=False)
+    try:
+        return _fit(bitmap.to_pil().convert("RGB"), max_pixels)
+    finally:
+        bitmap.close()
 
 
 def _render(document: pypdfium2.PdfDocument, max_pixels: int, max_pages: int) -> RenderedDocument:
@@ -92,15 +112,10 @@ def _render(document: pypdfium2.PdfDocument, max_pixels: int, max_pages: int) ->
                 first = (width, height)
             if width <= 0 or height <= 0:
                 continue  # a degenerate page: nothing to see
-            scale = min(math.sqrt(max_pixels / (width * height)), MAX_DPI / _POINTS_PER_INCH)
-            bitmap = page.render(scale=scale, may_draw_forms=False)
-            try:
-                image = bitmap.to_pil().convert("RGB")
-            finally:
-                bitmap.close()
+            image = _page_image(page, width, height, max_pixels)
         finally:
             page.close()
-        pages.append(Page(_fit(image, max_pixels), index + 1))
+        pages.append(Page(image, index + 1))
     if not pages:
         raise ImageLoadError("PDF pages have no area")
     assert first is not None
@@ -162,33 +177,15 @@ def _created(document: pypdfium2.PdfDocument) -> datetime | None:
 
 def render_page(path: str, number: int, max_pixels: int) -> Image.Image:
     """Page `number` (1-based) of the PDF at `path`, at most `max_pixels`: what a preview shows for a hit."""
-    try:
-        import pypdfium2 as pdfium
-    except ImportError:
-        raise ImageLoadError(f"unsupported format PDF ({INSTALL_ALL})") from None
-    with _pdfium_lock:
+    with _opened(path) as document:
+        if not 1 <= number <= len(document):
+            raise ImageLoadError(f"PDF has no page {number}")
+        page = document[number - 1]
         try:
-            document = pdfium.PdfDocument(path)
-        except pdfium.PdfiumError as exc:
-            raise ImageLoadError(_open_failure(path, exc)) from None
-        try:
-            if not 1 <= number <= len(document):
-                raise ImageLoadError(f"PDF has no page {number}")
-            page = document[number - 1]
-            try:
-                width, height = page.get_size()
-                scale = min(math.sqrt(max_pixels / max(1.0, width * height)), MAX_DPI / _POINTS_PER_INCH)
-                bitmap = page.render(scale=scale, may_draw_forms=False)
-                try:
-                    return _fit(bitmap.to_pil().convert("RGB"), max_pixels)
-                finally:
-                    bitmap.close()
-            finally:
-                page.close()
-        except pdfium.PdfiumError as exc:
-            raise ImageLoadError(f"cannot render PDF: {_reason(exc)}") from None
+            width, height = page.get_size()
+            return _page_image(page, width, height, max_pixels)
         finally:
-            document.close()
+            page.close()
 
 
 def read_header(path: str) -> tuple[datetime | None, tuple[int, int]]:
