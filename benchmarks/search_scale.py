@@ -31,12 +31,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from umsearch import bitcache
 from umsearch import store as store_module
 from umsearch.filters import Filters
 from umsearch.metadata import PhotoMeta
 from umsearch.search import search
-from umsearch.store import IndexSettings, Store
+from umsearch.store import IndexSettings, Store, bitcache
 
 DIM = 1536
 TOPICS_PER_100K, EVENTS_PER_100K = 200, 5000
@@ -168,7 +167,7 @@ def run(size: int, n_queries: int, k: int, shortlists: list[int]) -> None:
         bits = store._bit_matrix()
         print(
             f"bit matrix: {bits.words.nbytes / len(bits.ids):.0f} B/photo in memory "
-            f"(+ {bitcache.cache_path(store).stat().st_size / size:.0f} B/photo side file)"
+            f"(+ {bitcache.cache_path(store.path).stat().st_size / size:.0f} B/photo side file)"
         )
         rare = Filters(camera="Leica")
         times, full = [], 0

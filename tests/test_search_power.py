@@ -11,13 +11,13 @@ import pytest
 from typer.testing import CliRunner
 
 from umsearch import metadata
-from umsearch import store as store_module
 from umsearch.cli import app
 from umsearch.filters import Filters, parse_date
 from umsearch.index import Indexer
 from umsearch.querylang import SearchRequest, Term
 from umsearch.search import combine, request_vector, search
 from umsearch.store import IndexSettings, Store
+from umsearch.store import vectors as store_module
 
 from .photos import picture
 from .search_support import PLACES, write_exif_photo
@@ -380,18 +380,21 @@ def test_metadata_from_exif_and_fallbacks(tmp_path):
 
 # ---- the unfiltered coarse scan's bit matrix ---------------------------------------------------------
 def test_bit_matrix_follows_every_change_and_is_reused_from_its_side_file(crowded, tmp_path):
-    from umsearch import bitcache
+    from umsearch.store import bitcache
 
     store, query = crowded
     before = search(store, query, 3)
-    side = bitcache.cache_path(store)
+    side = bitcache.cache_path(store.path)
     assert side.exists()
     new = store.put_file("/lib/new.jpg", size=1, mtime_ns=1, digest="n", vector=query)
     assert search(store, query, 1)[0].file_id == new  # a new vector is seen at once
     store.delete_files([new])
     assert [h.file_id for h in search(store, query, 3)] == [h.file_id for h in before]
     with Store.open(store.path, create=False) as other:  # another process: reads the saved matrix
-        assert bitcache.load(other, other.vectors_generation()).ids.tolist() == store._bit_matrix().ids.tolist()
+        assert (
+            bitcache.load(other.db, other.path, other.vectors_generation()).ids.tolist()
+            == store._bit_matrix().ids.tolist()
+        )
     side.write_bytes(b"damaged")
     store._bits = None
     assert [h.file_id for h in search(store, query, 3)] == [h.file_id for h in before]

@@ -17,7 +17,8 @@ from tests.photos import write_photo
 from tests.watch_support import MAX_PIXELS, MAX_TOKENS, MIN_TOKENS, index_state, relative, wait_for, wait_in_step
 from umsearch.embed import load_embedder
 from umsearch.index import Indexer
-from umsearch.store import VEC_TABLE, Store
+from umsearch.store import Store
+from umsearch.store.schema import VEC_TABLE
 from umsearch.watchstate import read_status
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from . import config
+from . import settings
 from .errors import UmsearchError
 
 if TYPE_CHECKING:
@@ -44,18 +44,26 @@ ModelOption = Annotated[
     typer.Option(
         "--model",
         envvar="UMSEARCH_MODEL",
-        help=f"Hugging Face id or local folder of a GME model [default: the index's model, else {config.DEFAULT_MODEL}].",
+        help=f"Hugging Face id or local folder of a GME model [default: the index's model, else {settings.DEFAULT_MODEL}].",
         show_default=False,
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 MinTokensOption = Annotated[
     int | None,
-    typer.Option("--min-image-tokens", min=4, help="Smallest visual token budget per image [default: 256]."),
+    typer.Option(
+        "--min-image-tokens",
+        min=4,
+        help=f"Smallest visual token budget per image [default: {settings.DEFAULT_MIN_IMAGE_TOKENS}].",
+    ),
 ]
 MaxTokensOption = Annotated[
     int | None,
-    typer.Option("--max-image-tokens", min=4, help="Largest visual token budget per image [default: 1280]."),
+    typer.Option(
+        "--max-image-tokens",
+        min=4,
+        help=f"Largest visual token budget per image [default: {settings.DEFAULT_MAX_IMAGE_TOKENS}].",
+    ),
 ]
 DeviceOption = Annotated[
     str,
@@ -132,15 +140,15 @@ def friendly_errors(command: F) -> F:
 def open_store(db: Path | None, *, create: bool) -> "Store":
     from .store import Store
 
-    return Store.open(db or config.default_db_path(), create=create)
+    return Store.open(db or settings.default_db_path(), create=create)
 
 
 def chosen_model(store: "Store", model: str | None) -> str:
     """An explicit --model must match the index; without one, the index's own model is used."""
-    settings = store.settings()
+    recorded = store.settings()
     if model is None:
-        return settings.model_id if settings else config.default_model()
-    model_id = config.normalize_model_spec(model)
+        return recorded.model_id if recorded else settings.default_model()
+    model_id = settings.normalize_model_spec(model)
     store.check_model(model_id)
     return model_id
 
@@ -171,10 +179,10 @@ def index_model(db_path: Path) -> str | None:
         return None
     try:
         with open_store(db_path, create=False) as store:
-            settings = store.settings()
+            recorded = store.settings()
     except UmsearchError:
         return None  # the index check of `doctor` reports what is wrong with the file
-    return settings.model_id if settings else None
+    return recorded.model_id if recorded else None
 
 
 def load_model(
@@ -212,7 +220,7 @@ def download_on_first_use(model_id: str) -> None:
 
 
 def max_pixels(budget: tuple[int, int]) -> int:
-    return budget[1] * 28 * 28
+    return settings.max_pixels(budget[1])
 
 
 def watcher_report(db_path: Path) -> dict | None:
@@ -286,7 +294,7 @@ def index(
     exclude: ExcludeOption = None,
     db: DbOption = None,
     model: ModelOption = None,
-    batch_size: BatchSizeOption = config.DEFAULT_BATCH_SIZE,
+    batch_size: BatchSizeOption = settings.DEFAULT_BATCH_SIZE,
     min_image_tokens: MinTokensOption = None,
     max_image_tokens: MaxTokensOption = None,
     as_json: JsonOption = False,
@@ -332,7 +340,7 @@ def query(
     ] = None,
     limit: Annotated[
         int, typer.Option("--limit", "-n", min=1, max=4096, help="How many results.")
-    ] = config.DEFAULT_LIMIT,
+    ] = settings.DEFAULT_LIMIT,
     instruction: Annotated[
         str | None, typer.Option("--instruction", help="Override GME's task instruction for this query.")
     ] = None,
@@ -424,7 +432,7 @@ def status(
     """What is indexed: counts, model, dimension, database path and size, failed files."""
     from . import present
 
-    path = db or config.default_db_path()
+    path = db or settings.default_db_path()
     if not path.exists():
         report = {
             "db": str(path),
@@ -442,7 +450,7 @@ def status(
         return
     with open_store(path, create=False) as store:
         counts = store.counts()
-        settings = store.settings()
+        recorded = store.settings()
         failed_rows = store.failures(limit=failures)
         from .runtime import recorded_runtime
 
@@ -453,9 +461,9 @@ def status(
             "db_bytes": store.size_bytes(),
             "indexed": counts.indexed,
             "failed": counts.failed,
-            "model": settings.model_id if settings else None,
-            "dim": settings.dim if settings else None,
-            "image_tokens": [settings.min_image_tokens, settings.max_image_tokens] if settings else None,
+            "model": recorded.model_id if recorded else None,
+            "dim": recorded.dim if recorded else None,
+            "image_tokens": [recorded.min_image_tokens, recorded.max_image_tokens] if recorded else None,
             "quality": runtime.quality,
             "device": runtime.device,
             "dtype": runtime.dtype,
@@ -470,9 +478,9 @@ def status(
         return
     present.out.print(f"index     {report['db']} ({present.human_bytes(report['db_bytes'])})")
     present.out.print(f"photos    {counts.indexed} indexed, {counts.failed} failed")
-    if settings:
-        present.out.print(f"model     {settings.model_id} ({settings.dim}-d)")
-        present.out.print(f"images    {settings.min_image_tokens}–{settings.max_image_tokens} visual tokens")
+    if recorded:
+        present.out.print(f"model     {recorded.model_id} ({recorded.dim}-d)")
+        present.out.print(f"images    {recorded.min_image_tokens}–{recorded.max_image_tokens} visual tokens")
         if runtime.quality:
             present.out.print(f"quality   {runtime.quality}")
         if runtime.device:
@@ -514,7 +522,9 @@ def embed(
     budget = resolve_budget(None, quality, min_image_tokens, max_image_tokens)
     if request.image and not Path(request.image).is_file():
         raise UmsearchError(f"{request.image}: no such file")
-    embedder = load_model(config.normalize_model_spec(model or config.default_model()), budget, device, quant, dtype)
+    embedder = load_model(
+        settings.normalize_model_spec(model or settings.default_model()), budget, device, quant, dtype
+    )
     vector = query_vector(embedder, request, max_pixels(budget))
     present.print_json([round(float(x), 7) for x in vector])
 
@@ -526,7 +536,7 @@ def watch(
     exclude: ExcludeOption = None,
     db: DbOption = None,
     model: ModelOption = None,
-    batch_size: BatchSizeOption = config.DEFAULT_BATCH_SIZE,
+    batch_size: BatchSizeOption = settings.DEFAULT_BATCH_SIZE,
     min_image_tokens: MinTokensOption = None,
     max_image_tokens: MaxTokensOption = None,
     quiet_period: Annotated[
@@ -615,7 +625,7 @@ model_app = typer.Typer(
 app.add_typer(model_app, name="model")
 ModelIdArgument = Annotated[
     str | None,
-    typer.Argument(help=f"Hugging Face id or local folder [default: {config.DEFAULT_MODEL}].", show_default=False),
+    typer.Argument(help=f"Hugging Face id or local folder [default: {settings.DEFAULT_MODEL}].", show_default=False),
 ]
 
 
@@ -644,7 +654,7 @@ def model_download(model_id: ModelIdArgument = None, as_json: JsonOption = False
     """Download a model (safetensors only) into the Hugging Face cache, with progress."""
     from .hub import download_model
 
-    _print_model_info(download_model(model_id or config.default_model()), as_json)
+    _print_model_info(download_model(model_id or settings.default_model()), as_json)
 
 
 @model_app.command("info")
@@ -653,7 +663,7 @@ def model_info_command(model_id: ModelIdArgument = None, as_json: JsonOption = F
     """Where a model is cached, its size and revision, or that it is not downloaded (never uses the network)."""
     from .hub import model_info
 
-    _print_model_info(model_info(model_id or config.default_model()), as_json)
+    _print_model_info(model_info(model_id or settings.default_model()), as_json)
 
 
 @app.command()
@@ -662,7 +672,7 @@ def similar(
     photo: Annotated[Path, typer.Argument(help="A photo: indexed (its stored vector is used) or any image file.")],
     limit: Annotated[
         int, typer.Option("--limit", "-n", min=1, max=4096, help="How many results.")
-    ] = config.DEFAULT_LIMIT,
+    ] = settings.DEFAULT_LIMIT,
     db: DbOption = None,
     model: ModelOption = None,
     as_json: JsonOption = False,
@@ -759,8 +769,8 @@ def doctor(
     from . import present
     from .doctor import NOTE, OK, diagnose
 
-    db_path = db or config.default_db_path()
-    report = diagnose(model or index_model(db_path) or config.default_model(), db_path, device, quant, dtype)
+    db_path = db or settings.default_db_path()
+    report = diagnose(model or index_model(db_path) or settings.default_model(), db_path, device, quant, dtype)
     if as_json:
         present.print_json(report.as_dict())
     else:

@@ -176,7 +176,7 @@ def load_embedder(
     max_length: int = 1800,
 ) -> GmeEmbedder:
     """Find (or download) `model`, load it on the chosen device, and return a ready embedder."""
-    from .config import normalize_model_spec
+    from .settings import normalize_model_spec
 
     if not 1 <= min_image_tokens <= max_image_tokens:
         raise UmsearchError(

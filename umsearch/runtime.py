@@ -10,25 +10,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import UmsearchError
+from .settings import DEFAULT_QUALITY, DEVICE_CHOICES, DTYPE_CHOICES, QUALITY_PRESETS, QUANT_CHOICES
 
 if TYPE_CHECKING:
     from .embed import EmbedderInfo, GmeEmbedder
     from .store import IndexSettings, Store
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
-QUANT_CHOICES = ("auto", "nf4", "int8", "none")
-DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
-
-# Visual-token budget (min, max) per preset. Cost grows a little faster than linearly with tokens (the
-# vision tower's attention is quadratic per image), so "fast" is roughly 4x cheaper than "best" per photo.
-# "best" is the reference gme_inference.py budget (256-1280) and the default, so an index built without
-# --quality matches the published model's evaluation setting. See BENCHMARKS.md for measured speeds.
-QUALITY_PRESETS: dict[str, tuple[int, int]] = {
-    "fast": (128, 256),
-    "balanced": (256, 576),
-    "best": (256, 1280),
-}
-DEFAULT_QUALITY = "best"
 
 # Index meta keys written next to the model settings (IndexSettings covers model, dim and budget).
 META_DEVICE, META_DTYPE, META_QUANT, META_QUALITY = "device", "dtype", "quant", "quality"
@@ -168,8 +154,8 @@ def query_embedder(
 
     The one call the CLI's `query` and the TUI make; it is slow (seconds), so run it off the UI thread.
     """
-    from .config import default_model, normalize_model_spec
     from .embed import load_embedder
+    from .settings import default_model, normalize_model_spec
 
     request = RuntimeRequest(device, quant, dtype)
     settings = store.settings()

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import numpy as np
+from .schema import FLOAT_TABLE
 
-    from .store import Store
+if TYPE_CHECKING:
+    import apsw
+    import numpy as np
 
 
 @dataclass
@@ -66,34 +67,32 @@ class BitMatrix:
         return distance
 
 
-def cache_path(store: "Store") -> Path:
-    return Path(f"{store.path}.bits.npz")
+def cache_path(db_path: Path) -> Path:
+    return Path(f"{db_path}.bits.npz")
 
 
-def load(store: "Store", generation: int) -> BitMatrix:
-    """The bit matrix of `store` at `generation`: from the side file when current, else rebuilt and saved."""
+def load(db: "apsw.Connection", db_path: Path, generation: int) -> BitMatrix:
+    """The bit matrix of the index at `generation`: from the side file when current, else rebuilt and saved."""
     import numpy as np
 
-    path = cache_path(store)
+    path = cache_path(db_path)
     try:
         with np.load(path) as saved:
             if int(saved["generation"]) == generation:
                 return BitMatrix(generation, saved["ids"], saved["words"])
     except (OSError, KeyError, ValueError):
         pass  # missing, stale format or damaged: rebuild
-    matrix = build(store, generation)
+    matrix = build(db, generation)
     _save(path, matrix)
     return matrix
 
 
-def build(store: "Store", generation: int) -> BitMatrix:
+def build(db: "apsw.Connection", generation: int) -> BitMatrix:
     import numpy as np
-
-    from .store import FLOAT_TABLE
 
     ids: list[int] = []
     chunks: list[bytes] = []
-    for file_id, bits in store.db.execute(f"SELECT id, bits FROM {FLOAT_TABLE} ORDER BY id"):
+    for file_id, bits in db.execute(f"SELECT id, bits FROM {FLOAT_TABLE} ORDER BY id"):
         ids.append(file_id)
         chunks.append(bits)
     if not ids:

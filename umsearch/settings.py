@@ -1,0 +1,70 @@
+"""The one home of umsearch's defaults and their environment overrides.
+
+Everything here is cheap to import (no torch, no numpy): the CLI reads it to print help and to check an
+index's settings before any model is loaded. Runtime *policy* (which device, which dtype) lives in
+runtime.py; this module only says what the defaults are and where things live.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Final
+
+DEFAULT_MODEL: Final = "Alibaba-NLP/gme-Qwen2-VL-2B-Instruct"
+DEFAULT_LIMIT: Final = 20  # results per query (CLI, TUI and service alike)
+MAX_LIMIT: Final = 4096
+DEFAULT_BATCH_SIZE: Final = 8  # images per model call while indexing
+
+# GME (Qwen2-VL) turns each 28x28 pixel square into one visual token (14-pixel patches merged 2x2).
+PIXELS_PER_TOKEN: Final = 28 * 28
+
+# Visual-token budget (min, max) per quality preset. Cost grows a little faster than linearly with tokens
+# (the vision tower's attention is quadratic per image), so "fast" is roughly 4x cheaper than "best" per
+# photo. "best" is the reference gme_inference.py budget (256-1280): an index built with it matches the
+# published model's evaluation setting. See BENCHMARKS.md for measured speeds.
+QUALITY_PRESETS: Final[dict[str, tuple[int, int]]] = {
+    "fast": (128, 256),
+    "balanced": (256, 576),
+    "best": (256, 1280),
+}
+DEFAULT_QUALITY: Final = "best"
+DEFAULT_MIN_IMAGE_TOKENS, DEFAULT_MAX_IMAGE_TOKENS = QUALITY_PRESETS[DEFAULT_QUALITY]
+
+DEVICE_CHOICES: Final = ("auto", "cpu", "cuda", "mps")
+QUANT_CHOICES: Final = ("auto", "nf4", "int8", "none")
+DTYPE_CHOICES: Final = ("auto", "float32", "bfloat16", "float16")
+
+
+def max_pixels(max_image_tokens: int) -> int:
+    """The most pixels an image keeps for the model at this budget (loader threads shrink to this)."""
+    return max_image_tokens * PIXELS_PER_TOKEN
+
+
+def data_dir() -> Path:
+    """The per-user folder for the index (UMSEARCH_HOME overrides the platform's user data folder)."""
+    override = os.environ.get("UMSEARCH_HOME")
+    if override:
+        return Path(override).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("umsearch", appauthor=False))
+
+
+def default_db_path() -> Path:
+    override = os.environ.get("UMSEARCH_DB")
+    if override:
+        return Path(override).expanduser()
+    return data_dir() / "index.db"
+
+
+def default_model() -> str:
+    return os.environ.get("UMSEARCH_MODEL") or DEFAULT_MODEL
+
+
+def normalize_model_spec(spec: str) -> str:
+    """The id an index records for a model: a hub id as given, or a local folder as an absolute path."""
+    expanded = os.path.expanduser(spec)
+    if os.path.isdir(expanded):
+        return os.path.abspath(expanded)
+    return spec

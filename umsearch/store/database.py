@@ -1,0 +1,157 @@
+"""The index as one object: open (create, check, migrate) an index file and bind it to a model's settings."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ModelMismatchError, StoreError
+from .files import FileTable
+from .schema import (
+    APPLICATION_ID,
+    BUSY_TIMEOUT_MS,
+    MIGRATIONS,
+    create_bit_table,
+    create_private_file,
+    make_private_parent,
+    sqlite_vec_path,
+)
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """What the vectors in an index depend on; an index never mixes two of these."""
+
+    model_id: str
+    dim: int
+    min_image_tokens: int
+    max_image_tokens: int
+
+
+class Store(FileTable):
+    """One index file: files, their metadata and vectors (the table classes this one inherits say how)."""
+
+    # ---- opening -------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, create: bool = True) -> "Store":
+        import apsw
+
+        path = Path(path).expanduser()
+        if path.is_dir():
+            raise StoreError(f"{path} is a folder; --db takes the path of an index file")
+        if not path.exists():
+            if not create:
+                raise StoreError(f"no index at {path}: run 'umsearch index FOLDER' first")
+            make_private_parent(path)
+            create_private_file(path)
+        try:
+            db = apsw.Connection(str(path))
+            db.setbusytimeout(BUSY_TIMEOUT_MS)
+            db.enable_load_extension(True)
+            db.load_extension(sqlite_vec_path())
+            db.enable_load_extension(False)
+            store = cls(db, path)
+            store._prepare()
+        except StoreError:
+            raise
+        except apsw.NotADBError:
+            raise StoreError(f"{path} is not an umsearch index (not a SQLite database)") from None
+        except apsw.CorruptError:
+            raise StoreError(f"{path} is corrupt (SQLite says so); move it away and re-index") from None
+        except (apsw.CantOpenError, apsw.PermissionsError, apsw.ReadOnlyError) as exc:
+            raise StoreError(f"cannot open index {path}: {exc}") from None
+        except apsw.BusyError:
+            raise StoreError(f"index {path} is locked by another process; try again") from None
+        return store
+
+    def _prepare(self) -> None:
+        db = self.db
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if app_id != APPLICATION_ID and tables:
+            raise StoreError(f"{self.path} is not an umsearch index (it is another application's SQLite file)")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("PRAGMA foreign_keys = ON")
+        db.execute("PRAGMA mmap_size = 1073741824")
+        if app_id != APPLICATION_ID:
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        db = self.db
+        db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+        done = {r[0] for r in db.execute("SELECT name FROM migrations")}
+        unknown = done - {migration.__name__ for migration in MIGRATIONS}
+        if unknown:
+            raise StoreError(
+                f"{self.path} was written by a newer umsearch (schema step {sorted(unknown)[-1]}); "
+                "upgrade umsearch to use it"
+            )
+        for migration in MIGRATIONS:
+            if migration.__name__ in done:
+                continue
+            with self.transaction():
+                migration(db)
+                db.execute("INSERT INTO migrations VALUES (?, ?)", (migration.__name__, time.time()))
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def settings(self) -> IndexSettings | None:
+        model = self.meta("model_id")
+        if model is None:
+            return None
+        return IndexSettings(
+            model_id=model,
+            dim=int(self.meta("dim") or 0),
+            min_image_tokens=int(self.meta("min_image_tokens") or 0),
+            max_image_tokens=int(self.meta("max_image_tokens") or 0),
+        )
+
+    def check_model(self, model_id: str) -> None:
+        """Refuse before loading a model that cannot serve this index (cheap: no torch)."""
+        current = self.settings()
+        if current is not None and current.model_id != model_id:
+            raise ModelMismatchError(
+                f"index {self.path} was built with model '{current.model_id}', not '{model_id}': "
+                f"pass --model {current.model_id}, or --db NEW_FILE for a separate index"
+            )
+
+    def bind(self, settings: IndexSettings) -> None:
+        """Record the settings of a new index, or check that they match the existing ones."""
+        current = self.settings()
+        if current is None:
+            with self.transaction():
+                for key, value in vars(settings).items():
+                    self.set_meta(key, str(value))
+                create_bit_table(self.db, settings.dim)
+            return
+        self.check_model(settings.model_id)
+        if current.dim != settings.dim:
+            raise ModelMismatchError(
+                f"index {self.path} holds {current.dim}-d vectors; model '{settings.model_id}' makes "
+                f"{settings.dim}-d ones"
+            )
+        if (current.min_image_tokens, current.max_image_tokens) != (
+            settings.min_image_tokens,
+            settings.max_image_tokens,
+        ):
+            raise ModelMismatchError(
+                f"index {self.path} was built with an image budget of {current.min_image_tokens}-"
+                f"{current.max_image_tokens} visual tokens, not {settings.min_image_tokens}-"
+                f"{settings.max_image_tokens}: use the same --quality / token settings, or --db NEW_FILE"
+            )
+
+    def size_bytes(self) -> int:
+        return sum(
+            p.stat().st_size for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")) if p.exists()
+        )
