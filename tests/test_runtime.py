@@ -85,7 +85,7 @@ def test_bfloat16_on_cpu_gives_vectors_close_to_float32(tiny_model_dir: Path, ti
     from .photos import picture
 
     half = load_embedder(str(tiny_model_dir), device="cpu", quant="none", dtype="bfloat16")
-    assert (half.info.dtype, next(half.model.parameters()).dtype) == ("bfloat16", torch.bfloat16)
+    assert (half.info.dtype, half.decoder.layers[0].mlp.up_proj.weight.dtype) == ("bfloat16", torch.bfloat16)
     inputs = [embed.EmbedInput(text="a red bike by a lake"), embed.EmbedInput(image=picture(3, (200, 150)))]
     similarity = np.sum(half.embed(inputs) * tiny_embedder.embed(inputs), axis=1)
     assert np.all(similarity > 0.98), similarity
@@ -112,12 +112,11 @@ def test_unknown_device_or_quant_is_refused_before_loading_anything() -> None:
         RuntimeRequest("auto", "fp8")
 
 
-def test_nf4_uses_double_quantisation_and_keeps_the_vision_tower_out() -> None:
+def test_nf4_uses_double_quantisation() -> None:
     config = embed._bnb_config("nf4", torch.bfloat16)
     assert config.load_in_4bit and config.bnb_4bit_quant_type == "nf4"
     assert config.bnb_4bit_use_double_quant
     assert config.bnb_4bit_compute_dtype == torch.bfloat16
-    assert config.llm_int8_skip_modules == ["visual"]
 
 
 # --- 7B layout: untied lm_head in the checkpoint, dimension from the config -----------------------
@@ -142,9 +141,10 @@ def test_lm_head_is_in_the_checkpoint_but_never_loaded(wide_model_dir: Path) -> 
     names = json.loads((wide_model_dir / "model.safetensors.index.json").read_text())["weight_map"]
     assert "lm_head.weight" in names
     wide = load_embedder(str(wide_model_dir), device="cpu", quant="none")
-    # Qwen2VLModel (vision tower + decoder) has no lm_head: 1 GB of the 7B never reaches memory.
-    assert not hasattr(wide.model, "lm_head")
-    assert not any(name.startswith("lm_head") for name, _ in wide.model.named_parameters())
+    # The decoder and the vision tower have no lm_head: 1 GB of the 7B never reaches memory.
+    for part in (wide.decoder, wide.visual):
+        assert not hasattr(part, "lm_head")
+        assert not any(name.startswith("lm_head") for name, _ in part.named_parameters())
 
 
 def test_dimension_comes_from_the_config_and_indexes_never_mix(

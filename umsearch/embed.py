@@ -23,7 +23,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -44,7 +45,8 @@ IMAGE_QUERY_INSTRUCTION = INDEX_INSTRUCTION
 FUSED_QUERY_INSTRUCTION = "Find an image that looks like the given image, changed as the text describes."
 
 DEVICES = ("cpu", "cuda", "mps")
-QUANTS = ("none", "nf4", "int8")
+QUANTS = ("none", "nf4", "int8", "int8-dynamic")
+BNB_QUANTS = ("nf4", "int8")  # bitsandbytes; "int8-dynamic" is PyTorch's own CPU int8 (see weights.py)
 DTYPES = ("float32", "bfloat16", "float16")
 
 # The reference's pre-resize (qwen-vl-utils smart_resize defaults).
@@ -55,10 +57,6 @@ _MAX_RATIO = 200
 _PIXELS_PER_TOKEN = 28 * 28
 # Taken from the model's preprocessor_config.json; the pixel limits come from the token limits instead.
 _PROCESSOR_SETTINGS = ("patch_size", "temporal_patch_size", "merge_size", "image_mean", "image_std")
-
-# Kept in full precision under bitsandbytes: the vision tower, blocks and merger. Patterns match
-# Qwen2VLModel's module names from the start ("visual.blocks.0.attn.qkv").
-_UNQUANTIZED_MODULES = ["visual"]
 
 
 def default_instruction(has_text: bool, has_image: bool) -> str:
@@ -128,10 +126,12 @@ def choose_runtime(device: str, quant: str, dtype: str = "auto") -> tuple[str, s
         quant = "nf4" if device == "cuda" and _bitsandbytes_usable() else "none"
     elif quant not in QUANTS:
         raise UmsearchError(f"unknown quantization '{quant}' (expected auto, {', '.join(QUANTS)})")
-    if quant != "none" and device == "mps":
+    if quant in BNB_QUANTS and device == "mps":
         raise UmsearchError(
             f"quantization '{quant}' needs bitsandbytes, which does not run on Apple MPS: use --quant none"
         )
+    if quant == "int8-dynamic" and device != "cpu":
+        raise UmsearchError("quantization 'int8-dynamic' is PyTorch's CPU int8: use it with --device cpu")
 
     if dtype != "auto":
         if dtype not in DTYPES:
@@ -187,17 +187,26 @@ def load_embedder(
     path = resolve_model(model)
     device, dtype, quant = choose_runtime(device, quant, dtype)
     tokenizer, image_processor = _load_processors(path, min_image_tokens, max_image_tokens)
-    hf_model = _load_model(path, device, dtype, quant)
+    config = _load_config(path)
+    decoder = _load_decoder(path, config, device, dtype, quant)
     info = EmbedderInfo(
         model_id=normalize_model_spec(model),
-        dim=int(hf_model.config.text_config.hidden_size),
+        dim=int(config.text_config.hidden_size),
         min_image_tokens=min_image_tokens,
         max_image_tokens=max_image_tokens,
         device=device,
         dtype=dtype,
         quant=quant,
     )
-    return GmeEmbedder(hf_model, tokenizer, image_processor, info, max_length=max_length)
+    return GmeEmbedder(
+        decoder,
+        tokenizer,
+        image_processor,
+        info,
+        image_token_id=int(config.image_token_id),
+        load_visual=lambda: _load_visual(path, config, device, dtype, quant),
+        max_length=max_length,
+    )
 
 
 def _load_processors(path: Path, min_image_tokens: int, max_image_tokens: int) -> tuple[Any, Any]:
@@ -220,49 +229,65 @@ def _load_processors(path: Path, min_image_tokens: int, max_image_tokens: int) -
     return tokenizer, image_processor
 
 
-def _load_model(path: Path, device: str, dtype: str, quant: str) -> Any:
-    import torch
-    from transformers import Qwen2VLModel
-    from transformers.utils import logging as hf_logging
+def _load_config(path: Path) -> Any:
+    from transformers import Qwen2VLConfig
 
-    # umsearch shows its own "loading model" status; transformers' per-tensor bar would be noise.
-    hf_logging.disable_progress_bar()
-    torch_dtype = getattr(torch, dtype)
-    kwargs: dict[str, Any] = {"dtype": torch_dtype, "device_map": device}
-    if quant != "none":
+    try:
+        return Qwen2VLConfig.from_pretrained(path)
+    except Exception as exc:  # corrupt or foreign files: one line for the user, not a traceback
+        raise ModelError(f"cannot load the model configuration in {path}: {first_line(exc)}") from None
+
+
+def _load_decoder(path: Path, config: Any, device: str, dtype: str, quant: str) -> Any:
+    """The text decoder alone: all a text query needs (the vision tower loads on the first image).
+
+    GME never uses the language-model head: it is not part of the decoder, so its weights (1 GB for the
+    7B in bf16, possibly absent from the checkpoint) are never read.
+    """
+    import torch
+    from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLTextModel
+
+    from .weights import DECODER_KEYS, load_part, quantize_int8, to_dtype
+
+    quant_config = None
+    if quant in BNB_QUANTS:
         if not _bitsandbytes_usable():
             raise ModelError(
                 f"quantization '{quant}' needs the bitsandbytes and accelerate packages: "
                 "pip install bitsandbytes accelerate, or use --quant none"
             )
         quiet_bitsandbytes()
-        kwargs["quantization_config"] = _bnb_config(quant, torch_dtype)
-    if quant == "int8" and dtype != "float16":
-        # bitsandbytes logs a warning on every int8 matmul whose input is not float16 (CPU runs float32).
-        logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
-    # The base model (vision tower + text decoder) is all GME uses. Loading it from the
-    # Qwen2VLForConditionalGeneration checkpoint never materialises lm_head (1 GB for 7B in bf16, and
-    # possibly absent from the checkpoint, which the full class would then random-initialise).
-    # transformers' load report would flag that skipped lm_head as UNEXPECTED; the missing-key check
-    # below replaces it. A filter, not a level change: transformers runs extra checks (with their
-    # own warnings) when that logger's level is raised.
-    report_logger = logging.getLogger("transformers.modeling_utils")
-    report_filter = _WarningsOff()
-    report_logger.addFilter(report_filter)
-    try:
-        model, loading = Qwen2VLModel.from_pretrained(path, output_loading_info=True, **kwargs)
-    except Exception as exc:  # corrupt or foreign files: one line for the user, not a traceback
-        raise ModelError(f"cannot load the model in {path}: {first_line(exc)}") from None
-    finally:
-        report_logger.removeFilter(report_filter)
-    missing = sorted(loading["missing_keys"])
-    if missing:
-        raise ModelError(
-            f"model in {path} is missing {len(missing)} weight tensor(s), e.g. {missing[0]}: "
-            "an incomplete download, or not a gme-Qwen2-VL model"
-        )
-    model.eval()
-    return model
+        quant_config = _bnb_config(quant, getattr(torch, dtype))
+        if quant == "int8" and dtype != "float16":
+            # bitsandbytes logs a warning on every int8 matmul whose input is not float16 (CPU runs float32).
+            logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
+    decoder = load_part(
+        Qwen2VLTextModel, path, config.text_config, DECODER_KEYS, device=device, dtype=dtype, quant_config=quant_config
+    )
+    if device == "cpu" and quant_config is None:
+        # Loaded in the files' precision, memory-mapped; the token table stays so (rows are cast on lookup).
+        if quant == "int8-dynamic":
+            to_dtype(decoder, torch.float32, skip=("embed_tokens.",))
+            quantize_int8(decoder)
+        else:
+            to_dtype(decoder, getattr(torch, dtype), skip=("embed_tokens.",))
+    return decoder
+
+
+def _load_visual(path: Path, config: Any, device: str, dtype: str, quant: str) -> Any:
+    """The vision tower, in full precision (`dtype`) whatever the decoder's quantisation: quantising
+    Qwen2-VL-2B's vision tower is known to break it."""
+    import torch
+    from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VisionTransformerPretrainedModel
+
+    from .weights import VISION_KEYS, load_part, to_dtype
+
+    visual = load_part(
+        Qwen2VisionTransformerPretrainedModel, path, config.vision_config, VISION_KEYS, device=device, dtype=dtype
+    )
+    if device == "cpu":
+        to_dtype(visual, getattr(torch, dtype))
+    return visual
 
 
 def quiet_bitsandbytes() -> None:
@@ -288,9 +313,8 @@ def _bnb_config(quant: str, compute_dtype: torch.dtype) -> Any:
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute_dtype,
-            llm_int8_skip_modules=_UNQUANTIZED_MODULES,
         )
-    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=_UNQUANTIZED_MODULES)
+    return BitsAndBytesConfig(load_in_8bit=True)
 
 
 def gme_pre_resize(image: Image.Image) -> Image.Image:
@@ -369,17 +393,32 @@ class GmeEmbedder:
     """Embeds text, images and image+text pairs into one unit-length vector space."""
 
     def __init__(
-        self, model: Any, tokenizer: Any, image_processor: Any, info: EmbedderInfo, *, max_length: int = 1800
+        self,
+        decoder: Any,
+        tokenizer: Any,
+        image_processor: Any,
+        info: EmbedderInfo,
+        *,
+        image_token_id: int,
+        load_visual: Callable[[], Any],
+        max_length: int = 1800,
     ) -> None:
-        """`model` is a loaded Qwen2VLModel; `image_processor` a Qwen2VLImageProcessorPil sized for `info`."""
+        """`decoder` is a loaded Qwen2VLTextModel; `load_visual` loads the vision tower (called once, on the
+        first image); `image_processor` is a Qwen2VLImageProcessorPil sized for `info`."""
+        import torch
+
         self.info = info
         self.max_length = max_length
-        self.model = model
+        self.decoder = decoder
         self.tokenizer = tokenizer
         self.image_processor = image_processor
-        self._decoder = model.language_model
-        self._visual = model.visual
-        self._device = model.device
+        self.image_token_id = image_token_id
+        self._load_visual = load_visual
+        self._visual: Any = None
+        self._visual_lock = threading.Lock()
+        self._device = decoder.device
+        # The decoder's compute precision: its token table may stay in the files' precision (weights.py).
+        self._dtype = decoder.norm.weight.dtype if info.quant != "int8-dynamic" else torch.float32
         self._merge_length = self.image_processor.merge_size**2
         self._special = {
             name: self._special_id(name)
@@ -392,14 +431,27 @@ class GmeEmbedder:
                 "<|image_pad|>",
             )
         }
-        if self._special["<|image_pad|>"] != model.config.image_token_id:
+        if self._special["<|image_pad|>"] != image_token_id:
             raise ModelError(
                 f"model {info.model_id} is inconsistent: the tokenizer's <|image_pad|> id "
-                f"{self._special['<|image_pad|>']} differs from config image_token_id {model.config.image_token_id}"
+                f"{self._special['<|image_pad|>']} differs from config image_token_id {image_token_id}"
             )
         self._newline = self._plain("\n")
         self._user = self._plain("user\n")
         self._assistant = self._plain("assistant\n")
+
+    @property
+    def visual(self) -> Any:
+        """The vision tower, loaded on first use (a text query never needs it)."""
+        if self._visual is None:
+            with self._visual_lock:
+                if self._visual is None:
+                    self._visual = self._load_visual()
+        return self._visual
+
+    @property
+    def visual_loaded(self) -> bool:
+        return self._visual is not None
 
     def embed(self, inputs: Sequence[EmbedInput], batch_size: int = 8) -> np.ndarray:
         """(N, dim) float32 unit vectors, one per input, in order."""
@@ -503,19 +555,20 @@ class GmeEmbedder:
 
         input_ids = batch["input_ids"].to(self._device)
         attention_mask = batch["attention_mask"].to(self._device)
-        embeds = self._decoder.get_input_embeddings()(input_ids)
+        embeds = self.decoder.get_input_embeddings()(input_ids).to(self._dtype)
         if "pixel_values" in batch:
-            vision = self._visual(
-                batch["pixel_values"].to(self._device, self._visual.dtype),
+            visual = self.visual
+            vision = visual(
+                batch["pixel_values"].to(self._device, visual.dtype),
                 grid_thw=batch["image_grid_thw"].to(self._device),
             )
             # transformers 5 returns BaseModelOutputWithPooling (merged patches in pooler_output); 4.x a tensor.
             image_embeds = getattr(vision, "pooler_output", vision)
-            embeds[input_ids == self.model.config.image_token_id] = image_embeds.to(embeds.dtype)
+            embeds[input_ids == self.image_token_id] = image_embeds.to(embeds.dtype)
         rows, length = input_ids.shape
         # Plain text positions on all three M-RoPE axes, as the reference's decoder-only call gets.
         positions = torch.arange(length, device=self._device).view(1, 1, -1).expand(3, rows, -1)
-        hidden = self._decoder(
+        hidden = self.decoder(
             inputs_embeds=embeds, attention_mask=attention_mask, position_ids=positions, use_cache=False
         ).last_hidden_state
         last = attention_mask.sum(dim=1) - 1
