@@ -129,7 +129,10 @@ def quantize_int8(module: Any, *, skip: tuple[str, ...] = ()) -> int:
 
     quantized_linear, qconfig = _dynamic_int8()
     count = 0
-    with torch.no_grad():
+    # PyTorch warns on every quantised tensor it creates that these APIs move to torchao; a user needs
+    # none of that on their terminal (doctor says which path runs).
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         for parent_name, parent in list(module.named_modules()):
             for child_name, child in list(parent.named_children()):
                 full = f"{parent_name}.{child_name}" if parent_name else child_name
