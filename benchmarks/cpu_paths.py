@@ -128,7 +128,8 @@ def run_path(args: argparse.Namespace) -> dict:
     import numpy as np
     import torch
 
-    from umsearch.embed import _load_processors, fit_image, load_embedder
+    from umsearch.embed import load_embedder
+    from umsearch.gme import _load_processors, fit_image
 
     quant, dtype, *rest = args.point.split(":")
     if rest:

@@ -185,7 +185,7 @@ def load(point: dict, device: str):
 def run_point(point: dict, args: argparse.Namespace) -> dict:
     import torch
 
-    from umsearch.embed import fit_image
+    from umsearch.gme import fit_image
 
     cuda = args.device == "cuda"
     embedder, load_s = load(point, args.device)
@@ -320,7 +320,7 @@ class TimedEmbedder:
 
 
 def run_pipeline(point: dict, args: argparse.Namespace) -> dict:
-    from umsearch.embed import fit_image
+    from umsearch.gme import fit_image
     from umsearch.imageload import load_image
     from umsearch.index import Indexer
     from umsearch.store import Store

@@ -151,7 +151,7 @@ def plan_only(count: int, workdir: Path) -> None:
     holds a row for every file (N unchanged files, the common re-run)."""
     import gc
 
-    from umsearch.index import plan_changes
+    from umsearch.planning import plan_changes
     from umsearch.scan import scan
     from umsearch.store import Store
 

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from umsearch.devmodel import build_model_dir
-from umsearch.embed import GmeEmbedder, load_embedder
+from umsearch.embed import load_embedder
+from umsearch.gme import GmeEmbedder
 
 
 @pytest.fixture(scope="session")

@@ -18,18 +18,16 @@ from PIL import Image
 from transformers import AutoTokenizer, Qwen2VLForConditionalGeneration
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-from umsearch.embed import (
+from umsearch.embed import EmbedderInfo, EmbedInput, load_embedder
+from umsearch.errors import ModelError
+from umsearch.gme import (
     FUSED_QUERY_INSTRUCTION,
     IMAGE_QUERY_INSTRUCTION,
     INDEX_INSTRUCTION,
     TEXT_QUERY_INSTRUCTION,
-    EmbedderInfo,
-    EmbedInput,
     GmeEmbedder,
     default_instruction,
-    load_embedder,
 )
-from umsearch.errors import ModelError
 from umsearch.modelfiles import resolve_model
 
 TEMPLATE_TAIL = "<|im_end|>\n<|im_start|>assistant\n<|endoftext|>"

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from umsearch.embed import GmeEmbedder
 from umsearch.errors import ModelMismatchError, UmsearchError
+from umsearch.gme import GmeEmbedder
 from umsearch.index import Indexer, IndexSummary
 from umsearch.search import Query, query_vector, rank
 from umsearch.store import Store
@@ -165,14 +165,18 @@ def test_an_interrupted_run_keeps_finished_batches_and_resumes_without_duplicate
     calls = 0
 
     class InterruptedOnSecondBatch:
-        info = tiny_embedder.info
+        """The real tiny model, with Ctrl-C arriving while it runs the second batch."""
 
-        def embed_images(self, images, batch_size=8):
+        info = tiny_embedder.info
+        prepare_images = tiny_embedder.prepare_images
+        embed_images = tiny_embedder.embed_images
+
+        def embed_prepared(self, batch):
             nonlocal calls
             calls += 1
             if calls == 2:
                 raise KeyboardInterrupt
-            return tiny_embedder.embed_images(images, batch_size)
+            return tiny_embedder.embed_prepared(batch)
 
     first = Indexer(store, InterruptedOnSecondBatch, max_pixels=MAX_PIXELS, batch_size=4).index([str(root)])
     assert first.interrupted and first.added == 4

@@ -10,7 +10,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from umsearch.index import Indexer, content_hash
+from umsearch.index import Indexer
+from umsearch.planning import content_hash
 from umsearch.store import Store
 
 from .photos import write_photo

@@ -15,8 +15,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from umsearch import embed, weights
-from umsearch.embed import EmbedInput, GmeEmbedder, load_embedder
+from umsearch.embed import EmbedInput, load_embedder
 from umsearch.errors import UmsearchError
+from umsearch.gme import GmeEmbedder
 
 from .photos import picture
 

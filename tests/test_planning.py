@@ -3,7 +3,8 @@ plan exactly as a whole-index comparison would."""
 
 from __future__ import annotations
 
-from umsearch.index import Indexer, plan_changes
+from umsearch.index import Indexer
+from umsearch.planning import plan_changes
 from umsearch.scan import scan
 from umsearch.store import Store
 

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from umsearch import devmodel, embed
-from umsearch.embed import EmbedderInfo, GmeEmbedder, fit_image, image_token_count, load_embedder
+from umsearch.embed import EmbedderInfo, is_out_of_memory, load_embedder
 from umsearch.errors import ModelMismatchError, UmsearchError
-from umsearch.index import Indexer, IndexSummary, is_out_of_memory
+from umsearch.gme import GmeEmbedder, fit_image, image_token_count
+from umsearch.index import Indexer, IndexSummary
 from umsearch.runtime import (
     QUALITY_PRESETS,
     RuntimeRequest,
@@ -112,11 +113,12 @@ def test_unknown_device_or_quant_is_refused_before_loading_anything() -> None:
         RuntimeRequest("auto", "fp8")
 
 
-def test_nf4_uses_double_quantisation() -> None:
-    config = embed._bnb_config("nf4", torch.bfloat16)
+def test_nf4_uses_double_quantisation_and_keeps_the_vision_tower_out() -> None:
+    config = embed._bnb_config("nf4", torch.bfloat16, ["visual"])
     assert config.load_in_4bit and config.bnb_4bit_quant_type == "nf4"
     assert config.bnb_4bit_use_double_quant
     assert config.bnb_4bit_compute_dtype == torch.bfloat16
+    assert config.llm_int8_skip_modules == ["visual"]
 
 
 # --- 7B layout: untied lm_head in the checkpoint, dimension from the config -----------------------

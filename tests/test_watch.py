@@ -305,7 +305,7 @@ def test_sync_reconciles_only_the_paths_it_is_given(db, photos, small_embedder):
 
 
 def test_a_folder_given_with_files_inside_it_is_scanned_once():
-    from umsearch.index import outermost_paths
+    from umsearch.planning import outermost_paths
 
     assert outermost_paths(["/a/b", "/a/b/c.jpg", "/a/bc.jpg", "/x/y/z", "/x"]) == ["/a/b", "/a/bc.jpg", "/x"]
 

@@ -15,7 +15,7 @@ from . import settings
 from .errors import UmsearchError
 
 if TYPE_CHECKING:
-    from .embed import GmeEmbedder
+    from .gme import GmeEmbedder
     from .store import Store
 
 app = typer.Typer(

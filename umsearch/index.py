@@ -1,25 +1,29 @@
-"""Keep the index in step with folders: scan, plan, then load and embed only what changed."""
+"""Carry out a plan: load changed photos on worker threads, embed them in batches, store each batch at once.
+
+Planning (what changed) is planning.py; this module is the pipeline that reads, embeds and writes.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
-import sys
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import groupby
 from typing import TYPE_CHECKING, Protocol
 
+from .embed import is_out_of_memory, release_accelerator_memory
 from .errors import ImageLoadError, UmsearchError
 from .imageload import LoadedImage, describe_os_error, load_image
 from .metadata import PhotoMeta, extract_metadata, metadata_from_exif
-from .scan import FoundFile, is_within, normalize_root, scan
+from .planning import Job, Plan, check_roots, content_hash, found_in_scope, is_within, outermost_paths, plan_changes
+from .scan import FoundFile, normalize_root, scan
 from .store import FileRow, IndexSettings, Store
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .embed import Embedder
 
 COUNTERS = ("added", "updated", "moved", "removed", "unchanged", "failed")
@@ -57,20 +61,11 @@ class NoProgress:
         pass
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
-    """A file that needs reading: new or changed since the index last saw it."""
+@dataclass(frozen=True)
+class Rejected:
+    """The model refused one image (its batch went through without it): the reason is stored as its failure."""
 
-    found: FoundFile
-    previous: FileRow | None  # the row at the same path, when the file changed
-
-
-@dataclass
-class Plan:
-    jobs: list[Job] = field(default_factory=list)
-    moves: list[tuple[FileRow, FoundFile]] = field(default_factory=list)
-    removals: list[FileRow] = field(default_factory=list)
-    unchanged: int = 0
+    reason: str
 
 
 @dataclass
@@ -82,105 +77,6 @@ class Loaded:
     tokens: int = 0  # visual tokens the model will spend on the image (batches group similar counts)
     vanished: bool = False  # deleted between the scan and the read: not a failure, just gone
     meta: PhotoMeta | None = None  # read on the loader thread, next to decoding
-
-
-def content_hash(path: str) -> str:
-    """A digest of the bytes: the identity that follows a photo through renames and moves."""
-    digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def check_roots(roots: Sequence[str]) -> list[str]:
-    """Missing roots are an error, never 'everything was deleted' (an unmounted drive must not wipe its index)."""
-    checked = []
-    for root in roots:
-        path = normalize_root(root)
-        if not os.path.exists(path):
-            raise UmsearchError(f"{root}: no such file or folder")
-        checked.append(path)
-    return checked
-
-
-def plan_changes(store: Store, roots: Sequence[str], found: Iterable[FoundFile]) -> Plan:
-    """Compare the disk with the index below the roots: what to read, move, remove, or leave alone.
-
-    The scan yields each folder's files together, so the index is read one folder at a time: memory
-    grows with the largest folder and the number of changes, not with the size of the library.
-    """
-    plan = Plan()
-    new_files: list[FoundFile] = []
-    known: dict[str, FileRow] = {}  # rows of visited folders not (yet) seen on disk
-    visited: set[str] = set()
-    for folder, items in groupby(found, key=lambda item: os.path.dirname(item.path)):
-        if folder not in visited:
-            visited.add(folder)
-            known.update(
-                (row.path, row) for row in store.files_in_folder(folder) if any(is_within(row.path, r) for r in roots)
-            )
-        for item in items:
-            row = known.pop(item.path, None)
-            if row is None:
-                new_files.append(item)
-            elif row.size == item.size and row.mtime_ns == item.mtime_ns:
-                plan.unchanged += 1
-            else:
-                plan.jobs.append(Job(item, row))
-    # Folders the scan never reached (deleted, excluded, unreadable): all their rows are gone.
-    for folder in store.folders_under(roots) - visited:
-        known.update(
-            (row.path, row) for row in store.files_in_folder(folder) if any(is_within(row.path, r) for r in roots)
-        )
-    gone = list(known.values())
-    # A moved file keeps its size; only hash new files whose size matches a vanished one.
-    gone_by_size: dict[int, list[FileRow]] = {}
-    for row in gone:
-        if row.status == "ok" and row.hash:
-            gone_by_size.setdefault(row.size, []).append(row)
-    moved_ids: set[int] = set()
-    for item in new_files:
-        source = _find_moved_source(item, gone_by_size.get(item.size, []), moved_ids)
-        if source is None:
-            plan.jobs.append(Job(item, None))
-        else:
-            moved_ids.add(source.id)
-            plan.moves.append((source, item))
-    plan.removals = [row for row in gone if row.id not in moved_ids]
-    return plan
-
-
-def _find_moved_source(item: FoundFile, candidates: list[FileRow], taken: set[int]) -> FileRow | None:
-    candidates = [row for row in candidates if row.id not in taken]
-    if not candidates:
-        return None
-    try:
-        digest = content_hash(item.path)
-    except OSError:
-        return None
-    return next((row for row in candidates if row.hash == digest), None)
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """CUDA's OutOfMemoryError, or the RuntimeError other backends (MPS, older torch) raise for it."""
-    torch = sys.modules.get("torch")
-    oom_type = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
-    if oom_type is not None and isinstance(exc, oom_type):
-        return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-
-
-def release_accelerator_memory() -> None:
-    """Hand cached blocks back after an out-of-memory error, so the halved batch has room."""
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    mps = getattr(torch, "mps", None)
-    if mps is not None and torch.backends.mps.is_available():
-        mps.empty_cache()
 
 
 class Indexer:
@@ -310,10 +206,6 @@ class Indexer:
         window = sorted(window, key=lambda loaded: loaded.tokens)
         batches = [window[i : i + self.batch_size] for i in range(0, len(window), self.batch_size)]
         embedder = self.embedder
-        if not hasattr(embedder, "prepare_images"):
-            for batch in batches:
-                self._embed_and_store(batch, summary)
-            return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="umsearch-prepare") as helper:
             upcoming = helper.submit(embedder.prepare_images, [b.image.image for b in batches[0]])
             for i, batch in enumerate(batches):
@@ -373,7 +265,7 @@ class Indexer:
             )
             if self.image_budget is None:
                 return Loaded(job, digest, image, None, image.image.width * image.image.height, meta=meta)
-            from .embed import fit_image, image_token_count
+            from .gme import fit_image, image_token_count
 
             low, high = self.image_budget
             fitted = dataclasses.replace(image, image=fit_image(image.image, low, high))
@@ -425,12 +317,12 @@ class Indexer:
         with self.store.transaction():
             for loaded, vector in zip(batch, vectors, strict=True):
                 found, image = loaded.job.found, loaded.image
-                if isinstance(vector, str):
+                if isinstance(vector, Rejected):
                     self.store.put_file(
-                        found.path, size=found.size, mtime_ns=found.mtime_ns, digest=loaded.digest, error=vector
+                        found.path, size=found.size, mtime_ns=found.mtime_ns, digest=loaded.digest, error=vector.reason
                     )
                     summary.failed += 1
-                    summary.failures.append((found.path, vector))
+                    summary.failures.append((found.path, vector.reason))
                     continue
                 self.store.put_file(
                     found.path,
@@ -447,7 +339,7 @@ class Indexer:
 
     def _embed_batch(
         self, batch: list[Loaded], *, prepared: Future | None = None, settle: Future | None = None
-    ) -> list:
+    ) -> list[np.ndarray | Rejected]:
         """Vectors for the batch; if the batch fails, each image alone, so one bad image fails alone.
 
         Out of accelerator memory, the batch is halved (and so is the batch size for the rest of the
@@ -464,23 +356,23 @@ class Indexer:
                 settle.exception()
             if is_out_of_memory(exc):
                 return self._embed_halves(batch, exc)
-        results: list = []
+        results: list[np.ndarray | Rejected] = []
         for loaded in batch:
             try:
                 results.append(self.embedder.embed_images([loaded.image.image], batch_size=1)[0])
             except Exception as exc:  # the model rejected this image; record why, keep going
                 if is_out_of_memory(exc):
                     self._embed_halves([loaded], exc)  # raises: a photo is never recorded as failed for memory
-                results.append(f"the model could not embed this image: {exc}")
+                results.append(Rejected(f"the model could not embed this image: {exc}"))
         return results
 
-    def _run_model(self, images: list, prepared: Future | None = None):
+    def _run_model(self, images: list, prepared: Future | None = None) -> np.ndarray:
         embedder = self.embedder
         if prepared is not None:
             return embedder.embed_prepared(prepared.result())
         return embedder.embed_images(images, batch_size=len(images))
 
-    def _embed_halves(self, batch: list[Loaded], exc: BaseException) -> list:
+    def _embed_halves(self, batch: list[Loaded], exc: BaseException) -> list[np.ndarray | Rejected]:
         release_accelerator_memory()
         if len(batch) == 1:
             loaded = batch[0]
@@ -570,41 +462,3 @@ class Indexer:
 class SyncResult:
     summary: IndexSummary = field(default_factory=IndexSummary)
     deferred: list[str] = field(default_factory=list)  # paths to look at again later
-
-
-def outermost_paths(paths: Iterable[str]) -> list[str]:
-    """The paths that are not below another of them: a folder's scan already covers what is inside it."""
-    unique = set(paths)
-    kept = []
-    for path in unique:
-        child, parent = path, os.path.dirname(path)
-        while parent != child and parent not in unique:  # walk up: O(depth), not O(number of paths)
-            child, parent = parent, os.path.dirname(parent)
-        if parent == child:  # reached the top without meeting another given path
-            kept.append(path)
-    return sorted(kept)
-
-
-def found_in_scope(scope: Sequence[str], excludes: Sequence[str] = ()) -> Iterator[FoundFile]:
-    """The candidate photos at or below each path; a single file is judged by its name, as a scan would."""
-    import stat
-
-    from .scan import is_candidate_name, is_excluded, raw_has_jpeg_sibling
-
-    folders = []
-    for path in scope:
-        try:
-            info = os.stat(path)
-        except OSError:
-            continue  # gone: whatever the index holds there is planned away
-        if stat.S_ISDIR(info.st_mode):
-            folders.append(path)
-        elif (
-            stat.S_ISREG(info.st_mode)
-            and is_candidate_name(os.path.basename(path))
-            and not (excludes and is_excluded(path, excludes))
-            and not raw_has_jpeg_sibling(path)  # the same rule as a folder scan
-        ):
-            yield FoundFile(path, info.st_size, info.st_mtime_ns)
-    if folders:
-        yield from scan(folders, excludes)

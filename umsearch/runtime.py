@@ -13,7 +13,8 @@ from .errors import UmsearchError
 from .settings import DEFAULT_QUALITY, DEVICE_CHOICES, DTYPE_CHOICES, QUALITY_PRESETS, QUANT_CHOICES
 
 if TYPE_CHECKING:
-    from .embed import EmbedderInfo, GmeEmbedder
+    from .embed import EmbedderInfo
+    from .gme import GmeEmbedder
     from .store import IndexSettings, Store
 
 # Index meta keys written next to the model settings (IndexSettings covers model, dim and budget).

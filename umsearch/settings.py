@@ -32,7 +32,7 @@ DEFAULT_QUALITY: Final = "best"
 DEFAULT_MIN_IMAGE_TOKENS, DEFAULT_MAX_IMAGE_TOKENS = QUALITY_PRESETS[DEFAULT_QUALITY]
 
 DEVICE_CHOICES: Final = ("auto", "cpu", "cuda", "mps")
-QUANT_CHOICES: Final = ("auto", "nf4", "int8", "none")
+QUANT_CHOICES: Final = ("auto", "nf4", "int8", "int8-dynamic", "none")
 DTYPE_CHOICES: Final = ("auto", "float32", "bfloat16", "float16")
 
 

@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .errors import UmsearchError
-from .index import Indexer, IndexSummary, check_roots
+from .index import Indexer, IndexSummary
+from .planning import check_roots
 from .scan import FoundFile, is_candidate_name, is_excluded, is_hidden, is_within
 from .watchstate import WatcherLock
 

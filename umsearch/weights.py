@@ -1,21 +1,14 @@
-"""Loading GME's two halves from a Qwen2-VL checkpoint, each when it is first needed, with one copy in memory.
+"""Model weights on the CPU with one copy in memory: precision changes and int8 in place, file pages let go.
 
-A text query needs only the text decoder (1.5 B of the 2B model's 2.2 B parameters); the vision tower is
-loaded when the first image arrives. Each half is read with transformers' own loader (its key renaming,
-meta-device construction and buffer set-up), from the full checkpoint, by a key mapping that keeps only
-that half's tensors.
-
-On the CPU the weights are loaded in the precision of the files, which transformers maps straight from
-the safetensors files without copying: pages are read on first touch and shared with the page cache. When
-the compute precision differs (float32 files computed in bfloat16, or an int8 decoder), each tensor is
-converted in place and the file pages it came from are dropped from the process at once, so the old and
-the new copy never coexist beyond one tensor (converting the whole model at load time, as
+On the CPU, `embed.load_pretrained` loads weights in the precision of the files, which transformers maps
+straight from the safetensors files without copying: pages are read on first touch and shared with the
+page cache. When the compute precision differs (float32 files computed in bfloat16, or an int8 decoder),
+`to_dtype` and `quantize_int8` convert each tensor in place and drop the file pages it came from at once,
+so the old and the new copy never coexist beyond one tensor. (Converting the whole model while loading, as
 ``from_pretrained(dtype=...)`` does, held every source page until the end: 12.7 GB peak for a 4.4 GB
-bfloat16 2B model from float32 files). The token-embedding table stays in the files' precision and
-memory-mapped in any case: a query touches a few dozen of its 151,936 rows, and their values cast to the
-compute precision are exactly what a converted table would hold.
+bfloat16 GME-2B from float32 files.)
 
-Importing this module is cheap: torch and transformers load only when a model is loaded.
+Importing this module is cheap: torch loads only when a model is loaded.
 """
 
 from __future__ import annotations
@@ -29,16 +22,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ModelError
-from .modelfiles import first_line
-
 if TYPE_CHECKING:
     import torch
-
-# Checkpoint names, legacy ("model.layers.0...", "visual.blocks...": the hub's GME repos) and transformers 5
-# ("model.language_model.layers...", "model.visual.blocks..."), mapped onto each half's own module names.
-DECODER_KEYS = {r"^(?:model\.)?(?:language_model\.)?(layers|embed_tokens|norm)\.": r"\1."}
-VISION_KEYS = {r"^(?:model\.)?visual\.": ""}
 
 _SAFETENSORS_DTYPES = {"F32": "float32", "BF16": "bfloat16", "F16": "float16"}
 
@@ -60,47 +45,6 @@ def checkpoint_dtype(path: Path) -> str | None:
         if name != "__metadata__" and isinstance(entry, dict) and entry.get("dtype") in _SAFETENSORS_DTYPES:
             return _SAFETENSORS_DTYPES[entry["dtype"]]
     return None
-
-
-def load_part(
-    cls: Any, path: Path, config: Any, key_mapping: dict[str, str], *, device: str, dtype: str, quant_config: Any = None
-) -> Any:
-    """One half of the checkpoint as a ready, eval-mode module of class `cls` (its keys chosen by `key_mapping`).
-
-    On the CPU without bitsandbytes the files' own precision is loaded (no copy: memory-mapped); the caller
-    converts with `to_dtype` afterwards. Elsewhere transformers converts while it moves weights to the device.
-    """
-    import torch
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # umsearch shows its own "loading model" status
-    if device == "cpu" and quant_config is None:
-        dtype = checkpoint_dtype(path) or dtype
-    kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype), "device_map": device}
-    if quant_config is not None:
-        kwargs["quantization_config"] = quant_config
-    # The other half's tensors are in the same files: transformers' load report would list each of them as
-    # UNEXPECTED. The missing-key check below is the one that matters. A filter, not a level change:
-    # transformers runs extra checks (with their own warnings) when that logger's level is raised.
-    report_logger = logging.getLogger("transformers.modeling_utils")
-    report_filter = _WarningsOff()
-    report_logger.addFilter(report_filter)
-    try:
-        module, loading = cls.from_pretrained(
-            path, config=config, key_mapping=key_mapping, output_loading_info=True, **kwargs
-        )
-    except Exception as exc:  # corrupt or foreign files: one line for the user, not a traceback
-        raise ModelError(f"cannot load the model in {path}: {first_line(exc)}") from None
-    finally:
-        report_logger.removeFilter(report_filter)
-    missing = sorted(loading["missing_keys"])
-    if missing:
-        raise ModelError(
-            f"model in {path} is missing {len(missing)} weight tensor(s), e.g. {missing[0]}: "
-            "an incomplete download, or not a gme-Qwen2-VL model"
-        )
-    module.eval()
-    return module
 
 
 def to_dtype(module: Any, dtype: torch.dtype, *, skip: tuple[str, ...] = ()) -> None:
@@ -234,8 +178,3 @@ def _libc() -> Any:
         return libc
     except (OSError, AttributeError):
         return None
-
-
-class _WarningsOff(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno > logging.WARNING
