@@ -10,9 +10,11 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from . import backlog
 from .embed import is_out_of_memory, release_accelerator_memory
 from .errors import ImageLoadError, UmsearchError
 from .imageload import LoadedImage, describe_os_error, load_image
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from .embed import Embedder
+    from .manners import PowerGate
 
 COUNTERS = ("added", "updated", "moved", "removed", "unchanged", "failed")
 
@@ -93,10 +96,12 @@ class Indexer:
         progress: Progress | None = None,
         image_budget: tuple[int, int] | None = None,
         window: int | None = None,
+        power: PowerGate | None = None,
     ) -> None:
         """`image_budget` (min, max visual tokens, the embedder's) lets loader threads do the model's
         resizing ahead of it; `window` is how many decoded photos are sorted by token count before
-        being cut into batches (default 4 batches)."""
+        being cut into batches (default 4 batches); `power` holds embedding while on battery (background
+        runs: the watcher, the service)."""
         self.store = store
         self._embedder_factory = embedder_factory
         self._embedder: Embedder | None = None
@@ -106,6 +111,11 @@ class Indexer:
         self.progress = progress or NoProgress()
         self.image_budget = image_budget
         self.window = max(self.batch_size, window or self.batch_size * 4)
+        self.power = power
+        # The run's backlog (backlog.py): jobs planned, and how many have been dealt with so far.
+        self._planned = 0
+        self._done = 0
+        self._should_stop: Callable[[], bool] = lambda: False
 
     @property
     def embedder(self) -> "Embedder":
@@ -140,11 +150,43 @@ class Indexer:
         summary.unchanged = plan.unchanged
         self._apply_moves_and_removals(plan, summary)
         try:
-            self.process(plan.jobs, summary)
+            with self._backlog(len(plan.jobs)):
+                self.process(plan.jobs, summary)
             self.fill_missing_metadata()
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, StopRequested):
             summary.interrupted = True
         return summary
+
+    @contextmanager
+    def _backlog(self, planned: int) -> Iterator[None]:
+        """Record the run's backlog in the index while it lasts (a query says what it did not search yet)."""
+        self._planned, self._done = planned, 0
+        if planned:
+            with self.store.transaction():
+                backlog.record(self.store, planned)
+        try:
+            yield
+        finally:
+            self._planned = self._done = 0
+            if planned:
+                with self.store.transaction():
+                    backlog.clear(self.store)
+
+    def _advance(self, count: int = 1) -> None:
+        self._done += count
+        self.progress.advance(count)
+
+    def _wait_for_power(self) -> None:
+        """Before each batch: on battery, hold until the charger is back (recorded, so queries can say so)."""
+        gate = self.power
+        if gate is None or not gate.must_wait():
+            return
+        with self.store.transaction():
+            backlog.record(self.store, self._planned - self._done, backlog.PAUSED)
+        if not gate.wait_for_mains(self._should_stop):
+            raise StopRequested
+        with self.store.transaction():
+            backlog.record(self.store, self._planned - self._done)
 
     def fill_missing_metadata(self) -> int:
         """Read EXIF for indexed photos that lack it (indexes from before metadata, copies): no re-embedding."""
@@ -186,7 +228,7 @@ class Indexer:
             window: list[Loaded] = []
             for loaded in self._load_ahead(jobs):
                 if self._resolve_without_model(loaded, summary):
-                    self.progress.advance()
+                    self._advance()
                     continue
                 window.append(loaded)
                 if len(window) >= self.window:
@@ -313,8 +355,11 @@ class Indexer:
         prepared: Future | None = None,
         settle: Future | None = None,
     ) -> None:
+        self._wait_for_power()
         vectors = self._embed_batch(batch, prepared=prepared, settle=settle)
         with self.store.transaction():
+            if self._planned:
+                backlog.record(self.store, self._planned - self._done - len(batch))
             for loaded, vector in zip(batch, vectors, strict=True):
                 found, image = loaded.job.found, loaded.image
                 if isinstance(vector, Rejected):
@@ -335,7 +380,7 @@ class Indexer:
                     meta=loaded.meta,
                 )
                 self._count_stored(loaded, summary)
-        self.progress.advance(len(batch))
+        self._advance(len(batch))
 
     def _embed_batch(
         self, batch: list[Loaded], *, prepared: Future | None = None, settle: Future | None = None
@@ -434,12 +479,20 @@ class Indexer:
             if job.previous is not None or not (claim_moves and self._claim_vanished_twin(job, result))
         ]
         step = self.batch_size * 4  # a few batches per call: read-ahead stays useful, stops stay prompt
-        for start in range(0, len(jobs), step):
-            if should_stop is not None and should_stop():
-                result.deferred.extend(job.found.path for job in jobs[start:])
-                result.summary.interrupted = True
-                break
-            self.process(jobs[start : start + step], result.summary)
+        self._should_stop = should_stop or (lambda: False)
+        try:
+            with self._backlog(len(jobs)):
+                for start in range(0, len(jobs), step):
+                    try:
+                        if self._should_stop():
+                            raise StopRequested
+                        self.process(jobs[start : start + step], result.summary)
+                    except StopRequested:  # asked to stop, or to stop waiting for the charger
+                        result.deferred.extend(job.found.path for job in jobs[start:])
+                        result.summary.interrupted = True
+                        break
+        finally:
+            self._should_stop = lambda: False
         return result
 
     def _claim_vanished_twin(self, job: Job, result: "SyncResult") -> bool:
@@ -456,6 +509,10 @@ class Indexer:
                 result.summary.moved += 1
                 return True
         return False
+
+
+class StopRequested(Exception):
+    """A stop was asked for while the run waited (for the charger, say): the rest is left for later."""
 
 
 @dataclass

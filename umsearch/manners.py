@@ -226,6 +226,10 @@ class PowerGate:
         self.paused = False
         self._wake = threading.Event()
 
+    def must_wait(self) -> bool:
+        """Whether `wait_for_mains` would hold now (cheap: reads the power state once)."""
+        return self.policy == "pause" and self.source.on_battery() is True
+
     def wait_for_mains(self, should_stop: Callable[[], bool] = lambda: False) -> bool:
         """True when embedding may go on; False when `should_stop` ended the wait."""
         if self.policy == "run":

@@ -97,7 +97,18 @@ def plan_changes(store: Store, roots: Sequence[str], found: Iterable[FoundFile])
             moved_ids.add(source.id)
             plan.moves.append((source, item))
     plan.removals = [row for row in gone if row.id not in moved_ids]
+    plan.jobs = newest_first(plan.jobs)
     return plan
+
+
+def newest_first(jobs: list[Job]) -> list[Job]:
+    """Jobs by file time, newest first, so a long first run makes the last months searchable first.
+
+    The file time stands in for the date taken: it is known from the scan, while EXIF is read only when a
+    photo is decoded (sorting by it would read every file twice). Cameras and phones write photos when they
+    are taken, and copies usually keep the time. Ties keep the scan's (folder) order.
+    """
+    return sorted(jobs, key=lambda job: -job.found.mtime_ns)
 
 
 def _find_moved_source(item: FoundFile, candidates: list[FileRow], taken: set[int]) -> FileRow | None:
