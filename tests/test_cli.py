@@ -131,7 +131,7 @@ def test_embed_prints_a_unit_vector_as_json(tiny_model_dir, photos) -> None:
         (["index", "/no/such/folder"], "/no/such/folder: no such file or folder"),
         (["query", "x", "--db", "/no/such/index.db"], "no index at /no/such/index.db"),
         (["query", "--image", "IMAGE_MISSING"], "no such file"),
-        (["query"], "give a text query"),
+        (["query"], "give something to search for"),
     ],
 )
 def test_bad_input_is_one_line_and_a_non_zero_exit(args, message, indexed, tmp_path) -> None:

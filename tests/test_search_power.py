@@ -15,7 +15,8 @@ from umsearch.cli import app
 from umsearch.filters import Filters, parse_date
 from umsearch.index import Indexer
 from umsearch.querylang import SearchRequest, Term
-from umsearch.search import combine, request_vector, search
+from umsearch.search import combine, search
+from umsearch.session import Session
 from umsearch.store import IndexSettings, Store
 from umsearch.store import vectors as store_module
 
@@ -137,13 +138,14 @@ def test_combine_is_a_weighted_sum_of_unit_vectors_minus_negatives_renormalised(
         combine([(a, 1.0)], [(a * 2, 1.0)])
 
 
-def test_request_vector_combines_each_term_embedded_alone(tiny_embedder, tmp_path):
+def test_a_request_vector_combines_each_term_embedded_alone(tiny_embedder, tmp_path):
     image = write_exif_photo(tmp_path / "x.jpg", 3)
     request = SearchRequest(
         positives=(Term("beach"), Term("sea", image=str(image), weight=2.0)),
         negatives=(Term("people", weight=0.5), Term(image=str(image), weight=0.25)),
     )
-    got = request_vector(tiny_embedder, request, 1280 * 28 * 28)
+    with Session(Store.open(tmp_path / "i.db"), embedder_factory=lambda *a: tiny_embedder) as session:
+        got = session.query_vector(request)
     from PIL import Image
 
     with Image.open(image) as img:
@@ -303,7 +305,7 @@ def test_query_terms_and_images_from_the_command_line(library, tiny_embedder):
             stored = unit(store.vector(hit["id"]))
             assert hit["score"] == pytest.approx(float(stored @ expected), abs=1e-4)
     result = runner.invoke(app, ["query", "--not", "people", "--db", str(db)])
-    assert result.exit_code == 1 and "give a text query" in result.output
+    assert result.exit_code == 1 and "not only -negative terms" in result.output
 
 
 def test_bad_filter_values_are_one_line_errors(library):

@@ -20,8 +20,8 @@ from tests.tui_support import (
     type_and_wait,
     write_photos,
 )
-from umsearch.cli import max_pixels
 from umsearch.search import Query, query_vector, rank
+from umsearch.settings import max_pixels
 from umsearch.store import Store
 from umsearch.tui.app import UmsearchApp, make_app
 from umsearch.tui.widgets.preview import Preview
@@ -51,7 +51,7 @@ def shared_embedder(tiny_model_dir: Path):
         calls.append(model_id)
         return embedder_factory(model_id, budget)
 
-    return load
+    return lambda model_id, budget, runtime=None: load(model_id, budget)
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ def shown_paths(app: UmsearchApp) -> list[str]:
 def expected_ranking(db: Path, tiny_model_dir: Path, embedder, query: Query, exclude: int | None = None) -> list[str]:
     """The same query through the library API, as `umsearch query` answers it."""
     with Store.open(db, create=False) as store:
-        vector = query_vector(embedder, query, max_pixels(BUDGET))
+        vector = query_vector(embedder, query, max_pixels(BUDGET[1]))
         return [hit.path for hit in rank(store, vector, 60) if hit.file_id != exclude]
 
 
@@ -284,7 +284,7 @@ async def test_a_search_typed_while_the_model_loads_waits_visibly_and_then_runs(
     db, _ = library
     release = threading.Event()
 
-    def slow_load(model_id: str, budget: tuple[int, int]):
+    def slow_load(model_id: str, budget: tuple[int, int], runtime=None):
         release.wait(30)  # a big model still loading from disk
         return shared_embedder(model_id, budget)
 

@@ -12,8 +12,9 @@ import pytest
 from tests.photos import write_photo
 from umsearch.errors import UmsearchError
 from umsearch.runtime import RuntimeRequest
-from umsearch.store import FileRow, Store
-from umsearch.tui.service import ParsedQuery, SearchService, parse_query, photo_date, short_model_name
+from umsearch.session import Session
+from umsearch.store import Store
+from umsearch.tui.service import ParsedQuery, SearchService, parse_query, short_model_name
 from umsearch.tui.thumbs import ThumbnailCache
 from umsearch.tui.viewer import viewer_command
 
@@ -65,13 +66,17 @@ def _index_without_model(tmp_path: Path) -> Store:
     return store
 
 
-def _no_model():
+def _no_model(*args):
     raise AssertionError("the model must not be loaded for this")
+
+
+def _service(store: Store) -> SearchService:
+    return SearchService(Session(store, embedder_factory=_no_model))
 
 
 def test_more_like_this_ranks_by_the_stored_vector_and_leaves_out_the_photo_itself(tmp_path: Path) -> None:
     store = _index_without_model(tmp_path)
-    service = SearchService(store, "test-model", _no_model, max_pixels=64 * 28 * 28)
+    service = _service(store)
     p0 = store.file_by_path(str(tmp_path / "p0.png"))
     results = service.run("", like_file_id=p0.id)
     assert [Path(r.path).name for r in results] == ["p1.png", "p2.png", "p3.png"]
@@ -81,7 +86,7 @@ def test_more_like_this_ranks_by_the_stored_vector_and_leaves_out_the_photo_itse
 
 def test_empty_text_without_a_photo_gives_the_newest_photos(tmp_path: Path) -> None:
     store = _index_without_model(tmp_path)
-    service = SearchService(store, "test-model", _no_model, max_pixels=64 * 28 * 28)
+    service = _service(store)
     results = service.run("   ")
     assert [Path(r.path).name for r in results] == ["p3.png", "p2.png", "p1.png", "p0.png"]
     assert all(r.score is None for r in results)
@@ -91,7 +96,7 @@ def test_empty_text_without_a_photo_gives_the_newest_photos(tmp_path: Path) -> N
 
 def test_status_and_details_come_from_the_index(tmp_path: Path) -> None:
     store = _index_without_model(tmp_path)
-    service = SearchService(store, "test-model", _no_model, max_pixels=64 * 28 * 28)
+    service = _service(store)
     info = service.status()
     assert (info.photos, info.failed, info.model, info.watcher) == (4, 0, "test-model", None)
     p1 = store.file_by_path(str(tmp_path / "p1.png"))
@@ -105,11 +110,6 @@ def test_status_and_details_come_from_the_index(tmp_path: Path) -> None:
 def test_a_local_model_folder_is_shown_by_its_name() -> None:
     assert short_model_name("/home/me/models/gme-2b") == "gme-2b"
     assert short_model_name("Alibaba-NLP/gme-Qwen2-VL-2B-Instruct") == "Alibaba-NLP/gme-Qwen2-VL-2B-Instruct"
-
-
-def test_the_shown_date_is_the_file_time_for_now() -> None:
-    row = FileRow(1, "/p.jpg", 1, 1_700_000_000 * 10**9, None, "ok", None, 1, 1)
-    assert photo_date(row) == datetime.fromtimestamp(1_700_000_000)
 
 
 # ---- thumbnails -------------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ def fixed_terminal(monkeypatch: pytest.MonkeyPatch):
 
 
 @functools.cache
-def _embedder(model_id: str, budget: tuple[int, int]):
+def _embedder(model_id: str, budget: tuple[int, int], runtime=None):
     return embedder_factory(model_id, budget)
 
 

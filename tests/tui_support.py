@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 from tests.photos import write_photo
-from umsearch.cli import max_pixels
 from umsearch.embed import load_embedder
 from umsearch.index import Indexer
+from umsearch.settings import max_pixels
 from umsearch.store import Store
 
 BUDGET = (4, 64)  # a small visual token budget keeps the tiny model fast
@@ -27,7 +27,7 @@ def write_photos(folder: Path) -> list[Path]:
     return paths
 
 
-def embedder_factory(model_id: str, budget: tuple[int, int]):
+def embedder_factory(model_id: str, budget: tuple[int, int], runtime: object = None):
     return load_embedder(model_id, device="cpu", quant="none", min_image_tokens=budget[0], max_image_tokens=budget[1])
 
 
@@ -36,7 +36,7 @@ def build_index(db: Path, photos: Path, model_dir: Path) -> Path:
     store = Store.open(db)
     try:
         indexer = Indexer(
-            store, lambda: embedder_factory(str(model_dir), BUDGET), max_pixels=max_pixels(BUDGET), workers=1
+            store, lambda: embedder_factory(str(model_dir), BUDGET), max_pixels=max_pixels(BUDGET[1]), workers=1
         )
         summary = indexer.index([str(photos)])
         assert summary.failed == 0

@@ -13,9 +13,11 @@ import typer
 
 from . import settings
 from .errors import UmsearchError
+from .runtime import RuntimeRequest
 
 if TYPE_CHECKING:
-    from .gme import GmeEmbedder
+    from .embed import Embedder
+    from .session import Session
     from .store import Store
 
 app = typer.Typer(
@@ -185,25 +187,35 @@ def index_model(db_path: Path) -> str | None:
     return recorded.model_id if recorded else None
 
 
-def load_model(
-    model_id: str, budget: tuple[int, int], device: str = "auto", quant: str = "auto", dtype: str = "auto"
-) -> "GmeEmbedder":
-    """The one way CLI commands (and the TUI) load the model: device/quant policy, then a spinner."""
+def load_model(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest) -> Embedder:
+    """The one way CLI commands load a model: fetch it on first use (progress bars), then a spinner."""
     from . import present
-    from .embed import load_embedder
-    from .runtime import RuntimeRequest
+    from .session import load_for_session
 
-    request = RuntimeRequest(device, quant, dtype)  # validates before the slow part
     download_on_first_use(model_id)
     with present.err.status(f"loading model {model_id} …"):
-        return load_embedder(
-            model_id,
-            device=request.device,
-            quant=request.quant,
-            dtype=request.dtype,
-            min_image_tokens=budget[0],
-            max_image_tokens=budget[1],
-        )
+        return load_for_session(model_id, budget, runtime)
+
+
+def open_session(
+    db: Path | None,
+    *,
+    model: str | None = None,
+    runtime: RuntimeRequest | None = None,
+    quality: str | None = None,
+) -> Session:
+    """The index's session, loading its model the CLI's way (with progress) when a command needs it."""
+    from .session import Session
+
+    path = db or settings.default_db_path()
+    return Session(
+        open_store(path, create=False), model=model, runtime=runtime, quality=quality, embedder_factory=load_model
+    )
+
+
+def absolute(path: Path | str | None) -> str | None:
+    """A path given on the command line, made absolute here: the process that uses it may run elsewhere."""
+    return None if path is None else os.path.abspath(os.path.expanduser(str(path)))
 
 
 def download_on_first_use(model_id: str) -> None:
@@ -221,16 +233,6 @@ def download_on_first_use(model_id: str) -> None:
 
 def max_pixels(budget: tuple[int, int]) -> int:
     return settings.max_pixels(budget[1])
-
-
-def watcher_report(db_path: Path) -> dict | None:
-    """The running watcher of this index (pid, activity, roots, last report), or None."""
-    from .watchstate import read_status
-
-    running = read_status(db_path)
-    if running is None:
-        return None
-    return {"pid": running.pid, "activity": running.activity, "roots": list(running.roots), "updated": running.updated}
 
 
 def describe_watcher(watcher: dict | None) -> str:
@@ -269,12 +271,6 @@ def cli_filters(folder, after, before, types, camera, place):
     )
 
 
-def place_names_status() -> str:
-    from .metadata import geocoder_status
-
-    return geocoder_status() or "on (offline reverse-geocoder: GPS position to city, region, country)"
-
-
 def show_hits(hits, *, as_json: bool, paths_only: bool, preview: bool) -> None:
     from . import present
 
@@ -306,14 +302,13 @@ def index(
     """Add new photos, re-embed changed ones, follow moves and drop deleted ones."""
     from . import present
     from .index import Indexer
-    from .runtime import RuntimeRequest
 
     RuntimeRequest(device, quant, dtype)  # a typo fails now, not after the scan
     with open_store(db, create=True) as store:
         model_id, budget = index_settings(store, model, min_image_tokens, max_image_tokens, quality)
         indexer = Indexer(
             store,
-            lambda: load_model(model_id, budget, device, quant, dtype),
+            lambda: load_model(model_id, budget, RuntimeRequest(device, quant, dtype)),
             max_pixels=max_pixels(budget),
             batch_size=batch_size,
             progress=present.BarProgress(),
@@ -378,47 +373,26 @@ def query(
     'beach after:2025-06 before:2025-09 place:Portugal -people' (see README, "Search power")."""
     from . import present
     from .querylang import request_from_cli
-    from .search import Query, query_vector, request_vector, search
+    from .session import SearchQuery
 
     request = request_from_cli(
         text,
         literal=literal,
-        image=str(image) if image else None,
+        image=absolute(image),
         also=also,
         avoid=avoid,
-        avoid_images=[str(p) for p in avoid_images or ()],
+        avoid_images=[absolute(p) for p in avoid_images or ()],
         filters=cli_filters(folder, after, before, types, camera, place),
         min_score=min_score,
         sort=sort,
     )
-    if not request.positives:
-        raise UmsearchError("give a text query, --image PATH, or both (negative terms alone cannot rank)")
-    with open_store(db, create=False) as store:
-        model_id = chosen_model(store, model)
-        if store.counts().indexed == 0:
-            raise UmsearchError(f"index {store.path} has no photos yet: run 'umsearch index FOLDER' first")
-        for term in request.positives + request.negatives:
-            if term.image and not Path(term.image).is_file():
-                raise UmsearchError(f"{term.image}: no such file")
-        from .runtime import query_embedder
-
-        download_on_first_use(model_id)
-        has_image = any(term.image for term in request.positives + request.negatives)
-        with present.err.status(f"loading model {model_id} …"):
-            embedder, mismatch = query_embedder(
-                store, model, device=device, quant=quant, quality=quality, has_image=has_image, dtype=dtype
-            )
-        if mismatch:
-            present.warn(mismatch)
-        pixels = max_pixels((embedder.info.min_image_tokens, embedder.info.max_image_tokens))
-        if instruction and len(request.positives) == 1 and not request.negatives:
-            only = request.positives[0]
-            vector = query_vector(embedder, Query(text=only.text, image=only.image, instruction=instruction), pixels)
-        else:
-            vector = request_vector(embedder, request, pixels)
-        hits = search(
-            store, vector, request.limit or limit, request.filters, min_score=request.min_score, sort=request.sort
-        )
+    query = SearchQuery(request, limit=request.limit or limit, instruction=instruction)
+    with open_session(db, model=model, runtime=RuntimeRequest(device, quant, dtype), quality=quality) as session:
+        session.check_ready()
+        result = session.search(query)
+    if result.notice:
+        present.warn(result.notice)
+    hits = result.hits
     show_hits(hits, as_json=as_json, paths_only=paths_only, preview=preview)
 
 
@@ -448,53 +422,31 @@ def status(
         else:
             present.out.print(f"no index yet at {path}: run 'umsearch index FOLDER' to create it")
         return
-    with open_store(path, create=False) as store:
-        counts = store.counts()
-        recorded = store.settings()
-        failed_rows = store.failures(limit=failures)
-        from .runtime import recorded_runtime
-
-        runtime = recorded_runtime(store)
-        report = {
-            "db": str(store.path),
-            "exists": True,
-            "db_bytes": store.size_bytes(),
-            "indexed": counts.indexed,
-            "failed": counts.failed,
-            "model": recorded.model_id if recorded else None,
-            "dim": recorded.dim if recorded else None,
-            "image_tokens": [recorded.min_image_tokens, recorded.max_image_tokens] if recorded else None,
-            "quality": runtime.quality,
-            "device": runtime.device,
-            "dtype": runtime.dtype,
-            "quant": runtime.quant,
-            "failures": [{"path": row.path, "reason": row.error} for row in failed_rows],
-            "metadata_missing": store.count_missing_metadata(),
-            "places": place_names_status(),
-        }
-    report["watcher"] = watcher_report(store.path)
+    with open_session(path) as session:
+        report = session.status(failures)
     if as_json:
         present.print_json(report)
         return
-    present.out.print(f"index     {report['db']} ({present.human_bytes(report['db_bytes'])})")
-    present.out.print(f"photos    {counts.indexed} indexed, {counts.failed} failed")
-    if recorded:
-        present.out.print(f"model     {recorded.model_id} ({recorded.dim}-d)")
-        present.out.print(f"images    {recorded.min_image_tokens}–{recorded.max_image_tokens} visual tokens")
-        if runtime.quality:
-            present.out.print(f"quality   {runtime.quality}")
-        if runtime.device:
-            present.out.print(f"runtime   {runtime.device}, {runtime.dtype}, quantization {runtime.quant}")
+    present.out.print(f"index     {report['db']} ({present.human_bytes(report['db_bytes'])})", markup=False)
+    present.out.print(f"photos    {report['indexed']} indexed, {report['failed']} failed")
+    if report["model"]:
+        present.out.print(f"model     {report['model']} ({report['dim']}-d)", markup=False)
+        low, high = report["image_tokens"]
+        present.out.print(f"images    {low}–{high} visual tokens")
+        if report["quality"]:
+            present.out.print(f"quality   {report['quality']}")
+        if report["device"]:
+            present.out.print(f"runtime   {report['device']}, {report['dtype']}, quantization {report['quant']}")
     present.out.print(f"watcher   {describe_watcher(report['watcher'])}", markup=False)
     present.out.print(f"places    {report['places']}", markup=False)
     if report["metadata_missing"]:
         present.out.print(
             f"metadata  {report['metadata_missing']} photos not yet read (run 'umsearch index' on their folders)"
         )
-    for row in failed_rows:
-        present.out.print(f"failed    {present.display_path(row.path)}: {row.error}", markup=False)
-    if counts.failed > len(failed_rows):
-        present.out.print(f"          … and {counts.failed - len(failed_rows)} more (--failures N)")
+    for failure in report["failures"]:
+        present.out.print(f"failed    {present.display_path(failure['path'])}: {failure['reason']}", markup=False)
+    if report["failed"] > len(report["failures"]):
+        present.out.print(f"          … and {report['failed'] - len(report['failures'])} more (--failures N)")
 
 
 @app.command()
@@ -512,20 +464,19 @@ def embed(
     dtype: DtypeOption = "auto",
     quality: QualityOption = None,
 ) -> None:
-    """Print the GME vector of a text, an image, or both (a JSON list)."""
+    """Print the vector of a text, an image, or both (a JSON list)."""
     from . import present
-    from .search import Query, query_vector
-
-    request = Query(text=text, image=str(image) if image else None, instruction=instruction)
     from .runtime import resolve_budget
+    from .session import check_image_path, embed_input
 
+    if not (text and text.strip()) and image is None:
+        raise UmsearchError("give --text, --image, or both")
+    if image is not None:
+        check_image_path(str(image))
     budget = resolve_budget(None, quality, min_image_tokens, max_image_tokens)
-    if request.image and not Path(request.image).is_file():
-        raise UmsearchError(f"{request.image}: no such file")
-    embedder = load_model(
-        settings.normalize_model_spec(model or settings.default_model()), budget, device, quant, dtype
-    )
-    vector = query_vector(embedder, request, max_pixels(budget))
+    model_id = settings.normalize_model_spec(model or settings.default_model())
+    embedder = load_model(model_id, budget, RuntimeRequest(device, quant, dtype))
+    vector = embed_input(embedder, text, absolute(image), instruction, settings.max_pixels(budget[1]))
     present.print_json([round(float(x), 7) for x in vector])
 
 
@@ -567,7 +518,6 @@ def watch(
     """Catch up, then keep the index in step as photos arrive, change, move and disappear (Ctrl-C stops)."""
     from . import present
     from .index import Indexer
-    from .runtime import RuntimeRequest
     from .watch import Watcher, WatchOptions, describe_round, install_stop_signals
     from .watchstate import WatcherLock
 
@@ -578,7 +528,7 @@ def watch(
         def first_model():
             if watcher.lock is not None:
                 watcher.lock.report(f"loading model {model_id}")
-            return load_model(model_id, budget, device, quant, dtype)
+            return load_model(model_id, budget, RuntimeRequest(device, quant, dtype))
 
         indexer = Indexer(store, first_model, max_pixels=max_pixels(budget), batch_size=batch_size, image_budget=budget)
         options = WatchOptions(
@@ -686,23 +636,33 @@ def similar(
     min_score: MinScoreOption = None,
     sort: SortOption = None,
     preview: PreviewOption = False,
+    device: DeviceOption = "auto",
+    quant: QuantOption = "auto",
+    dtype: DtypeOption = "auto",
 ) -> None:
     """Photos that look like PHOTO (the photo itself is left out)."""
     from dataclasses import replace
 
-    from .querylang import SORTS
-    from .search import search, similar_vector
+    from . import present
+    from .querylang import SORTS, SearchRequest, Term
+    from .session import SearchQuery
 
     if sort is not None and sort not in SORTS:
         raise UmsearchError(f"--sort {sort}: use score or date")
     filters = cli_filters(folder, after, before, types, camera, place)
-    with open_store(db, create=False) as store:
-        model_id = chosen_model(store, model)
-        budget = token_budget(store, None, None)
-        vector, own_id = similar_vector(store, lambda: load_model(model_id, budget), str(photo), max_pixels(budget))
-        if own_id is not None:
+    with open_session(db, model=model, runtime=RuntimeRequest(device, quant, dtype)) as session:
+        session.check_ready()
+        own_id = session.photo_id(str(photo))
+        term = Term(photo_id=own_id) if own_id is not None and session.photo(own_id).status == "ok" else None
+        if term is None:
+            term = Term(image=absolute(photo))
+        else:  # the photo itself is left out of its results
             filters = replace(filters, exclude_ids=frozenset({own_id}))
-        hits = search(store, vector, limit, filters, min_score=min_score, sort=sort or "score")
+        request = SearchRequest(positives=(term,), filters=filters, min_score=min_score, sort=sort or "score")
+        result = session.search(SearchQuery(request, limit=limit))
+    if result.notice:
+        present.warn(result.notice)
+    hits = result.hits
     show_hits(hits, as_json=as_json, paths_only=paths_only, preview=preview)
 
 
@@ -719,7 +679,6 @@ def tui(
     dtype: DtypeOption = "auto",
 ) -> None:
     """Search and browse photos interactively in the terminal."""
-    from .runtime import RuntimeRequest
     from .tui.widgets.images import IMAGE_MODES  # no Textual import yet
 
     if images not in IMAGE_MODES:

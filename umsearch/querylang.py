@@ -31,8 +31,9 @@ class Term:
     """One thing to look for (or away from): words, an image, or both fused into one GME input."""
 
     text: str | None = None
-    image: str | None = None
+    image: str | None = None  # an image file's path
     weight: float = 1.0
+    photo_id: int | None = None  # an indexed photo: its stored vector alone, or its file fused with the text
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from .settings import DEFAULT_QUALITY, DEVICE_CHOICES, DTYPE_CHOICES, QUALITY_PR
 
 if TYPE_CHECKING:
     from .embed import EmbedderInfo
-    from .gme import GmeEmbedder
     from .store import IndexSettings, Store
 
 # Index meta keys written next to the model settings (IndexSettings covers model, dim and budget).
@@ -138,40 +137,3 @@ def query_mismatch(store: Store, info: EmbedderInfo, *, has_image: bool = True) 
     if not diffs:
         return None
     return "this query uses " + " and ".join(diffs) + "; scores may differ slightly from an exact match"
-
-
-def query_embedder(
-    store: Store,
-    model: str | None = None,
-    *,
-    device: str = "auto",
-    quant: str = "auto",
-    quality: str | None = None,
-    has_image: bool = True,
-    dtype: str = "auto",
-) -> tuple[GmeEmbedder, str | None]:
-    """Load the model that serves queries on `store` (the index's own model and budget unless told
-    otherwise), and say in one line how its settings differ from the index's (None when they agree).
-
-    The one call the CLI's `query` and the TUI make; it is slow (seconds), so run it off the UI thread.
-    """
-    from .embed import load_embedder
-    from .settings import default_model, normalize_model_spec
-
-    request = RuntimeRequest(device, quant, dtype)
-    settings = store.settings()
-    if model is None:
-        model_id = settings.model_id if settings else default_model()
-    else:
-        model_id = normalize_model_spec(model)
-        store.check_model(model_id)
-    low, high = resolve_budget(settings, quality)
-    embedder = load_embedder(
-        model_id,
-        device=request.device,
-        quant=request.quant,
-        dtype=request.dtype,
-        min_image_tokens=low,
-        max_image_tokens=high,
-    )
-    return embedder, query_mismatch(store, embedder.info, has_image=has_image)

@@ -14,7 +14,6 @@ if TYPE_CHECKING:
 
     from .embed import Embedder
     from .filters import Filters
-    from .querylang import SearchRequest, Term
 
 
 @dataclass(frozen=True)
@@ -31,7 +30,7 @@ class Query:
 @dataclass(frozen=True)
 class Hit:
     rank: int
-    score: float
+    score: float | None  # cosine similarity; None for a photo listed without a query (recent photos)
     path: str
     file_id: int
     taken: int | None = None  # wall-clock seconds (metadata.wall_clock_seconds)
@@ -39,7 +38,12 @@ class Hit:
     place: str | None = None
 
     def as_dict(self) -> dict:
-        found = {"rank": self.rank, "score": round(self.score, 6), "path": self.path, "id": self.file_id}
+        found = {
+            "rank": self.rank,
+            "score": None if self.score is None else round(self.score, 6),
+            "path": self.path,
+            "id": self.file_id,
+        }
         if self.taken is not None:
             found.update(taken=taken_text(self.taken), camera=self.camera, place=self.place)
         return found
@@ -80,10 +84,6 @@ def rank(store: Store, vector: "np.ndarray", limit: int) -> list[Hit]:
 
 
 # ---- search with filters and query arithmetic -----------------------------------------------------
-def term_vector(embedder: "Embedder", term: "Term", max_pixels: int) -> "np.ndarray":
-    return query_vector(embedder, Query(text=term.text, image=term.image), max_pixels)
-
-
 def combine(positives: "list[tuple[np.ndarray, float]]", negatives: "list[tuple[np.ndarray, float]]") -> "np.ndarray":
     """Query arithmetic: the weighted sum of the normalised positive vectors minus the weighted
     normalised negative ones, normalised again (so scores stay cosine similarities)."""
@@ -101,16 +101,6 @@ def combine(positives: "list[tuple[np.ndarray, float]]", negatives: "list[tuple[
     if norm < 1e-6:
         raise UmsearchError("the query's terms cancel each other out; change their weights")
     return (total / norm).astype(np.float32)
-
-
-def request_vector(embedder: "Embedder", request: "SearchRequest", max_pixels: int) -> "np.ndarray":
-    """One vector for a whole request: every term embedded on its own, then combined (see `combine`)."""
-    if not request.positives:
-        raise UmsearchError("a query needs at least one positive term (words or like:PATH), not only negatives")
-    return combine(
-        [(term_vector(embedder, term, max_pixels), term.weight) for term in request.positives],
-        [(term_vector(embedder, term, max_pixels), term.weight) for term in request.negatives],
-    )
 
 
 def search(
@@ -147,26 +137,3 @@ def search(
             )
         )
     return hits
-
-
-def run_request(
-    store: Store, embedder: "Embedder", request: "SearchRequest", max_pixels: int, limit: int = 20
-) -> list[Hit]:
-    """What the TUI's search box calls with `querylang.parse_search_text(line)`."""
-    vector = request_vector(embedder, request, max_pixels)
-    return search(
-        store, vector, request.limit or limit, request.filters, min_score=request.min_score, sort=request.sort
-    )
-
-
-def similar_vector(store: Store, embedder_factory, path: str, max_pixels: int) -> "tuple[np.ndarray, int | None]":
-    """The stored vector of an indexed photo (no model needed), or a fresh one for any other image file;
-    with the photo's own id so that it can be left out of its results."""
-    import os
-
-    row = store.file_by_path(os.path.abspath(path))
-    if row is not None and row.status == "ok":
-        return store.vector(row.id), row.id
-    if not os.path.isfile(path):
-        raise UmsearchError(f"{path}: no such file")
-    return query_vector(embedder_factory(), Query(image=path), max_pixels), None

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import ModelMismatchError, StoreError
 from .files import FileTable
+from .querycache import QueryCache
 from .schema import (
     APPLICATION_ID,
     BUSY_TIMEOUT_MS,
@@ -30,7 +31,7 @@ class IndexSettings:
     max_image_tokens: int
 
 
-class Store(FileTable):
+class Store(FileTable, QueryCache):
     """One index file: files, their metadata and vectors (the table classes this one inherits say how)."""
 
     # ---- opening -------------------------------------------------------------------------------

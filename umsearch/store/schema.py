@@ -137,10 +137,17 @@ def sign_bits(vector: "np.ndarray | bytes") -> bytes:
     return np.packbits(values > 0, bitorder="little").tobytes()
 
 
+def m004_query_cache(db: apsw.Connection) -> None:
+    """Vectors of text queries already asked (querycache.py): asking again needs no model."""
+    db.execute("CREATE TABLE query_cache (key TEXT PRIMARY KEY, vector BLOB NOT NULL, used_at REAL NOT NULL)")
+    db.execute("CREATE INDEX query_cache_used ON query_cache(used_at)")
+
+
 MIGRATIONS: list[Callable[["apsw.Connection"], None]] = [
     m001_create_tables,
     m002_photo_metadata,
     m003_binary_index,
+    m004_query_cache,
 ]
 
 

@@ -28,7 +28,9 @@ from .widgets.preview import Preview
 from .widgets.results import ResultList, ResultRow
 
 if TYPE_CHECKING:
+    from ..embed import Embedder
     from ..runtime import RuntimeRequest
+    from ..session import EmbedderFactory
 
 DEBOUNCE_S = 0.4
 STATUS_REFRESH_S = 3.0
@@ -359,44 +361,29 @@ def make_app(
     model: str | None = None,
     *,
     image_mode: str = "auto",
-    embedder_factory: Callable[[str, tuple[int, int]], object] | None = None,
+    embedder_factory: EmbedderFactory | None = None,
     opener: Callable[[str], None] = open_in_viewer,
-    runtime: "RuntimeRequest | None" = None,
+    runtime: RuntimeRequest | None = None,
 ) -> UmsearchApp:
-    """Open the index and build the app; a problem (no index, wrong model) is shown inside the app."""
-    from .. import cli
-    from ..runtime import RuntimeRequest
-    from .service import check_ready
+    """Open the index's session and build the app; a problem (no index, wrong model) is shown inside the app."""
+    from ..session import Session
 
-    chosen = runtime or RuntimeRequest()
-    factory = embedder_factory or (lambda model_id, budget: _default_embedder_factory(model_id, budget, chosen))
     try:
-        store = cli.open_store(db, create=False)
+        session = Session.open(db, model=model, runtime=runtime, embedder_factory=embedder_factory or _quiet_model_load)
     except UmsearchError as exc:
         return UmsearchApp(None, problem=str(exc), image_mode=image_mode, opener=opener)
     try:
-        model_id = cli.chosen_model(store, model)
-        budget = cli.token_budget(store, None, None)
-        check_ready(store)
+        session.check_ready()
     except UmsearchError as exc:
-        store.close()
+        session.close()
         return UmsearchApp(None, problem=str(exc), image_mode=image_mode, opener=opener)
-    service = SearchService(store, model_id, lambda: factory(model_id, budget), max_pixels=cli.max_pixels(budget))
-    return UmsearchApp(service, image_mode=image_mode, opener=opener)
+    return UmsearchApp(SearchService(session), image_mode=image_mode, opener=opener)
 
 
-def _default_embedder_factory(model_id: str, budget: tuple[int, int], runtime: "RuntimeRequest"):
+def _quiet_model_load(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest) -> Embedder:
     from transformers.utils import logging as hf_logging
 
-    from ..embed import load_embedder
+    from ..session import load_for_session
 
     hf_logging.disable_progress_bar()  # a progress bar on stderr would scribble over the screen
-
-    return load_embedder(
-        model_id,
-        device=runtime.device,
-        quant=runtime.quant,
-        dtype=runtime.dtype,
-        min_image_tokens=budget[0],
-        max_image_tokens=budget[1],
-    )
+    return load_for_session(model_id, budget, runtime)

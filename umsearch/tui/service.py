@@ -1,8 +1,4 @@
-"""What the TUI asks of the index and the model, with no UI in it.
-
-Every search the TUI makes goes through `SearchService.run`: the one place to route typed text through
-richer query parsing (filters, arithmetic) later.
-"""
+"""What the TUI asks of its session, with no UI in it: typed text in, results and status lines out."""
 
 from __future__ import annotations
 
@@ -10,26 +6,20 @@ import os
 import shlex
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
-from ..errors import StoreError, UmsearchError
-from ..metadata import wall_clock_datetime
-from ..store import FileRow, Store
-
-if TYPE_CHECKING:
-    from ..embed import Embedder
+from ..errors import UmsearchError
+from ..filters import Filters
+from ..querylang import Term, parse_search_text
+from ..session import SearchQuery, Session, Superseded
+from ..settings import DEFAULT_LIMIT
 
 T = TypeVar("T")
 IMAGE_PREFIX = "@"
-RECENT_LIMIT = 30
-DEFAULT_LIMIT = 30  # a screenful or five: more rows only cost layout time in the UI
-
-
-class Superseded(Exception):
-    """A newer search replaced this one before it finished; its result is not wanted."""
+RECENT_LIMIT = DEFAULT_LIMIT
 
 
 @dataclass(frozen=True)
@@ -130,13 +120,6 @@ def parse_query(typed: str) -> ParsedQuery:
     return ParsedQuery(typed, None)
 
 
-def photo_date(row: FileRow, taken: int | None = None) -> datetime | None:
-    """The date shown for a photo: when it was taken (EXIF, as the camera's wall clock), else its file time."""
-    if taken is not None:
-        return wall_clock_datetime(taken)
-    return datetime.fromtimestamp(row.mtime_ns / 1e9) if row.mtime_ns else None
-
-
 def short_model_name(model_id: str | None) -> str | None:
     """A hub id as is, a local model folder by its name (the full path rarely fits a status line)."""
     if model_id is None:
@@ -147,44 +130,27 @@ def short_model_name(model_id: str | None) -> str | None:
 
 
 class SearchService:
-    """The index and (lazily) the model behind the TUI; safe to call from worker threads."""
+    """What the TUI asks of its session, in the TUI's terms (typed text, results, a status line).
 
-    def __init__(
-        self,
-        store: Store,
-        model_id: str,
-        embedder_factory: Callable[[], "Embedder"],
-        *,
-        max_pixels: int,
-        limit: int = DEFAULT_LIMIT,
-    ) -> None:
-        self.store = store
-        self.model_id = model_id
-        self._embedder_factory = embedder_factory
-        self._embedder: Embedder | None = None
-        self.max_pixels = max_pixels
+    The searching itself is `Session.search`, the same as the CLI's and the service's: this class only turns
+    what was typed (and "more like this") into a `SearchQuery`. Safe to call from worker threads.
+    """
+
+    def __init__(self, session: Session, *, limit: int = DEFAULT_LIMIT) -> None:
+        self.session = session
         self.limit = limit
-        # One connection and one model: SQLite calls and model calls are serialised, the UI never waits on them.
-        self._db_lock = threading.Lock()
-        self._model_lock = threading.Lock()
 
     def close(self) -> None:
-        with self._db_lock:
-            self.store.close()
+        self.session.close()
 
-    # ---- model -----------------------------------------------------------------------------------
-    def load_model(self) -> "Embedder":
+    def load_model(self) -> object:
         """Load the model once (the first caller loads it, later ones wait and share it)."""
-        with self._model_lock:
-            if self._embedder is None:
-                self._embedder = self._embedder_factory()
-            return self._embedder
+        return self.session.embedder()
 
     @property
     def model_loaded(self) -> bool:
-        return self._embedder is not None
+        return self.session.model_loaded
 
-    # ---- searching -------------------------------------------------------------------------------
     def run(
         self,
         text: str,
@@ -194,97 +160,53 @@ class SearchService:
     ) -> list[Result]:
         """The photos that best match what was typed, optionally "like" an indexed photo.
 
-        - `like_file_id` alone: its stored vector (no model call);
-        - `like_file_id` with words: that photo and the words as one fused GME query;
+        - `like_file_id` alone: its stored vector (no model call), the photo itself left out;
+        - `like_file_id` with words: that photo and the words as one fused query;
         - typed `@PATH words` or a bare image path: an image (and words) query;
-        - plain words: a text query.
-        Raises Superseded when `cancelled()` turns true before the (slow) model call.
+        - plain words: a text query (filters, negatives and weights as in `umsearch query`).
+        Raises Superseded when `cancelled()` turns true before a (slow) model call.
         """
-        from ..filters import Filters
-        from ..querylang import Term, parse_search_text
-        from ..search import combine, search, term_vector
-
         parsed = parse_query(text)
-        # The words go through the one-line search language: filters (after:, place:, type: …),
-        # negatives (-people) and weights work here exactly as in `umsearch query`.
         request = parse_search_text(parsed.text or "")
-        image = parsed.image
-        if like_file_id is not None and image is None:
-            anchor = self.file(like_file_id)
-            if anchor is None:
-                raise StoreError("the photo to search from is no longer in the index")
-            image = anchor.path
         positives = list(request.positives)
-        if image is not None:
-            # The image and the first words form one fused GME input ("this photo, but at night").
+        if parsed.image is not None or like_file_id is not None:
+            # The image and the first words form one fused input ("this photo, but at night").
             first = positives.pop(0) if positives and positives[0].image is None else None
-            positives.insert(
-                0, Term(text=first.text if first else None, image=image, weight=first.weight if first else 1.0)
+            anchor = Term(
+                text=first.text if first else None,
+                image=parsed.image,
+                photo_id=like_file_id if parsed.image is None else None,
+                weight=first.weight if first else 1.0,
             )
+            positives.insert(0, anchor)
         if not positives and not request.negatives and request.filters == Filters():
             return self.recent()
-        if not positives:
-            raise UmsearchError(
-                "type something to look for (words, @PATH, or press s on a photo), not only filters or -words"
-            )
-        stored_only = like_file_id is not None and len(positives) == 1 and positives[0].text is None
-        if stored_only and not request.negatives:
-            with self._db_lock:
-                vector = self.store.vector(like_file_id)  # "more like this": no model call
-        else:
-            embedder = self.load_model()
-            if cancelled():
-                raise Superseded
-            vectors = []
-            for term in positives:
-                if stored_only or (like_file_id is not None and term.image == image and term.text is None):
-                    with self._db_lock:
-                        vectors.append((self.store.vector(like_file_id), term.weight))
-                else:
-                    vectors.append((term_vector(embedder, term, self.max_pixels), term.weight))
-                if cancelled():
-                    raise Superseded
-            negatives = [(term_vector(embedder, term, self.max_pixels), term.weight) for term in request.negatives]
-            vector = combine(vectors, negatives)
+        filters = request.filters
+        if like_file_id is not None and parsed.image is None and positives[0].text is None:
+            filters = replace(filters, exclude_ids=filters.exclude_ids | {like_file_id})
+        request = replace(request, positives=tuple(positives), filters=filters)
+        limit = request.limit or self.limit
+        result = self.session.search(SearchQuery(request, limit=limit), cancelled=cancelled)
         if cancelled():
             raise Superseded
-        exclude = like_file_id if positives[0].text is None and positives[0].image == image else None
-        limit = (request.limit or self.limit) + (1 if exclude is not None else 0)
-        with self._db_lock:
-            hits = search(self.store, vector, limit, request.filters, min_score=request.min_score, sort=request.sort)
-        return [Result(h.file_id, h.path, h.score) for h in hits if h.file_id != exclude][: request.limit or self.limit]
+        return [Result(hit.file_id, hit.path, hit.score) for hit in result.hits]
 
     def recent(self, limit: int = RECENT_LIMIT) -> list[Result]:
         """The newest photos: what the TUI shows before anything is typed."""
-        with self._db_lock:
-            rows = self.store.recent_files(limit)
-        return [Result(row.id, row.path, None) for row in rows]
-
-    # ---- details ---------------------------------------------------------------------------------
-    def file(self, file_id: int) -> FileRow | None:
-        with self._db_lock:
-            return self.store.files_by_id([file_id]).get(file_id)
+        return [Result(hit.file_id, hit.path, None) for hit in self.session.recent(limit)]
 
     def details(self, file_id: int) -> Details | None:
-        row = self.file(file_id)
-        if row is None:
+        found = self.session.details(file_id)
+        if found is None:
             return None
-        with self._db_lock:
-            facts = self.store.facts_by_id([file_id]).get(file_id)
-        return Details(row.path, row.width, row.height, row.size, photo_date(row, facts.taken if facts else None))
+        return Details(found.path, found.width, found.height, found.size, found.taken)
 
     def status(self) -> StatusInfo:
-        from ..watchstate import read_status
-
-        with self._db_lock:
-            counts = self.store.counts()
-            settings = self.store.settings()
-        watcher = read_status(self.store.path)
-        model = settings.model_id if settings else self.model_id
-        return StatusInfo(counts.indexed, counts.failed, short_model_name(model), watcher.activity if watcher else None)
-
-
-def check_ready(store: Store) -> None:
-    """A one-line reason why searching cannot work yet, raised as an error (the TUI shows it)."""
-    if store.counts().indexed == 0:
-        raise StoreError(f"index {store.path} has no photos yet: run 'umsearch index FOLDER' first")
+        report = self.session.status(failures=0)
+        watcher = report["watcher"]
+        return StatusInfo(
+            report["indexed"],
+            report["failed"],
+            short_model_name(report["model"] or self.session.model_id),
+            watcher["activity"] if watcher else None,
+        )
