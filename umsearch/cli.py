@@ -429,6 +429,9 @@ def status(
         return
     present.out.print(f"index     {report['db']} ({present.human_bytes(report['db_bytes'])})", markup=False)
     present.out.print(f"photos    {report['indexed']} indexed, {report['failed']} failed")
+    if report.get("backlog"):
+        pending, state = report["backlog"]["pending"], report["backlog"]["state"]
+        present.out.print(f"backlog   {pending:,} photos still to embed ({state}, pid {report['backlog']['pid']})")
     if report["model"]:
         present.out.print(f"model     {report['model']} ({report['dim']}-d)", markup=False)
         low, high = report["image_tokens"]

@@ -212,9 +212,16 @@ class Session:
         with self._db:
             hits = search(self.store, vector, wanted, request.filters, min_score=request.min_score, sort=request.sort)
             searched = self.store.counts().indexed
-            notice = self._settings_notice(request)
+            notices = [self._backlog_notice(searched), self._settings_notice(request)]
         page = [replace(hit, rank=query.offset + i + 1) for i, hit in enumerate(hits[query.offset : wanted])]
-        return SearchResult(page, searched, notice)
+        return SearchResult(page, searched, " — ".join(n for n in notices if n) or None)
+
+    def _backlog_notice(self, searched: int) -> str | None:
+        """While a run is still embedding (another process, or this one's watcher), how much was searched."""
+        from . import backlog
+
+        entry = backlog.read(self.store)
+        return entry.notice(searched) if entry is not None else None
 
     def _settings_notice(self, request: SearchRequest) -> str | None:
         """How this session's model settings differ from those the index was built with (None when alike)."""
@@ -396,6 +403,7 @@ class Session:
                 "quant": runtime.quant,
                 "failures": [{"path": row.path, "reason": row.error} for row in failed_rows],
                 "metadata_missing": self.store.count_missing_metadata(),
+                "backlog": _backlog_report(self.store),
             }
         report["places"] = geocoder_status() or "on (offline reverse-geocoder: GPS position to city, region, country)"
         watcher = read_status(self.store.path)
@@ -417,6 +425,13 @@ class Session:
             indexed = self.store.counts().indexed
         if indexed == 0:
             raise StoreError(f"index {self.store.path} has no photos yet: run 'umsearch index FOLDER' first")
+
+
+def _backlog_report(store: Store) -> dict[str, Any] | None:
+    from . import backlog
+
+    entry = backlog.read(store)
+    return None if entry is None else {"pending": entry.pending, "state": entry.state, "pid": entry.pid}
 
 
 def embed_input(
