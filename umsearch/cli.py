@@ -17,6 +17,8 @@ from .runtime import RuntimeRequest
 
 if TYPE_CHECKING:
     from .embed import Embedder
+    from .index import Indexer
+    from .pace import Pace
     from .session import Session
     from .store import Store
 
@@ -99,8 +101,8 @@ QualityOption = Annotated[
     str | None,
     typer.Option(
         "--quality",
-        help="Image detail: fast (128-256 visual tokens), balanced (256-576) or best (256-1280) "
-        "[default: the index's, else best].",
+        help="Image detail: fast (128-256 visual tokens), balanced (256-576), best (256-1280) or auto "
+        "[default: the index's; a new index: auto = best on CUDA, balanced on Apple MPS, fast on CPUs].",
         show_default=False,
     ),
 ]
@@ -164,15 +166,49 @@ def token_budget(
 
 
 def index_settings(
-    store: "Store", model: str | None, min_tokens: int | None, max_tokens: int | None, quality: str | None
+    store: "Store",
+    model: str | None,
+    min_tokens: int | None,
+    max_tokens: int | None,
+    quality: str | None,
+    runtime: RuntimeRequest | None = None,
 ) -> tuple[str, tuple[int, int]]:
-    """The model and image budget an index or watch run will use, refused early when the index disagrees."""
-    from .runtime import check_index_budget
+    """The model and image budget an index or watch run will use, refused early when the index disagrees.
+
+    A new index without --quality (or with auto) gets the preset of the device `runtime` runs on."""
+    from .runtime import check_index_budget, resolve_budget, runs_on
 
     model_id = chosen_model(store, model)
-    budget = token_budget(store, min_tokens, max_tokens, quality)
-    check_index_budget(store.settings(), budget, str(store.path))
+    recorded = store.settings()
+    device = None
+    if recorded is None and quality in (None, "auto") and runtime is not None:
+        device = runs_on(runtime)
+    budget = resolve_budget(recorded, quality, min_tokens, max_tokens, device=device)
+    check_index_budget(recorded, budget, str(store.path))
     return model_id, budget
+
+
+def first_run_notice(indexer: "Indexer", budget: tuple[int, int], quality: str | None) -> Callable[["Pace"], None]:
+    """What a first run says once its pace is measured: quality and cost, and on a terminal, if the run will
+    take hours, how to make it cheaper."""
+    from . import present
+    from .pace import RunFacts, first_run_lines
+    from .runtime import quality_name
+
+    def say(pace: "Pace") -> None:
+        per_photo = pace.per_photo()
+        if per_photo is None:
+            return
+        facts = RunFacts(
+            device=indexer.embedder.info.device,
+            quality=quality_name(*budget),
+            auto_quality=quality in (None, "auto"),
+            to_do=max(0, pace.total - pace.done),
+        )
+        for line in first_run_lines(facts, per_photo, interactive=present.err.is_terminal):
+            present.err.print(line, markup=False)
+
+    return say
 
 
 def index_model(db_path: Path) -> str | None:
@@ -303,17 +339,21 @@ def index(
     from . import present
     from .index import Indexer
 
-    RuntimeRequest(device, quant, dtype)  # a typo fails now, not after the scan
+    runtime = RuntimeRequest(device, quant, dtype)  # a typo fails now, not after the scan
     with open_store(db, create=True) as store:
-        model_id, budget = index_settings(store, model, min_image_tokens, max_image_tokens, quality)
+        first_run = store.settings() is None
+        model_id, budget = index_settings(store, model, min_image_tokens, max_image_tokens, quality, runtime)
+        progress = present.BarProgress()
         indexer = Indexer(
             store,
-            lambda: load_model(model_id, budget, RuntimeRequest(device, quant, dtype)),
+            lambda: load_model(model_id, budget, runtime),
             max_pixels=max_pixels(budget),
             batch_size=batch_size,
-            progress=present.BarProgress(),
+            progress=progress,
             image_budget=budget,
         )
+        if first_run:
+            progress.on_estimate = first_run_notice(indexer, budget, quality)
         summary = indexer.index(
             [str(p) for p in paths],
             exclude or (),
@@ -517,23 +557,62 @@ def watch(
     quant: QuantOption = "auto",
     dtype: DtypeOption = "auto",
     quality: QualityOption = None,
+    on_battery: Annotated[
+        str,
+        typer.Option(
+            "--on-battery",
+            envvar="UMSEARCH_ON_BATTERY",
+            help="pause: hold embedding while the machine runs on battery (queries are still answered); "
+            "run: keep going.",
+        ),
+    ] = "pause",
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            envvar="UMSEARCH_THREADS",
+            help="Cores the model may use [default: half of them, so the machine stays responsive].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Catch up, then keep the index in step as photos arrive, change, move and disappear (Ctrl-C stops)."""
+    """Catch up, then keep the index in step as photos arrive, change, move and disappear (Ctrl-C stops).
+
+    Runs politely: low CPU and disk priority, half the cores, and no embedding on battery power."""
     from . import present
     from .index import Indexer
+    from .manners import ON_BATTERY_CHOICES, PowerGate, be_polite
     from .watch import Watcher, WatchOptions, describe_round, install_stop_signals
     from .watchstate import WatcherLock
 
-    RuntimeRequest(device, quant, dtype)  # a typo fails now, not when the first photo arrives
+    runtime = RuntimeRequest(device, quant, dtype)  # a typo fails now, not when the first photo arrives
+    if on_battery not in ON_BATTERY_CHOICES:
+        raise UmsearchError(f"unknown --on-battery '{on_battery}' (expected {' or '.join(ON_BATTERY_CHOICES)})")
+    manners = be_polite(threads)  # before torch loads, so its thread pools start capped
+
+    def power_changed(message: str) -> None:
+        present.err.print(message, markup=False)
+        if watcher.lock is not None:
+            watcher.lock.report("paused on battery" if power.paused else "indexing")
+
+    power = PowerGate(on_battery, on_change=power_changed)
     with open_store(db, create=True) as store:
-        model_id, budget = index_settings(store, model, min_image_tokens, max_image_tokens, quality)
+        model_id, budget = index_settings(store, model, min_image_tokens, max_image_tokens, quality, runtime)
 
         def first_model():
             if watcher.lock is not None:
                 watcher.lock.report(f"loading model {model_id}")
-            return load_model(model_id, budget, RuntimeRequest(device, quant, dtype))
+            return load_model(model_id, budget, runtime)
 
-        indexer = Indexer(store, first_model, max_pixels=max_pixels(budget), batch_size=batch_size, image_budget=budget)
+        indexer = Indexer(
+            store,
+            first_model,
+            max_pixels=max_pixels(budget),
+            batch_size=batch_size,
+            image_budget=budget,
+            power=power,
+        )
         options = WatchOptions(
             excludes=tuple(exclude or ()), quiet_period=quiet_period, rescan_interval=rescan_interval, polling=polling
         )
@@ -551,7 +630,10 @@ def watch(
         watcher = Watcher(indexer, [str(p) for p in paths], options, on_round=show, on_message=present.warn)
         with WatcherLock(store.path, watcher.roots) as lock:
             watcher.lock = lock
-            present.err.print(f"watching {', '.join(watcher.roots)} (Ctrl-C stops)", markup=False)
+            present.err.print(
+                f"watching {', '.join(watcher.roots)} (Ctrl-C stops; {manners.describe()}; on battery: {on_battery})",
+                markup=False,
+            )
             restore = install_stop_signals(watcher)
             try:
                 watcher.run()

@@ -6,7 +6,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -19,13 +19,13 @@ from rich.progress import (
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
     from .index import IndexSummary
+    from .pace import Pace
     from .search import Hit
 
 out = Console(highlight=False, soft_wrap=True)
@@ -110,24 +110,55 @@ def print_summary(summary: "IndexSummary", *, as_json: bool, show_failures: int 
 
 
 class RateColumn(ProgressColumn):
+    """Photos per second, or seconds per photo when slower than one a second (a CPU)."""
+
+    def __init__(self, pace: Pace) -> None:
+        super().__init__()
+        self.pace = pace
+
     def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:.1f} img/s" if speed else "– img/s", style="cyan")
+        per_photo = self.pace.per_photo()
+        if per_photo is None:
+            return Text("– img/s", style="cyan")
+        if per_photo > 1:
+            return Text(f"{per_photo:.1f} s/img", style="cyan")
+        return Text(f"{1 / per_photo:.1f} img/s", style="cyan")
+
+
+class MeasuredEtaColumn(ProgressColumn):
+    """Time left from this run's measured pace ("measuring" until the first batches are done)."""
+
+    def __init__(self, pace: Pace) -> None:
+        super().__init__()
+        self.pace = pace
+
+    def render(self, task) -> Text:
+        left = self.pace.remaining()
+        if left is None:
+            return Text("eta measuring", style="progress.remaining")
+        hours, rest = divmod(int(left), 3600)
+        return Text(f"eta {hours}:{rest // 60:02d}:{rest % 60:02d}", style="progress.remaining")
 
 
 class BarProgress:
-    """The indexing progress bar (rate and ETA) on stderr; silent when stderr is not a terminal."""
+    """The indexing progress bar on stderr (silent when stderr is not a terminal), with the measured pace.
 
-    def __init__(self, description: str = "embedding") -> None:
+    `on_estimate` is called once, with the pace, as soon as the first estimate exists (the CLI then says what
+    the run will cost)."""
+
+    def __init__(self, description: str = "embedding", on_estimate: Callable[[Pace], None] | None = None) -> None:
+        from .pace import Pace
+
+        self.pace = Pace()
+        self.on_estimate = on_estimate
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TaskProgressColumn(),
-            RateColumn(),
+            RateColumn(self.pace),
             TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
+            MeasuredEtaColumn(self.pace),
             console=err,
             transient=False,
             disable=not err.is_terminal,
@@ -136,12 +167,17 @@ class BarProgress:
         self._task = None
 
     def start(self, total: int) -> None:
+        self.pace.start(total)
         self._progress.start()
         self._task = self._progress.add_task(self._description, total=total)
 
     def advance(self, count: int = 1) -> None:
+        self.pace.advance(count)
         if self._task is not None:
             self._progress.advance(self._task, count)
+        if self.on_estimate is not None and self.pace.per_photo() is not None:
+            callback, self.on_estimate = self.on_estimate, None
+            callback(self.pace)
 
     def finish(self) -> None:
         self._progress.stop()

@@ -28,7 +28,13 @@ QUALITY_PRESETS: Final[dict[str, tuple[int, int]]] = {
     "balanced": (256, 576),
     "best": (256, 1280),
 }
-DEFAULT_QUALITY: Final = "best"
+DEFAULT_QUALITY: Final = "best"  # the reference budget: what a budget means when no device or index says
+# What `--quality auto` (the default) gives a new index on each device. A 2-core CPU embeds a photo in about
+# 4 s at fast and 25 s at balanced (bfloat16; best: minutes, its attention over 5,000 patches is slow on CPUs),
+# so a CPU gets fast; Apple GPUs are several times faster than CPUs but well short of CUDA cards (balanced,
+# from FLOP counts: no Mac was measured); CUDA GPUs take GME's reference budget. See BENCHMARKS.md.
+AUTO_QUALITY: Final[dict[str, str]] = {"cuda": "best", "mps": "balanced", "cpu": "fast"}
+QUALITY_CHOICES: Final = ("auto", *QUALITY_PRESETS)
 DEFAULT_MIN_IMAGE_TOKENS, DEFAULT_MAX_IMAGE_TOKENS = QUALITY_PRESETS[DEFAULT_QUALITY]
 
 DEVICE_CHOICES: Final = ("auto", "cpu", "cuda", "mps")
