@@ -247,6 +247,7 @@ class Indexer:
         """
         window = sorted(window, key=lambda loaded: loaded.tokens)
         batches = [window[i : i + self.batch_size] for i in range(0, len(window), self.batch_size)]
+        self._wait_for_power()  # before the model loads: loading is heavy work too
         embedder = self.embedder
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="umsearch-prepare") as helper:
             upcoming = helper.submit(embedder.prepare_images, [b.image.image for b in batches[0]])

@@ -24,7 +24,8 @@ from typing import Protocol
 ON_BATTERY_CHOICES = ("pause", "run")
 NICE_INCREMENT = 10  # of 19: below every interactive program, above `nice -n 19` batch jobs
 POWER_SUPPLY_DIR = "/sys/class/power_supply"
-# How often a paused watcher looks at the power state again (reading it costs well under a millisecond).
+# How often a paused watcher looks at the power state again (reading it costs well under a millisecond);
+# UMSEARCH_POWER_POLL overrides.
 POWER_POLL_SECONDS = 15.0
 
 
@@ -190,6 +191,13 @@ class PsutilPower:
         return not battery.power_plugged
 
 
+def _poll_seconds() -> float:
+    try:
+        return max(0.05, float(os.environ.get("UMSEARCH_POWER_POLL", POWER_POLL_SECONDS)))
+    except ValueError:
+        return POWER_POLL_SECONDS
+
+
 def default_power_source() -> PowerSource:
     return SysfsPower() if sys.platform.startswith("linux") else PsutilPower()
 
@@ -214,14 +222,14 @@ class PowerGate:
         policy: str = "pause",
         source: PowerSource | None = None,
         *,
-        poll: float = POWER_POLL_SECONDS,
+        poll: float | None = None,
         on_change: Callable[[str], None] | None = None,
     ) -> None:
         if policy not in ON_BATTERY_CHOICES:
             raise ValueError(f"unknown battery policy {policy!r} (expected {' or '.join(ON_BATTERY_CHOICES)})")
         self.policy = policy
         self.source = source or default_power_source()
-        self.poll = poll
+        self.poll = poll if poll is not None else _poll_seconds()
         self.on_change = on_change
         self.paused = False
         self._wake = threading.Event()
