@@ -18,7 +18,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_embedder(tiny_model_dir: Path) -> GmeEmbedder:
     """The tiny model loaded in float32 on the CPU, so results do not depend on the test machine's GPU."""
-    return load_embedder(str(tiny_model_dir), device="cpu", quant="none")
+    return load_embedder(str(tiny_model_dir), device="cpu", quant="none", dtype="float32")
 
 
 @pytest.fixture(autouse=True)

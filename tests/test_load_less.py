@@ -33,7 +33,7 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re
 
 
 def test_a_text_query_loads_only_the_decoder(tiny_model_dir: Path, tiny_embedder: GmeEmbedder) -> None:
-    lazy = load_embedder(str(tiny_model_dir), device="cpu", quant="none")
+    lazy = load_embedder(str(tiny_model_dir), device="cpu", quant="none", dtype="float32")
     assert not lazy.visual_loaded
     text = lazy.embed_query("a red bike by a lake")
     assert not lazy.visual_loaded, "a text query must not load the vision tower"
@@ -48,7 +48,7 @@ def test_a_text_query_loads_only_the_decoder(tiny_model_dir: Path, tiny_embedder
 def test_the_vision_tower_is_loaded_once_under_concurrent_first_images(tiny_model_dir: Path) -> None:
     import threading
 
-    lazy = load_embedder(str(tiny_model_dir), device="cpu", quant="none")
+    lazy = load_embedder(str(tiny_model_dir), device="cpu", quant="none", dtype="float32")
     loads = []
     real = lazy._load_visual
 
@@ -89,7 +89,7 @@ def test_a_checkpoint_saved_by_transformers_5_loads_the_same(
     index_path.write_text(json.dumps({"metadata": index["metadata"], "weight_map": new_map}))
     assert "model.language_model.layers.0.mlp.up_proj.weight" in new_map
 
-    again = load_embedder(str(renamed), device="cpu", quant="none")
+    again = load_embedder(str(renamed), device="cpu", quant="none", dtype="float32")
     np.testing.assert_array_equal(again.embed(ITEMS), tiny_embedder.embed(ITEMS))
 
 

@@ -33,13 +33,23 @@ from .photos import write_photo
 
 @pytest.fixture
 def platform(monkeypatch: pytest.MonkeyPatch):
-    """Pretend to be a machine: platform(cuda=..., bf16=..., mps=..., bnb=...)."""
+    """Pretend to be a machine: platform(cuda=..., bf16=..., mps=..., bnb=..., cpu_bf16=..., cpu_int8=...)."""
 
-    def pretend(*, cuda: bool = False, bf16: bool = False, mps: bool = False, bnb: bool = True) -> None:
+    def pretend(
+        *,
+        cuda: bool = False,
+        bf16: bool = False,
+        mps: bool = False,
+        bnb: bool = True,
+        cpu_bf16: bool = False,
+        cpu_int8: bool = True,
+    ) -> None:
         monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
         monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
         monkeypatch.setattr(embed, "_bitsandbytes_usable", lambda: bnb)
+        monkeypatch.setattr(embed, "cpu_has_native_bf16", lambda: cpu_bf16)
+        monkeypatch.setattr(embed, "cpu_int8_usable", lambda: cpu_int8)
 
     return pretend
 
@@ -51,10 +61,13 @@ def platform(monkeypatch: pytest.MonkeyPatch):
         (dict(cuda=True, bf16=False), ("cuda", "float16", "nf4")),  # Turing / Pascal consumer cards
         (dict(cuda=True, bf16=True, bnb=False), ("cuda", "bfloat16", "none")),  # no bitsandbytes: still runs
         (dict(mps=True), ("mps", "float16", "none")),  # Apple silicon
-        (dict(), ("cpu", "float32", "none")),  # bf16 is slower than fp32 on most CPUs
+        # CPUs: PyTorch's dynamic int8 decoder; the rest in bf16 only where the CPU computes it natively.
+        (dict(), ("cpu", "float32", "int8-dynamic")),
+        (dict(cpu_bf16=True), ("cpu", "bfloat16", "int8-dynamic")),  # AVX512-BF16 / AMX
+        (dict(cpu_int8=False), ("cpu", "float32", "none")),  # a PyTorch without the int8 kernels
         (dict(cuda=True, mps=True, bf16=True), ("cuda", "bfloat16", "nf4")),  # CUDA wins
     ],
-    ids=["cuda-bf16", "cuda-fp16", "cuda-no-bnb", "mps", "cpu", "cuda-before-mps"],
+    ids=["cuda-bf16", "cuda-fp16", "cuda-no-bnb", "mps", "cpu", "cpu-bf16", "cpu-no-int8", "cuda-before-mps"],
 )
 def test_auto_picks_the_best_runtime_per_platform(platform, machine: dict, expected: tuple) -> None:
     platform(**machine)
@@ -63,7 +76,8 @@ def test_auto_picks_the_best_runtime_per_platform(platform, machine: dict, expec
 
 def test_explicit_choices_override_auto(platform) -> None:
     platform(cuda=True, bf16=True)
-    assert embed.choose_runtime("cpu", "auto") == ("cpu", "float32", "none")
+    assert embed.choose_runtime("cpu", "auto") == ("cpu", "float32", "int8-dynamic")
+    assert embed.choose_runtime("cpu", "none") == ("cpu", "float32", "none")
     assert embed.choose_runtime("cuda", "none") == ("cuda", "bfloat16", "none")
     # bitsandbytes' int8 matmul computes in float16.
     assert embed.choose_runtime("cuda", "int8") == ("cuda", "float16", "int8")

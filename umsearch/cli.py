@@ -82,7 +82,8 @@ QuantOption = Annotated[
     typer.Option(
         "--quant",
         envvar="UMSEARCH_QUANT",
-        help="auto, nf4, int8 or none (auto: 4-bit NF4 on CUDA, full precision elsewhere).",
+        help="auto, nf4, int8, int8-dynamic or none (auto: 4-bit NF4 on CUDA, PyTorch's dynamic int8 text "
+        "decoder on CPUs, none on Apple MPS).",
     ),
 ]
 DtypeOption = Annotated[
@@ -90,7 +91,8 @@ DtypeOption = Annotated[
     typer.Option(
         "--dtype",
         envvar="UMSEARCH_DTYPE",
-        help="auto, float32, bfloat16 or float16 compute (auto: bf16/fp16 on GPUs, float32 on CPUs).",
+        help="auto, float32, bfloat16 or float16 compute (auto: bf16/fp16 on GPUs; on CPUs bf16 where the CPU "
+        "has it natively, else float32).",
     ),
 ]
 ExcludeOption = Annotated[

@@ -256,7 +256,12 @@ def _check_runtime(add: Callable[[Check], None], report: Report, device: str, qu
         add(Check("runtime", PROBLEM, str(exc), "use --device auto --quant auto, or pick what this machine has"))
         return
     report.runtime = {"device": chosen_device, "dtype": dtype, "quant": chosen_quant}
-    quant_text = {"none": "full weights", "nf4": "4-bit NF4 weights", "int8": "8-bit weights"}[chosen_quant]
+    quant_text = {
+        "none": "full weights",
+        "nf4": "4-bit NF4 weights",
+        "int8": "8-bit weights",
+        "int8-dynamic": "an int8 text decoder (PyTorch dynamic quantisation)",
+    }[chosen_quant]
     add(
         Check(
             "runtime",

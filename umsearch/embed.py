@@ -78,8 +78,10 @@ class Embedder(Protocol):
 def choose_runtime(device: str, quant: str, dtype: str = "auto") -> tuple[str, str, str]:
     """Resolve "auto" choices to (device, dtype name, quant) for this machine.
 
-    `dtype` is the compute (and unquantised weight) precision; "auto" keeps float32 on CPUs, where it
-    reproduces the reference vectors exactly (see cpu_has_native_bf16 for when bfloat16 pays off).
+    `dtype` is the compute (and unquantised weight) precision. On CPUs "auto" is the fastest path whose
+    vectors stay close to float32 ones (cosine 0.99 or more for every input on the full-size 2B, see
+    BENCHMARKS.md): the text decoder in PyTorch's dynamic int8 where its kernels exist, and bfloat16 for the
+    rest where the CPU multiplies it natively (AVX512-BF16, AMX), else float32.
     """
     import torch
 
@@ -97,7 +99,12 @@ def choose_runtime(device: str, quant: str, dtype: str = "auto") -> tuple[str, s
         raise UmsearchError("device 'mps' was requested but Apple MPS is not available to PyTorch")
 
     if quant == "auto":
-        quant = "nf4" if device == "cuda" and _bitsandbytes_usable() else "none"
+        if device == "cuda":
+            quant = "nf4" if _bitsandbytes_usable() else "none"
+        else:
+            quant = "int8-dynamic" if device == "cpu" and cpu_int8_usable() else "none"
+    elif quant == "int8-dynamic" and device == "cpu" and not cpu_int8_usable():
+        raise UmsearchError("this PyTorch has no dynamic int8 kernels for this CPU: use --quant none")
     if quant in BNB_QUANTS and device == "mps":
         raise UmsearchError(
             f"quantization '{quant}' needs bitsandbytes, which does not run on Apple MPS: use --quant none"
@@ -117,9 +124,18 @@ def choose_runtime(device: str, quant: str, dtype: str = "auto") -> tuple[str, s
         dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
     elif device == "mps":
         dtype = "float16"
+    elif quant in BNB_QUANTS:
+        dtype = "float32"  # bitsandbytes' CPU kernels are tested and measured in float32
     else:
-        dtype = "float32"
+        dtype = "bfloat16" if cpu_has_native_bf16() else "float32"
     return device, dtype, quant
+
+
+def cpu_int8_usable() -> bool:
+    """Whether PyTorch's dynamic int8 runs here (fbgemm/oneDNN on x86, qnnpack on ARM)."""
+    from .weights import int8_available
+
+    return int8_available()
 
 
 def cpu_has_native_bf16() -> bool:
