@@ -3,6 +3,7 @@ held on battery. The tiny model through the real loading path; real files, real 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -161,3 +162,24 @@ def test_a_stop_while_paused_on_battery_leaves_the_photos_for_later(tmp_path: Pa
         assert result.summary.interrupted and len(result.deferred) == 3
         assert model.images == 0 and store.counts().indexed == 0
         assert backlog.read(store) is None
+
+
+def test_a_cli_query_during_a_run_says_what_it_searched(tmp_path: Path, tiny_model_dir) -> None:
+    from typer.testing import CliRunner
+
+    from umsearch.cli import app
+
+    runner = CliRunner()
+    dated_photos(tmp_path / "photos", 3)
+    db = tmp_path / "index.db"
+    common = ["--db", str(db), "--model", str(tiny_model_dir)]
+    assert runner.invoke(app, ["index", str(tmp_path / "photos"), *common], catch_exceptions=False).exit_code == 0
+    with Store.open(db) as store:
+        backlog.record(store, 5)  # as a run in this (live) process would
+    result = runner.invoke(app, ["query", "a red sofa", *common, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0 and len(json.loads(result.stdout)) == 3
+    assert "searched 3 of 8 photos; indexing continues" in result.stderr
+    with Store.open(db) as store:
+        backlog.clear(store)
+    quiet = runner.invoke(app, ["query", "a blue sofa", *common, "--json"], catch_exceptions=False)
+    assert "searched" not in quiet.stderr
