@@ -23,8 +23,12 @@ def tiny_embedder(tiny_model_dir: Path) -> GmeEmbedder:
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No test touches the real user data folder or the network: a private home and an offline hub."""
+    """No test touches the real user data folder or the network: a private home and an offline hub. No test
+    starts a background service unless it asks for one (tests/test_service.py), so none is left running."""
     home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("UMSEARCH_SERVER", "off")
+    monkeypatch.delenv("UMSEARCH_IDLE_TIMEOUT", raising=False)
+    monkeypatch.delenv("UMSEARCH_SERVICE_TRANSPORT", raising=False)
     monkeypatch.setenv("UMSEARCH_HOME", str(home))
     monkeypatch.delenv("UMSEARCH_DB", raising=False)
     monkeypatch.delenv("UMSEARCH_MODEL", raising=False)

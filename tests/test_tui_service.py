@@ -172,8 +172,8 @@ def test_the_tui_command_builds_the_app_from_its_options(monkeypatch, tmp_path: 
         def run(self) -> None:
             built.append(("run",))
 
-    def fake_make_app(db, model, image_mode, runtime):
-        built.append((db, model, image_mode, runtime))
+    def fake_make_app(db, model, image_mode, runtime, server):
+        built.append((db, model, image_mode, runtime, server))
         return Recorder()
 
     monkeypatch.setattr(tui_app, "make_app", fake_make_app)
@@ -192,7 +192,12 @@ def test_the_tui_command_builds_the_app_from_its_options(monkeypatch, tmp_path: 
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert built == [(tmp_path / "x.db", "m", "halfcell", RuntimeRequest("cpu", "none", "auto")), ("run",)]
+    runtime = RuntimeRequest("cpu", "none", "auto")
+    assert built == [(tmp_path / "x.db", "m", "halfcell", runtime, False), ("run",)]  # UMSEARCH_SERVER=off here
+    monkeypatch.setenv("UMSEARCH_SERVER", "on")
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert CliRunner().invoke(app, [*args, "--no-server"]).exit_code == 0
+    assert [entry[-1] for entry in built if len(entry) > 1] == [False, True, False]
 
 
 def test_an_unknown_image_mode_is_a_one_line_error() -> None:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .embed import Embedder
     from .index import Indexer
     from .pace import Pace
+    from .service.route import Route
     from .session import Session
     from .store import Store
 
@@ -93,6 +94,22 @@ DtypeOption = Annotated[
         envvar="UMSEARCH_DTYPE",
         help="auto, float32, bfloat16 or float16 compute (auto: bf16/fp16 on GPUs; on CPUs bf16 where the CPU "
         "has it natively, else float32).",
+    ),
+]
+NoServerOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-server",
+        help="Answer in this process: use no background service and start none (also UMSEARCH_SERVER=off).",
+    ),
+]
+IdleTimeoutOption = Annotated[
+    float | None,
+    typer.Option(
+        "--idle-timeout",
+        min=0.0,
+        help="Seconds without a request before the service stops; 0: never [default: UMSEARCH_IDLE_TIMEOUT, else 600].",
+        show_default=False,
     ),
 ]
 ExcludeOption = Annotated[
@@ -251,6 +268,34 @@ def open_session(
     )
 
 
+def make_route(
+    db: Path | None,
+    *,
+    model: str | None = None,
+    runtime: RuntimeRequest | None = None,
+    quality: str | None = None,
+    no_server: bool = False,
+) -> Route:
+    """How a command reaches its index: the running service, the index alone, a service it starts, or
+    in-process (see service/route.py). Light: imports neither the server nor the model."""
+    from . import present
+    from .service.route import Route, server_wanted
+
+    path = db or settings.default_db_path()
+    runtime = runtime or RuntimeRequest()
+    return Route(
+        db=path,
+        open_session=lambda: open_session(path, model=model, runtime=runtime, quality=quality),
+        model=model,
+        runtime=runtime,
+        quality=quality,
+        server=server_wanted(no_server),
+        warn=present.warn,
+        prepare=download_on_first_use,
+        waiting=lambda model_id: present.err.status(f"loading model {model_id} in the umsearch service …"),
+    )
+
+
 def absolute(path: Path | str | None) -> str | None:
     """A path given on the command line, made absolute here: the process that uses it may run elsewhere."""
     return None if path is None else os.path.abspath(os.path.expanduser(str(path)))
@@ -277,6 +322,24 @@ def describe_watcher(watcher: dict | None) -> str:
     if watcher is None:
         return "not running ('umsearch watch FOLDER' keeps the index live)"
     return f"running (pid {watcher['pid']}): {watcher['activity']} — {', '.join(watcher['roots'])}"
+
+
+def running_service(db: Path) -> dict | None:
+    """The index's resident service as `status` reports it (pid, model loaded, watching), or None."""
+    from .service.client import find_service
+    from .service.paths import service_paths
+
+    client = find_service(service_paths(db))
+    if client is None:
+        return None
+    return {key: client.identity.get(key) for key in ("pid", "model_loaded", "watching")}
+
+
+def describe_service(service: dict | None) -> str:
+    if service is None:
+        return "not running (the first query that needs the model starts it)"
+    model = "model loaded" if service["model_loaded"] else "model not loaded yet"
+    return f"running (pid {service['pid']}, {model}) — 'umsearch server status' for more"
 
 
 # ---- search filters (query and similar) ---------------------------------------------------------
@@ -410,6 +473,7 @@ def query(
     quant: QuantOption = "auto",
     dtype: DtypeOption = "auto",
     quality: QualityOption = None,
+    no_server: NoServerOption = False,
 ) -> None:
     """Search by text, by image (--image), or both fused; TEXT may use the search language, e.g.
     'beach after:2025-06 before:2025-09 place:Portugal -people' (see README, "Search power")."""
@@ -429,9 +493,9 @@ def query(
         sort=sort,
     )
     query = SearchQuery(request, limit=request.limit or limit, instruction=instruction)
-    with open_session(db, model=model, runtime=RuntimeRequest(device, quant, dtype), quality=quality) as session:
-        session.check_ready()
-        result = session.search(query)
+    runtime = RuntimeRequest(device, quant, dtype)
+    route = make_route(db, model=model, runtime=runtime, quality=quality, no_server=no_server)
+    result = route.search(query)
     if result.notice:
         present.warn(result.notice)
     hits = result.hits
@@ -466,6 +530,7 @@ def status(
         return
     with open_session(path) as session:
         report = session.status(failures)
+    report["service"] = running_service(path)
     if as_json:
         present.print_json(report)
         return
@@ -483,6 +548,7 @@ def status(
         if report["device"]:
             present.out.print(f"runtime   {report['device']}, {report['dtype']}, quantization {report['quant']}")
     present.out.print(f"watcher   {describe_watcher(report['watcher'])}", markup=False)
+    present.out.print(f"service   {describe_service(report['service'])}", markup=False)
     present.out.print(f"places    {report['places']}", markup=False)
     if report["metadata_missing"]:
         present.out.print(
@@ -508,6 +574,16 @@ def embed(
     quant: QuantOption = "auto",
     dtype: DtypeOption = "auto",
     quality: QualityOption = None,
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            "--db",
+            envvar="UMSEARCH_DB",
+            help="Index whose service may answer (when it runs the same model) [default: in the user data folder].",
+            show_default=False,
+        ),
+    ] = None,
+    no_server: NoServerOption = False,
 ) -> None:
     """Print the vector of a text, an image, or both (a JSON list)."""
     from . import present
@@ -520,9 +596,16 @@ def embed(
         check_image_path(str(image))
     budget = resolve_budget(None, quality, min_image_tokens, max_image_tokens)
     model_id = settings.normalize_model_spec(model or settings.default_model())
-    embedder = load_model(model_id, budget, RuntimeRequest(device, quant, dtype))
-    vector = embed_input(embedder, text, absolute(image), instruction, settings.max_pixels(budget[1]))
-    present.print_json([round(float(x), 7) for x in vector])
+    runtime = RuntimeRequest(device, quant, dtype)
+    image_path = absolute(image)
+
+    def in_process() -> list[float]:
+        embedder = load_model(model_id, budget, runtime)
+        return [float(x) for x in embed_input(embedder, text, image_path, instruction, settings.max_pixels(budget[1]))]
+
+    route = make_route(db, runtime=runtime, no_server=no_server)
+    vector = route.embed(text, image_path, instruction, model_id=model_id, budget=budget, local=in_process)
+    present.print_json([round(x, 7) for x in vector])
 
 
 @app.command()
@@ -559,6 +642,10 @@ def watch(
     quant: QuantOption = "auto",
     dtype: DtypeOption = "auto",
     quality: QualityOption = None,
+    no_server: Annotated[
+        bool,
+        typer.Option("--no-server", help="Only watch: do not also answer queries (also UMSEARCH_SERVER=off)."),
+    ] = False,
     on_battery: Annotated[
         str,
         typer.Option(
@@ -581,10 +668,14 @@ def watch(
 ) -> None:
     """Catch up, then keep the index in step as photos arrive, change, move and disappear (Ctrl-C stops).
 
-    Runs politely: low CPU and disk priority, half the cores, and no embedding on battery power."""
+    The watcher is the index's service too: query, similar, embed and tui are answered by this process, with
+    the same model (one copy in memory); a query waits at most for the batch being embedded. It runs politely:
+    low CPU and disk priority, half the cores, and no embedding on battery power (queries still answered)."""
     from . import present
     from .index import Indexer
     from .manners import ON_BATTERY_CHOICES, PowerGate, be_polite
+    from .service.route import server_wanted
+    from .session import Session
     from .watch import Watcher, WatchOptions, describe_round, install_stop_signals
     from .watchstate import WatcherLock
 
@@ -607,12 +698,21 @@ def watch(
                 watcher.lock.report(f"loading model {model_id}")
             return load_model(model_id, budget, runtime)
 
+        # One session for the watcher's indexer and the queries it answers: one model, taking turns at its gate.
+        session = Session(
+            open_store(store.path, create=False),
+            model=model_id,
+            runtime=runtime,
+            embedder_factory=lambda *_: first_model(),
+        )
+        session.budget = budget  # the watcher's (a new index may be given --min/--max-image-tokens)
         indexer = Indexer(
             store,
-            first_model,
+            session.embedder,
             max_pixels=max_pixels(budget),
             batch_size=batch_size,
             image_budget=budget,
+            model_turn=session.gate.batch,
             power=power,
         )
         options = WatchOptions(
@@ -632,6 +732,11 @@ def watch(
         watcher = Watcher(indexer, [str(p) for p in paths], options, on_round=show, on_message=present.warn)
         with WatcherLock(store.path, watcher.roots) as lock:
             watcher.lock = lock
+            host = None
+            if server_wanted(no_server):
+                from .service.server import host_for_watcher
+
+                host = host_for_watcher(session, watcher.request_stop, warn=present.warn)
             present.err.print(
                 f"watching {', '.join(watcher.roots)} (Ctrl-C stops; {manners.describe()}; on battery: {on_battery})",
                 markup=False,
@@ -644,12 +749,136 @@ def watch(
                     raise
             finally:
                 restore()
+                if host is not None:
+                    host.close()
+        session.close()
     present.err.print("stopped", markup=False)
     # Everything is committed and closed. Tearing down an interpreter that holds torch and the model can take
     # seconds on a busy machine, and a service manager expects a prompt exit after SIGTERM: skip it.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+@app.command()
+@friendly_errors
+def serve(
+    db: DbOption = None,
+    model: ModelOption = None,
+    idle_timeout: IdleTimeoutOption = None,
+    device: DeviceOption = "auto",
+    quant: QuantOption = "auto",
+    dtype: DtypeOption = "auto",
+    quality: QualityOption = None,
+) -> None:
+    """Run the index's resident service in the foreground (for service managers; queries start one themselves).
+
+    It keeps the index open and the model loaded (at the first query that needs it) and answers query, similar,
+    embed and tui on a Unix socket beside the index, until SIGTERM, 'umsearch server stop' or the idle timeout."""
+    from .manners import be_polite
+    from .service.route import idle_timeout as chosen_idle_timeout
+    from .service.server import serve as run_service
+
+    runtime = RuntimeRequest(device, quant, dtype)
+    # A background process: the user's foreground work goes first. Every core stays available, though: what
+    # the service does (a query) is something the user is waiting for.
+    be_polite(cap_threads=False)
+    run_service(
+        db or settings.default_db_path(),
+        runtime=runtime,
+        model=model,
+        quality=quality,
+        idle_timeout=chosen_idle_timeout(idle_timeout),
+    )
+    # Tearing down an interpreter that holds torch and the model can take seconds: the service is done.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+server_app = typer.Typer(
+    help="See or stop the resident service of an index (started by query, similar, embed, tui or serve).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.add_typer(server_app, name="server")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+@server_app.command("status")
+@friendly_errors
+def server_status(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Whether a service runs for the index: pid, model, device, dtype, uptime, requests served, memory."""
+    from . import present
+    from .service.client import find_service
+    from .service.paths import service_paths
+
+    paths = service_paths(db or settings.default_db_path())
+    client = find_service(paths)
+    if client is None:
+        if as_json:
+            present.print_json({"running": False, "index": str(paths.db)})
+        else:
+            present.out.print(f"no service runs for index {paths.db}", markup=False)
+        return
+    report = {"running": True, **client.status()}
+    if as_json:
+        present.print_json(report)
+        return
+    idle = report["idle_timeout_s"]
+    if report["watching"]:
+        lifetime = "runs as long as its watcher (umsearch watch)"
+    elif idle:
+        lifetime = f"stops after {_duration(idle)} without a request (idle {_duration(report['idle_s'])})"
+    else:
+        lifetime = "never stops on its own"
+    rss = report["rss_bytes"]
+    lines = [
+        ("service", f"running (pid {report['pid']}), umsearch {report['version']}, up {_duration(report['uptime_s'])}"),
+        ("requests", f"{report['requests']} served, {report['in_flight']} in progress"),
+        ("index", report["index"]),
+        ("model", f"{report['model']} ({'loaded' if report['model_loaded'] else 'loaded at the first query'})"),
+        ("runtime", f"{report['device']}, {report['dtype']}, quantization {report['quant']}"),
+        (
+            "memory",
+            f"{present.human_bytes(rss) if rss else '?'} (peak {present.human_bytes(report['peak_rss_bytes'])})",
+        ),
+        ("lifetime", lifetime),
+        ("socket", report["socket"] or f"loopback TCP ({report['transport']})"),
+        ("log", report["log"]),
+    ]
+    if report.get("web"):
+        lines.append(("gallery", report["web"]["url"].split("?")[0]))
+    for name, value in lines:
+        present.out.print(f"{name:<9} {value}", markup=False)
+
+
+@server_app.command("stop")
+@friendly_errors
+def server_stop(db: DbOption = None) -> None:
+    """Stop the index's service (one that a watcher runs stops with its watch)."""
+    from . import present
+    from .service.client import find_service, remove_stale
+    from .service.paths import service_paths
+
+    paths = service_paths(db or settings.default_db_path())
+    client = find_service(paths)
+    if client is None:
+        remove_stale(paths)
+        present.out.print(f"no service runs for index {paths.db}", markup=False)
+        return
+    client.stop()
+    present.out.print(f"stopped the umsearch service (pid {client.pid})")
 
 
 model_app = typer.Typer(
@@ -726,27 +955,19 @@ def similar(
     device: DeviceOption = "auto",
     quant: QuantOption = "auto",
     dtype: DtypeOption = "auto",
+    no_server: NoServerOption = False,
 ) -> None:
     """Photos that look like PHOTO (the photo itself is left out)."""
-    from dataclasses import replace
-
     from . import present
-    from .querylang import SORTS, SearchRequest, Term
+    from .querylang import SORTS, SearchRequest
     from .session import SearchQuery
 
     if sort is not None and sort not in SORTS:
         raise UmsearchError(f"--sort {sort}: use score or date")
     filters = cli_filters(folder, after, before, types, camera, place)
-    with open_session(db, model=model, runtime=RuntimeRequest(device, quant, dtype)) as session:
-        session.check_ready()
-        own_id = session.photo_id(str(photo))
-        term = Term(photo_id=own_id) if own_id is not None and session.photo(own_id).status == "ok" else None
-        if term is None:
-            term = Term(image=absolute(photo))
-        else:  # the photo itself is left out of its results
-            filters = replace(filters, exclude_ids=frozenset({own_id}))
-        request = SearchRequest(positives=(term,), filters=filters, min_score=min_score, sort=sort or "score")
-        result = session.search(SearchQuery(request, limit=limit))
+    request = SearchRequest(filters=filters, min_score=min_score, sort=sort or "score")
+    route = make_route(db, model=model, runtime=RuntimeRequest(device, quant, dtype), no_server=no_server)
+    result = route.similar(str(absolute(photo)), SearchQuery(request, limit=limit))
     if result.notice:
         present.warn(result.notice)
     hits = result.hits
@@ -764,6 +985,7 @@ def tui(
     device: DeviceOption = "auto",
     quant: QuantOption = "auto",
     dtype: DtypeOption = "auto",
+    no_server: NoServerOption = False,
 ) -> None:
     """Search and browse photos interactively in the terminal."""
     from .tui.widgets.images import IMAGE_MODES  # no Textual import yet
@@ -771,10 +993,11 @@ def tui(
     if images not in IMAGE_MODES:
         raise UmsearchError(f"--images must be one of {', '.join(IMAGE_MODES)}, not '{images}'")
     runtime = RuntimeRequest(device, quant, dtype)  # a typo fails here, not inside the app
+    from .service.route import server_wanted
     from .tui.app import make_app  # Textual is imported only for this command
     from .tui.service import background_work_running
 
-    tui_app = make_app(db, model, image_mode=images, runtime=runtime)
+    tui_app = make_app(db, model, image_mode=images, runtime=runtime, server=server_wanted(no_server))
     tui_app.run()
     if background_work_running():
         # A model load or embedding is still running on a daemon thread: quitting must not wait for it.

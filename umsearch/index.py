@@ -5,12 +5,13 @@ Planning (what changed) is planning.py; this module is the pipeline that reads, 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -96,12 +97,14 @@ class Indexer:
         progress: Progress | None = None,
         image_budget: tuple[int, int] | None = None,
         window: int | None = None,
+        model_turn: Callable[[], AbstractContextManager[object]] | None = None,
         power: PowerGate | None = None,
     ) -> None:
         """`image_budget` (min, max visual tokens, the embedder's) lets loader threads do the model's
         resizing ahead of it; `window` is how many decoded photos are sorted by token count before
-        being cut into batches (default 4 batches); `power` holds embedding while on battery (background
-        runs: the watcher, the service)."""
+        being cut into batches (default 4 batches). `model_turn` is entered around each model call when the
+        model is shared (the watcher's service passes `Session.gate.batch`: a query goes before the next batch).
+        `power` holds embedding while on battery (background runs: the watcher, the service)."""
         self.store = store
         self._embedder_factory = embedder_factory
         self._embedder: Embedder | None = None
@@ -111,6 +114,7 @@ class Indexer:
         self.progress = progress or NoProgress()
         self.image_budget = image_budget
         self.window = max(self.batch_size, window or self.batch_size * 4)
+        self._model_turn = model_turn or contextlib.nullcontext
         self.power = power
         # The run's backlog (backlog.py): jobs planned, and how many have been dealt with so far.
         self._planned = 0
@@ -405,7 +409,8 @@ class Indexer:
         results: list[np.ndarray | Rejected] = []
         for loaded in batch:
             try:
-                results.append(self.embedder.embed_images([loaded.image.image], batch_size=1)[0])
+                with self._model_turn():
+                    results.append(self.embedder.embed_images([loaded.image.image], batch_size=1)[0])
             except Exception as exc:  # the model rejected this image; record why, keep going
                 if is_out_of_memory(exc):
                     self._embed_halves([loaded], exc)  # raises: a photo is never recorded as failed for memory
@@ -414,9 +419,11 @@ class Indexer:
 
     def _run_model(self, images: list, prepared: Future | None = None) -> np.ndarray:
         embedder = self.embedder
-        if prepared is not None:
-            return embedder.embed_prepared(prepared.result())
-        return embedder.embed_images(images, batch_size=len(images))
+        inputs = prepared.result() if prepared is not None else None
+        with self._model_turn():
+            if inputs is not None:
+                return embedder.embed_prepared(inputs)
+            return embedder.embed_images(images, batch_size=len(images))
 
     def _embed_halves(self, batch: list[Loaded], exc: BaseException) -> list[np.ndarray | Rejected]:
         release_accelerator_memory()

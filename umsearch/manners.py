@@ -63,13 +63,13 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def be_polite(threads: int | None = None) -> Manners:
+def be_polite(threads: int | None = None, *, cap_threads: bool = True) -> Manners:
     """Lower this process's CPU and I/O priority and cap the model's threads (now if torch is loaded, else
-    through the environment torch reads at import). Safe to call more than once; never raises."""
+    through the environment torch reads at import). `cap_threads=False` leaves the cores alone (a service
+    that only answers queries: the user is waiting for those). Safe to call more than once; never raises."""
     nice = _lower_cpu_priority()
     io_idle = _idle_io_class()
-    threads = threads or background_threads()
-    applied = _cap_threads(threads)
+    applied = _cap_threads(threads or background_threads()) if cap_threads else None
     return Manners(nice=nice, io_idle=io_idle, threads=applied)
 
 

@@ -33,7 +33,7 @@ from .store import FileRow, Store
 if TYPE_CHECKING:
     import numpy as np
 
-    from .embed import Embedder
+    from .embed import Embedder, EmbedderInfo
 
 EmbedderFactory = Callable[[str, tuple[int, int], RuntimeRequest], "Embedder"]
 
@@ -190,6 +190,17 @@ class Session:
                 self._embedder = self._factory(self.model_id, self.budget, self.runtime)
             return self._embedder
 
+    @property
+    def model_info(self) -> EmbedderInfo | None:
+        """What the loaded model runs on (device, dtype, quantization); None until it is loaded. Never waits
+        for a load in progress (a service reports its status while another request loads the model)."""
+        embedder = self._embedder
+        return None if embedder is None else embedder.info
+
+    def load_model(self) -> Embedder:
+        """Load the model now rather than at the first query that needs it (the TUI, the service)."""
+        return self.embedder()
+
     def adopt_embedder(self, embedder: Embedder) -> None:
         """Use a model someone else loaded (the watcher's indexer), so one process holds one copy."""
         with self._loading:
@@ -222,6 +233,20 @@ class Session:
 
         entry = backlog.read(self.store)
         return entry.notice(searched) if entry is not None else None
+
+    def similar(self, photo: str, query: SearchQuery, *, allow_model: bool = True) -> SearchResult:
+        """Photos that look like `photo`, the photo itself left out; the query gives filters, sort, minimum score
+        and page (its terms are not used). An indexed, unchanged photo uses its stored vector (no model)."""
+        own_id = self.photo_id(photo)
+        row = self.photo(own_id) if own_id is not None else None
+        filters = query.request.filters
+        if own_id is not None and row is not None and row.status == "ok":
+            term = Term(photo_id=own_id)
+            filters = replace(filters, exclude_ids=filters.exclude_ids | {own_id})
+        else:
+            term = Term(image=os.path.abspath(photo))
+        request = replace(query.request, positives=(term,), negatives=(), filters=filters)
+        return self.search(replace(query, request=request), allow_model=allow_model)
 
     def _settings_notice(self, request: SearchRequest) -> str | None:
         """How this session's model settings differ from those the index was built with (None when alike)."""

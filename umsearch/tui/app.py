@@ -364,8 +364,12 @@ def make_app(
     embedder_factory: EmbedderFactory | None = None,
     opener: Callable[[str], None] = open_in_viewer,
     runtime: RuntimeRequest | None = None,
+    server: bool = False,
 ) -> UmsearchApp:
-    """Open the index's session and build the app; a problem (no index, wrong model) is shown inside the app."""
+    """Open the index's session and build the app; a problem (no index, wrong model) is shown inside the app.
+
+    With `server`, searches that need the model go to the index's resident service (started when first needed)
+    and everything else is read from the index here; without it, the model is loaded in this process."""
     from ..session import Session
 
     try:
@@ -377,7 +381,17 @@ def make_app(
     except UmsearchError as exc:
         session.close()
         return UmsearchApp(None, problem=str(exc), image_mode=image_mode, opener=opener)
-    return UmsearchApp(SearchService(session), image_mode=image_mode, opener=opener)
+    if not server:
+        return UmsearchApp(SearchService(session), image_mode=image_mode, opener=opener)
+    from ..service.route import Route, ServiceBackend
+
+    route = Route(
+        db=session.db_path,
+        open_session=lambda: Session.open(session.db_path, model=model, runtime=runtime),
+        model=model,
+        runtime=session.runtime,
+    )
+    return UmsearchApp(SearchService(ServiceBackend(session, route)), image_mode=image_mode, opener=opener)
 
 
 def _quiet_model_load(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest) -> Embedder:

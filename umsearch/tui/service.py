@@ -9,13 +9,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from ..errors import UmsearchError
 from ..filters import Filters
 from ..querylang import Term, parse_search_text
 from ..session import SearchQuery, Session, Superseded
 from ..settings import DEFAULT_LIMIT
+
+if TYPE_CHECKING:
+    from ..service.route import ServiceBackend
 
 T = TypeVar("T")
 IMAGE_PREFIX = "@"
@@ -133,10 +136,12 @@ class SearchService:
     """What the TUI asks of its session, in the TUI's terms (typed text, results, a status line).
 
     The searching itself is `Session.search`, the same as the CLI's and the service's: this class only turns
-    what was typed (and "more like this") into a `SearchQuery`. Safe to call from worker threads.
+    what was typed (and "more like this") into a `SearchQuery`. `session` is the index's Session (the model
+    in this process) or a ServiceBackend (the model in the index's resident service; same answers). Safe to
+    call from worker threads.
     """
 
-    def __init__(self, session: Session, *, limit: int = DEFAULT_LIMIT) -> None:
+    def __init__(self, session: Session | ServiceBackend, *, limit: int = DEFAULT_LIMIT) -> None:
         self.session = session
         self.limit = limit
 
@@ -145,7 +150,7 @@ class SearchService:
 
     def load_model(self) -> object:
         """Load the model once (the first caller loads it, later ones wait and share it)."""
-        return self.session.embedder()
+        return self.session.load_model()
 
     @property
     def model_loaded(self) -> bool:
