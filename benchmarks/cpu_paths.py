@@ -55,6 +55,12 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=5, help="timed text queries (after one warm-up)")
     parser.add_argument("--no-lock", action="store_true", help="do not take the shared heavy-work lock")
     parser.add_argument("--json", dest="json_out", help="also write all results (and vectors' cosines) here")
+    parser.add_argument(
+        "--side-by-side",
+        type=int,
+        metavar="ROUNDS",
+        help="load every path in one process and take turns, ROUNDS times (fair ratios on a busy machine)",
+    )
     parser.add_argument("--point", help=argparse.SUPPRESS)  # internal: run one path in this process
     parser.add_argument("--vectors", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -64,6 +70,12 @@ def main() -> None:
         return
 
     print(machine_line(), flush=True)
+    if args.side_by_side:
+        with open(LOCK, "a") as lock:
+            if not args.no_lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            print(side_by_side(args), flush=True)
+        return
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for n, spec in enumerate(args.paths.split(",")):
@@ -175,6 +187,62 @@ def run_path(args: argparse.Namespace) -> dict:
     result["peak_rss_gb"] = rss_gb().get("VmHWM")
     np.savez(args.vectors, **vectors)
     return result
+
+
+def side_by_side(args: argparse.Namespace) -> str:
+    """All paths loaded at once; each round times one text query and one photo per preset on every path in
+    turn, so a busy moment on the machine hits all of them alike. Medians over the rounds."""
+    import numpy as np
+    import torch
+
+    from umsearch.embed import load_embedder
+    from umsearch.gme import _load_processors, fit_image
+
+    load_avg = [os.getloadavg()[0]]
+    specs = args.paths.split(",")
+    qualities = [q for q in args.qualities.split(",") if q]
+    models: dict[tuple[str, str], object] = {}
+    for spec in specs:
+        quant, dtype = spec.split(":")[:2]
+        if (quant, dtype) not in models:
+            models[quant, dtype] = load_embedder(args.model, device="cpu", quant=quant, dtype=dtype)
+    processors = {q: _load_processors(Path(args.model), *QUALITY_PRESETS[q])[1] for q in qualities}
+    photos = {q: fit_image(photo(0), *QUALITY_PRESETS[q]) for q in qualities}
+    default_threads = torch.get_num_threads()
+    times: dict[str, dict[str, list[float]]] = {spec: {} for spec in specs}
+    vectors: dict[str, dict[str, np.ndarray]] = {spec: {} for spec in specs}
+    for spec in specs:  # warm-up: every path once (first calls, the vision towers' first load)
+        quant, dtype = spec.split(":")[:2]
+        models[quant, dtype].embed_query(TEXTS[0])
+    for n in range(args.side_by_side):
+        for spec in specs:
+            quant, dtype, *rest = spec.split(":")
+            torch.set_num_threads(int(rest[0]) if rest else default_threads)
+            model = models[quant, dtype]
+            started = time.perf_counter()
+            vectors[spec][f"text{n}"] = model.embed_query(TEXTS[n % len(TEXTS)])
+            times[spec].setdefault("text", []).append(time.perf_counter() - started)
+            for quality in qualities:
+                model.image_processor = processors[quality]
+                started = time.perf_counter()
+                vectors[spec][f"{quality}{n}"] = model.embed_images([photos[quality]])[0]
+                times[spec].setdefault(quality, []).append(time.perf_counter() - started)
+        load_avg.append(os.getloadavg()[0])
+    reference = vectors[specs[0]]
+    lines = [
+        "| path | threads | text s | " + " | ".join(f"{q} s/photo" for q in qualities) + " | cos min vs first |",
+        "|---" * (4 + len(qualities)) + "|",
+    ]
+    for spec in specs:
+        quant, dtype, *rest = spec.split(":")
+        cos = min(float(np.dot(reference[k], vectors[spec][k])) for k in reference)
+        cells = [f"{statistics.median(times[spec][q]):.2f}" for q in qualities]
+        lines.append(
+            f"| {quant} {dtype} | {rest[0] if rest else default_threads} | {statistics.median(times[spec]['text']):.3f} "
+            f"| {' | '.join(cells)} | {cos:.4f} |"
+        )
+    lines.append(f"\n{args.side_by_side} rounds; load average {min(load_avg):.1f}–{max(load_avg):.1f}")
+    return "\n".join(lines)
 
 
 def add_cosines(results: list[dict]) -> None:
