@@ -61,9 +61,9 @@ def platform(monkeypatch: pytest.MonkeyPatch):
         (dict(cuda=True, bf16=False), ("cuda", "float16", "nf4")),  # Turing / Pascal consumer cards
         (dict(cuda=True, bf16=True, bnb=False), ("cuda", "bfloat16", "none")),  # no bitsandbytes: still runs
         (dict(mps=True), ("mps", "float16", "none")),  # Apple silicon
-        # CPUs: PyTorch's dynamic int8 decoder; the rest in bf16 only where the CPU computes it natively.
+        # CPUs: bf16 where the CPU computes it natively, else PyTorch's dynamic int8 decoder around float32.
         (dict(), ("cpu", "float32", "int8-dynamic")),
-        (dict(cpu_bf16=True), ("cpu", "bfloat16", "int8-dynamic")),  # AVX512-BF16 / AMX
+        (dict(cpu_bf16=True), ("cpu", "bfloat16", "none")),  # AVX512-BF16 / AMX
         (dict(cpu_int8=False), ("cpu", "float32", "none")),  # a PyTorch without the int8 kernels
         (dict(cuda=True, mps=True, bf16=True), ("cuda", "bfloat16", "nf4")),  # CUDA wins
     ],

@@ -165,10 +165,12 @@ def cpu_features(torch: Any) -> str:
 
 
 def cpu_path_description(native_bf16: bool, int8: bool) -> str:
-    compute = "bfloat16" if native_bf16 else "float32"
+    """The CPU path `choose_runtime` takes by default, in words."""
+    if native_bf16:
+        return "the model in bfloat16, natively"
     if int8:
-        return f"the text decoder in int8 (PyTorch dynamic quantisation) and the vision tower in {compute}"
-    return f"the model in {compute}"
+        return "the text decoder in int8 (PyTorch dynamic quantisation) and the vision tower in float32"
+    return "the model in float32"
 
 
 def layer_speedups(torch: Any, rows: int = 64, rounds: int = 5) -> dict[str, float]:
