@@ -64,6 +64,9 @@ class RssProgress:
         if before // step != self.done // step:
             self.samples.append((self.done, rss_mb()))
 
+    def note(self, text: str | None) -> None:
+        pass
+
     def finish(self) -> None:
         self.samples.append((self.done, rss_mb()))
 

@@ -149,7 +149,8 @@ def test_an_undecodable_file_is_recorded_with_its_reason_and_not_retried(store, 
     assert path == str(photos / "broken.jpg") and reason
     [row] = store.failures()
     assert row.path == path and row.error == reason
-    assert run(store, tiny_embedder, photos) == dict(added=0, updated=0, moved=0, removed=0, unchanged=7, failed=0)
+    # Not retried, and still counted as failed (as `umsearch status` counts it), not as unchanged.
+    assert run(store, tiny_embedder, photos) == dict(added=0, updated=0, moved=0, removed=0, unchanged=6, failed=1)
     write_photo(photos / "broken.jpg", seed=7)
     os.utime(photos / "broken.jpg", ns=(1, 10**18))
     assert run(store, tiny_embedder, photos)["updated"] == 1

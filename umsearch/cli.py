@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from . import settings
+from .cliapp import App, show_version
 from .errors import UmsearchError
 from .runtime import RuntimeRequest
 
@@ -23,18 +24,16 @@ if TYPE_CHECKING:
     from .session import Session
     from .store import Store
 
-app = typer.Typer(
+app = App(
     name="umsearch",
     help="Local, private, semantic photo search: find any photo by describing it, by showing another, or both.",
     no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
 )
 
 F = TypeVar("F", bound=Callable)
 
 EXIT_ERROR = 1
+EXIT_USAGE = 2  # the command line was not understood: click's own code, printed as one line by cliapp
 EXIT_PARTIAL = 3  # the command finished, but some files could not be indexed
 EXIT_INTERRUPTED = 130
 
@@ -242,13 +241,16 @@ def index_model(db_path: Path) -> str | None:
     return recorded.model_id if recorded else None
 
 
-def load_model(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest) -> Embedder:
-    """The one way CLI commands load a model: fetch it on first use (progress bars), then a spinner."""
+def load_model(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest, *, spinner: bool = True) -> Embedder:
+    """The one way CLI commands load a model: fetch it on first use (progress bars), then a spinner (not while
+    a progress bar already says "loading model")."""
+    from contextlib import nullcontext
+
     from . import present
     from .session import load_for_session
 
     download_on_first_use(model_id)
-    with present.err.status(f"loading model {model_id} …"):
+    with present.err.status(f"loading model {model_id} …") if spinner else nullcontext():
         return load_for_session(model_id, budget, runtime)
 
 
@@ -312,6 +314,18 @@ def download_on_first_use(model_id: str) -> None:
     if not hub_offline():  # offline, the failure below is the only line
         present.err.print(f"downloading model {model_id} (first use; 'umsearch model info' shows where it goes) …")
     download_model(model_id)
+
+
+def warn_nothing_found(paths: list[Path]) -> None:
+    """An index run that found no photo at all was most likely pointed at the wrong place: say what it looks for."""
+    from . import present
+    from .scan import extensions_looked_for
+
+    where = ", ".join(present.display_path(str(p)) for p in paths)
+    present.warn(
+        f"no photos found in {where}: umsearch looks for files ending in {extensions_looked_for()} "
+        "(any case), in subfolders too, skipping hidden ones"
+    )
 
 
 def max_pixels(budget: tuple[int, int]) -> int:
@@ -384,6 +398,16 @@ def show_hits(hits, *, as_json: bool, paths_only: bool, preview: bool) -> None:
 
 
 # ---- commands ----------------------------------------------------------------------------------
+@app.callback()
+def umsearch_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=show_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    pass
+
+
 @app.command()
 @friendly_errors
 def index(
@@ -411,7 +435,7 @@ def index(
         progress = present.BarProgress()
         indexer = Indexer(
             store,
-            lambda: load_model(model_id, budget, runtime),
+            lambda: load_model(model_id, budget, runtime, spinner=False),
             max_pixels=max_pixels(budget),
             batch_size=batch_size,
             progress=progress,
@@ -425,6 +449,8 @@ def index(
             on_scan_error=lambda path, reason: present.warn(f"{present.display_path(path)}: {reason}"),
         )
         present.print_summary(summary, as_json=as_json)
+    if not any(summary.counters().values()) and not summary.interrupted:
+        warn_nothing_found(paths)
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     if summary.failed:
@@ -676,7 +702,7 @@ def watch(
     from .manners import ON_BATTERY_CHOICES, PowerGate, be_polite
     from .service.route import server_wanted
     from .session import Session
-    from .watch import Watcher, WatchOptions, describe_round, install_stop_signals
+    from .watch import Watcher, WatchOptions, describe_changes, install_stop_signals
     from .watchstate import WatcherLock
 
     runtime = RuntimeRequest(device, quant, dtype)  # a typo fails now, not when the first photo arrives
@@ -724,10 +750,11 @@ def watch(
                 present.print_json(
                     {**round_.summary.counters(), "deferred": round_.deferred, "seconds": round(round_.seconds, 3)}
                 )
-            elif any(round_.summary.counters().values()) or round_.full:
-                present.err.print(describe_round(round_), markup=False)
-            for path, reason in round_.summary.failures:
-                present.warn(f"{path}: {reason}")
+                for path, reason in round_.summary.failures:
+                    present.warn(f"{present.display_path(path)}: {reason}")
+            else:
+                for line in describe_changes(round_, present.display_path):
+                    present.err.print(line, markup=False)
 
         watcher = Watcher(indexer, [str(p) for p in paths], options, on_round=show, on_message=present.warn)
         with WatcherLock(store.path, watcher.roots) as lock:
@@ -796,12 +823,9 @@ def serve(
     os._exit(0)
 
 
-server_app = typer.Typer(
+server_app = App(
     help="See or stop the resident service of an index (started by query, similar, embed, tui or serve).",
     no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
 )
 app.add_typer(server_app, name="server")
 
@@ -881,17 +905,15 @@ def server_stop(db: DbOption = None) -> None:
     present.out.print(f"stopped the umsearch service (pid {client.pid})")
 
 
-model_app = typer.Typer(
-    help="Download the GME model ahead of use, or see what is downloaded.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
+model_app = App(help="Download the GME model ahead of use, or see what is downloaded.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 ModelIdArgument = Annotated[
     str | None,
-    typer.Argument(help=f"Hugging Face id or local folder [default: {settings.DEFAULT_MODEL}].", show_default=False),
+    typer.Argument(
+        metavar="MODEL",
+        help=f"Hugging Face id or local folder [default: UMSEARCH_MODEL if set, else {settings.DEFAULT_MODEL}].",
+        show_default=False,
+    ),
 ]
 
 
@@ -1022,6 +1044,77 @@ def dupes(
     with open_store(db, create=False) as store:
         groups = find_duplicates(store, threshold)
     print_duplicate_groups(groups, as_json=as_json)
+
+
+@app.command()
+@friendly_errors
+def web(
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port (0: any free port).")] = 8571,
+    no_open: Annotated[bool, typer.Option("--no-open", help="Print the URL but do not open a browser.")] = False,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on; anything but loopback needs --allow-remote.")
+    ] = "127.0.0.1",
+    allow_remote: Annotated[
+        bool, typer.Option("--allow-remote", help="Allow a --host that other computers can reach.")
+    ] = False,
+    db: DbOption = None,
+    model: ModelOption = None,
+    device: DeviceOption = "auto",
+    quant: QuantOption = "auto",
+    dtype: DtypeOption = "auto",
+    no_server: Annotated[
+        bool,
+        typer.Option(
+            "--no-server", help="Serve the gallery from this process until Ctrl-C, not from the background service."
+        ),
+    ] = False,
+) -> None:
+    """Search and browse your photos in the browser: a private gallery on this computer (prints its URL).
+
+    The index's background service serves it (started if needed), so this command returns at once; the
+    gallery stops with the service ('umsearch server stop', or its idle timeout)."""
+    from .web.server import check_host
+
+    check_host(host, allow_remote)
+    runtime = RuntimeRequest(device, quant, dtype)
+    path = db or settings.default_db_path()
+    if not path.exists():
+        raise UmsearchError(f"no index at {path}: run 'umsearch index FOLDER' first")
+    route = make_route(path, model=model, runtime=runtime, no_server=no_server)
+    client = route.connect(start=True) if route.server else None
+    if client is None:
+        _serve_gallery_here(path, model, runtime, host, port, open_browser=not no_open)
+        return
+    shown = client.start_web(host=host, port=port, allow_remote=allow_remote)
+    print(shown["url"], flush=True)
+    sys.stderr.write(
+        f"the gallery is served by the umsearch service (pid {client.pid}); 'umsearch server stop' ends it\n"
+    )
+    if not no_open:
+        _open_browser(shown["url"])
+
+
+def _serve_gallery_here(
+    db: Path, model: str | None, runtime: RuntimeRequest, host: str, port: int, *, open_browser: bool
+) -> None:
+    from .web.server import GalleryServer
+
+    with open_session(db, model=model, runtime=runtime) as session:
+        server = GalleryServer(session, host=host, port=port)
+        print(server.url, flush=True)
+        sys.stderr.write("serving the gallery from this process; Ctrl-C stops it\n")
+        if open_browser:
+            _open_browser(server.url)
+        server.serve()
+
+
+def _open_browser(url: str) -> None:
+    import webbrowser
+
+    try:
+        webbrowser.open(url)
+    except Exception:
+        pass  # no browser here (SSH, a server): the printed URL is enough
 
 
 @app.command()

@@ -65,12 +65,27 @@ def parse_date(text: str, *, end: bool = False) -> int:
 
 
 def parse_types(text: str) -> tuple[str, ...]:
+    """`jpg,png` as file-type keys; a type umsearch never indexes is named (it would only ever match nothing)."""
     from .metadata import file_extension
 
     types = tuple(file_extension("x." + part.strip().lstrip(".")) for part in text.split(",") if part.strip())
     if not types:
         raise UmsearchError(f"'{text}' names no file type: use e.g. jpg,png")
+    known = known_types()
+    unknown = [kind for kind in types if kind not in known]
+    if unknown:
+        raise UmsearchError(
+            f"unknown file type {', '.join(repr(kind) for kind in unknown)}: umsearch indexes {', '.join(sorted(known))}"
+        )
     return types
+
+
+def known_types() -> frozenset[str]:
+    """Every type key a photo in the index can have (the extensions a scan looks for, folded)."""
+    from .metadata import file_extension
+    from .scan import IMAGE_EXTENSIONS
+
+    return frozenset(file_extension("x" + extension) for extension in IMAGE_EXTENSIONS)
 
 
 def folder_filter(path: str) -> str:

@@ -40,17 +40,35 @@ class IndexSummary:
     moved: int = 0
     removed: int = 0
     unchanged: int = 0
-    failed: int = 0
+    failed: int = 0  # files that could not be indexed: in this run, or before and unchanged since (as status counts)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) failed in this run
     interrupted: bool = False
+    # Each change as (what, path, where from): kept only when asked for (the watcher prints one line each);
+    # None for `umsearch index`, whose first run over a large library would hold a row per photo.
+    changes: list[tuple[str, str, str | None]] | None = None
 
     def counters(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in COUNTERS}
+
+    def count(self, what: str, path: str, source: str | None = None) -> None:
+        """One added, updated, moved or removed file."""
+        setattr(self, what, getattr(self, what) + 1)
+        if self.changes is not None:
+            self.changes.append((what, path, source))
+
+    def fail(self, path: str, reason: str) -> None:
+        self.failed += 1
+        self.failures.append((path, reason))
+        if self.changes is not None:
+            self.changes.append(("failed", path, None))
 
 
 class Progress(Protocol):
     def start(self, total: int) -> None: ...
     def advance(self, count: int = 1) -> None: ...
+    def note(self, text: str | None) -> None:
+        """What the run waits for (e.g. "loading model"); None when it works again."""
+
     def finish(self) -> None: ...
 
 
@@ -59,6 +77,9 @@ class NoProgress:
         pass
 
     def advance(self, count: int = 1) -> None:
+        pass
+
+    def note(self, text: str | None) -> None:
         pass
 
     def finish(self) -> None:
@@ -124,7 +145,9 @@ class Indexer:
     @property
     def embedder(self) -> "Embedder":
         if self._embedder is None:
+            self.progress.note("loading model")
             embedder = self._embedder_factory()
+            self.progress.note(None)
             info = embedder.info
             self.store.bind(IndexSettings(info.model_id, info.dim, info.min_image_tokens, info.max_image_tokens))
             from .runtime import record_runtime
@@ -151,7 +174,7 @@ class Indexer:
         plan = plan_changes(self.store, roots, scan(roots, excludes, on_error=scan_error))
         if unreadable:  # a folder that could not be listed is not a folder whose photos were deleted
             plan.removals = [row for row in plan.removals if not any(is_within(row.path, f) for f in unreadable)]
-        summary.unchanged = plan.unchanged
+        summary.unchanged, summary.failed = plan.unchanged, plan.still_failed
         self._apply_moves_and_removals(plan, summary)
         try:
             with self._backlog(len(plan.jobs)):
@@ -220,8 +243,10 @@ class Indexer:
             for row, item in plan.moves:
                 self.store.move_file(row.id, item.path, size=item.size, mtime_ns=item.mtime_ns)
             self.store.delete_files(row.id for row in plan.removals)
-        summary.moved += len(plan.moves)
-        summary.removed += len(plan.removals)
+        for row, item in plan.moves:
+            summary.count("moved", item.path, row.path)
+        for row in plan.removals:
+            summary.count("removed", row.path)
 
     def process(self, jobs: Sequence[Job], summary: IndexSummary) -> None:
         """Load jobs on worker threads (reading ahead) and embed them in batches, one transaction each."""
@@ -330,14 +355,13 @@ class Indexer:
         if loaded.vanished:
             if previous is not None:
                 self.store.delete_files([previous.id])
-                summary.removed += 1
+                summary.count("removed", previous.path)
             return True
         if loaded.error is not None:
             self.store.put_file(
                 found.path, size=found.size, mtime_ns=found.mtime_ns, digest=loaded.digest, error=loaded.error
             )
-            summary.failed += 1
-            summary.failures.append((found.path, loaded.error))
+            summary.fail(found.path, loaded.error)
             return True
         if previous is not None and previous.hash == loaded.digest:
             self.store.touch_file(previous.id, size=found.size, mtime_ns=found.mtime_ns)
@@ -346,7 +370,7 @@ class Indexer:
         twin = next(iter(self.store.ok_files_by_hash(loaded.digest)), None) if loaded.digest else None
         if twin is not None:
             self.store.copy_vector_to(
-                twin.id, found.path, size=found.size, mtime_ns=found.mtime_ns, digest=loaded.digest
+                twin.id, found.path, size=found.size, mtime_ns=found.mtime_ns, digest=loaded.digest, meta=loaded.meta
             )
             self._count_stored(loaded, summary)
             return True
@@ -371,8 +395,7 @@ class Indexer:
                     self.store.put_file(
                         found.path, size=found.size, mtime_ns=found.mtime_ns, digest=loaded.digest, error=vector.reason
                     )
-                    summary.failed += 1
-                    summary.failures.append((found.path, vector.reason))
+                    summary.fail(found.path, vector.reason)
                     continue
                 self.store.put_file(
                     found.path,
@@ -439,10 +462,7 @@ class Indexer:
 
     @staticmethod
     def _count_stored(loaded: Loaded, summary: IndexSummary) -> None:
-        if loaded.job.previous is None:
-            summary.added += 1
-        else:
-            summary.updated += 1
+        summary.count("added" if loaded.job.previous is None else "updated", loaded.job.found.path)
 
     def sync(
         self,
@@ -465,6 +485,7 @@ class Indexer:
         """
         scope = outermost_paths(normalize_root(p) for p in paths)
         result = SyncResult()
+        result.summary.changes = []  # the watcher names each change
         found: list[FoundFile] = []
         waiting: list[FoundFile] = []
         for item in found_in_scope(scope, excludes):
@@ -479,7 +500,7 @@ class Indexer:
             kept = [row for row in plan.removals if row.path in held or row.size in held_sizes]
             plan.removals = [row for row in plan.removals if row.path not in held and row.size not in held_sizes]
             result.deferred.extend(row.path for row in kept if row.path not in held)
-        result.summary.unchanged = plan.unchanged
+        result.summary.unchanged, result.summary.failed = plan.unchanged, plan.still_failed
         self._apply_moves_and_removals(plan, result.summary)
         jobs = [
             job
@@ -514,7 +535,7 @@ class Indexer:
             if not os.path.exists(row.path):
                 found = job.found
                 self.store.move_file(row.id, found.path, size=found.size, mtime_ns=found.mtime_ns)
-                result.summary.moved += 1
+                result.summary.count("moved", found.path, row.path)
                 return True
         return False
 

@@ -90,7 +90,7 @@ def _resolve_hub_id(repo_id: str) -> Path:
         pass  # not downloaded, or only partly: try to fetch it
 
     if hub_offline():
-        raise ModelError(_unreachable(repo_id, "offline: HF_HUB_OFFLINE is set"))
+        raise ModelError(_offline_by_setting(repo_id))
     try:
         # huggingface_hub's HTTP client has no default timeout and snapshot_download's first request
         # uses none, so a silent network would hang it for good: probe the hub with a timeout first.
@@ -122,7 +122,7 @@ def _hub_failure(repo_id: str, exc: Exception) -> ModelError:
             f"model '{repo_id}' was not found on the Hugging Face Hub: check the name, or pass --model DIR"
         )
     if isinstance(exc, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
-        return ModelError(_unreachable(repo_id, "offline"))
+        return ModelError(_offline_by_setting(repo_id) if hub_offline() else _unreachable(repo_id, "offline"))
     # Connection errors and timeouts come from the HTTP stack (httpx, or httpx2 in huggingface_hub 2).
     if not isinstance(exc, HfHubHTTPError) and type(exc).__module__.startswith("httpx"):
         return ModelError(_unreachable(repo_id, f"no answer from the Hugging Face Hub: {first_line(exc)}"))
@@ -133,6 +133,15 @@ def _unreachable(repo_id: str, why: str) -> str:
     return (
         f"model '{repo_id}' is not downloaded and could not be fetched ({why}): connect to the internet "
         f"and run 'umsearch model download {repo_id}', or pass --model DIR with a local copy"
+    )
+
+
+def _offline_by_setting(repo_id: str) -> str:
+    # The usual advice (run 'umsearch model download') is the very command that fails while HF_HUB_OFFLINE is set.
+    return (
+        f"model '{repo_id}' is not downloaded, and HF_HUB_OFFLINE is set (offline), so it cannot be fetched: "
+        f"unset HF_HUB_OFFLINE and run 'umsearch model download {repo_id}' with a network connection, "
+        "or pass --model DIR with a local copy"
     )
 
 

@@ -34,6 +34,10 @@ class Pace:
     def start(self, total: int) -> None:
         self.total, self.done, self._mark, self._steps = total, 0, None, 0
 
+    def restart(self) -> None:
+        """Measure from the next step on (the model has just been loaded: the time before says nothing)."""
+        self._mark, self._steps = None, 0
+
     def advance(self, count: int = 1) -> None:
         now = self._clock()
         self.done += count

@@ -31,6 +31,7 @@ class Plan:
     moves: list[tuple[FileRow, FoundFile]] = field(default_factory=list)
     removals: list[FileRow] = field(default_factory=list)
     unchanged: int = 0
+    still_failed: int = 0  # files that failed before and have not changed since: not retried, still failed
 
 
 def content_hash(path: str) -> str:
@@ -48,7 +49,7 @@ def check_roots(roots: Sequence[str]) -> list[str]:
     for root in roots:
         path = normalize_root(root)
         if not os.path.exists(path):
-            raise UmsearchError(f"{root}: no such file or folder")
+            raise UmsearchError(f"{root}: no such file or folder (give the folder your photos are in)")
         checked.append(path)
     return checked
 
@@ -74,7 +75,10 @@ def plan_changes(store: Store, roots: Sequence[str], found: Iterable[FoundFile])
             if row is None:
                 new_files.append(item)
             elif row.size == item.size and row.mtime_ns == item.mtime_ns:
-                plan.unchanged += 1
+                if row.status == "failed":
+                    plan.still_failed += 1
+                else:
+                    plan.unchanged += 1
             else:
                 plan.jobs.append(Job(item, row))
     # Folders the scan never reached (deleted, excluded, unreadable): all their rows are gone.

@@ -6,16 +6,20 @@ import json
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
     ProgressColumn,
+    Task,
+    TaskID,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -28,8 +32,9 @@ if TYPE_CHECKING:
     from .pace import Pace
     from .search import Hit
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# emoji=False: rich would turn `:smile:` in a file name or a query into 😄. Paths and user text print as given.
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def print_json(value: object) -> None:
@@ -74,26 +79,42 @@ def warn(message: str) -> None:
     err.print(f"[yellow]warning:[/] {escape(message)}")
 
 
-def hits_table(hits: Sequence["Hit"]) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("#", justify="right", style="dim")
-    table.add_column("score", justify="right")
-    table.add_column("path", overflow="fold")
-    for hit in hits:
-        table.add_row(str(hit.rank), f"{hit.score:.3f}", Text(display_path(hit.path)))
-    return table
-
-
-def print_hits(hits: Sequence["Hit"], *, as_json: bool, paths_only: bool) -> None:
-    if as_json:
+def print_hits(hits: Sequence["Hit"], *, as_json: bool, paths_only: bool = True) -> None:
+    """`--json` (a list of objects) or `--paths` (one path per line); the table is searchview's."""
+    if as_json or not paths_only:
         print_json([hit.as_dict() for hit in hits])
-    elif paths_only:
-        for hit in hits:
-            write_path_line(hit.path)
-    elif not hits:
-        err.print("no matches")
-    else:
-        out.print(hits_table(hits))
+        return
+    for hit in hits:
+        write_path_line(hit.path)
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    cells: list[str]  # plain text: never read as markup
+    justify: JustifyMethod = "left"
+    style: str = ""
+
+
+def print_columns(columns: Sequence[Column]) -> None:
+    """A table of results: aligned for a terminal; piped, one row per line with tab-separated cells, never
+    wrapped (grep and cut get whole paths). Columns with no value in any row are left out either way."""
+    columns = [column for column in columns if any(column.cells)]
+    if not columns:
+        return
+    if not out.is_terminal:
+        sys.stdout.flush()
+        lines = ["\t".join(column.header for column in columns)]
+        lines += ["\t".join(row) for row in zip(*(column.cells for column in columns), strict=True)]
+        sys.stdout.write("".join(line + "\n" for line in lines))
+        sys.stdout.flush()
+        return
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in columns:
+        table.add_column(column.header, justify=column.justify, style=column.style, overflow="fold")
+    for row in zip(*(column.cells for column in columns), strict=True):
+        table.add_row(*map(Text, row))
+    out.print(table)
 
 
 def print_summary(summary: "IndexSummary", *, as_json: bool, show_failures: int = 20) -> None:
@@ -107,44 +128,42 @@ def print_summary(summary: "IndexSummary", *, as_json: bool, show_failures: int 
         err.print(Text(f"  failed: {display_path(path)}: {reason}", style="yellow"))
     if len(summary.failures) > show_failures:
         err.print(f"  … and {len(summary.failures) - show_failures} more ('umsearch status' lists them)")
+    earlier = summary.failed - len(summary.failures)
+    if earlier > 0:
+        err.print(f"  {earlier} failed in an earlier run and are unchanged since ('umsearch status' lists them)")
 
 
 class RateColumn(ProgressColumn):
-    """Photos per second, or seconds per photo when slower than one a second (a CPU)."""
+    """Images per second over the batches done since the model was ready (not over files skipped or copied
+    while it loaded, which would promise thousands per second), and the time left at that rate."""
 
-    def __init__(self, pace: Pace) -> None:
-        super().__init__()
-        self.pace = pace
-
-    def render(self, task) -> Text:
-        per_photo = self.pace.per_photo()
-        if per_photo is None:
-            return Text("– img/s", style="cyan")
-        if per_photo > 1:
-            return Text(f"{per_photo:.1f} s/img", style="cyan")
-        return Text(f"{1 / per_photo:.1f} img/s", style="cyan")
+    def render(self, task: Task) -> Text:
+        rate = measured_rate(task)
+        if rate is None:
+            return Text("– img/s  eta –", style="cyan")
+        remaining = (task.total or 0) - task.completed
+        return Text(f"{rate:.1f} img/s  eta {_duration(remaining / rate)}", style="cyan")
 
 
-class MeasuredEtaColumn(ProgressColumn):
-    """Time left from this run's measured pace ("measuring" until the first batches are done)."""
+def measured_rate(task: Task) -> float | None:
+    since, done_then = task.fields.get("rate_origin", (None, 0.0))
+    if since is None or task.completed <= done_then:
+        return None  # nothing embedded yet: no rate to show
+    elapsed = time.monotonic() - since
+    return (task.completed - done_then) / elapsed if elapsed > 0 else None
 
-    def __init__(self, pace: Pace) -> None:
-        super().__init__()
-        self.pace = pace
 
-    def render(self, task) -> Text:
-        left = self.pace.remaining()
-        if left is None:
-            return Text("eta measuring", style="progress.remaining")
-        hours, rest = divmod(int(left), 3600)
-        return Text(f"eta {hours}:{rest // 60:02d}:{rest % 60:02d}", style="progress.remaining")
+def _duration(seconds: float) -> str:
+    seconds = int(seconds + 0.5)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
 
 
 class BarProgress:
-    """The indexing progress bar on stderr (silent when stderr is not a terminal), with the measured pace.
+    """The indexing progress bar (rate and ETA) on stderr; silent when stderr is not a terminal.
 
-    `on_estimate` is called once, with the pace, as soon as the first estimate exists (the CLI then says what
-    the run will cost)."""
+    `on_estimate` is called once, with the run's measured `Pace`, as soon as it has an estimate (the CLI then
+    says what a first run will cost)."""
 
     def __init__(self, description: str = "embedding", on_estimate: Callable[[Pace], None] | None = None) -> None:
         from .pace import Pace
@@ -152,24 +171,23 @@ class BarProgress:
         self.pace = Pace()
         self.on_estimate = on_estimate
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             TaskProgressColumn(),
-            RateColumn(self.pace),
             TimeElapsedColumn(),
-            MeasuredEtaColumn(self.pace),
+            RateColumn(),
             console=err,
             transient=False,
             disable=not err.is_terminal,
         )
         self._description = description
-        self._task = None
+        self._task: TaskID | None = None
 
     def start(self, total: int) -> None:
         self.pace.start(total)
         self._progress.start()
-        self._task = self._progress.add_task(self._description, total=total)
+        self._task = self._progress.add_task(self._description, total=total, rate_origin=(time.monotonic(), 0.0))
 
     def advance(self, count: int = 1) -> None:
         self.pace.advance(count)
@@ -178,6 +196,18 @@ class BarProgress:
         if self.on_estimate is not None and self.pace.per_photo() is not None:
             callback, self.on_estimate = self.on_estimate, None
             callback(self.pace)
+
+    def note(self, text: str | None) -> None:
+        """Say what the bar waits for (e.g. "loading model"); None: work again, and measure the rate from now."""
+        if text is None:
+            self.pace.restart()  # the model is ready: what came before says nothing about the pace
+        if self._task is None:
+            return
+        if text is not None:
+            self._progress.update(self._task, description=text, rate_origin=(None, 0.0))
+            return
+        done = self._progress.tasks[self._task].completed
+        self._progress.update(self._task, description=self._description, rate_origin=(time.monotonic(), done))
 
     def finish(self) -> None:
         self._progress.stop()

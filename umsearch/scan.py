@@ -5,9 +5,8 @@ from __future__ import annotations
 import fnmatch
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from .imageload import HEIF_EXTENSIONS, RAW_EXTENSIONS
 
@@ -68,7 +67,7 @@ def scan(
     roots: Iterable[str | os.PathLike[str]],
     excludes: Iterable[str] = (),
     extensions: frozenset[str] = IMAGE_EXTENSIONS,
-    on_error: "callable[[str, str], None] | None" = None,
+    on_error: Callable[[str, str], None] | None = None,
 ) -> Iterator[FoundFile]:
     """Yield every image file below the roots, following symlinks without looping.
 
@@ -171,5 +170,6 @@ def is_within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def file_ext(path: str) -> str:
-    return Path(path).suffix.lower().lstrip(".")
+def extensions_looked_for(extensions: frozenset[str] = IMAGE_EXTENSIONS) -> str:
+    """The extensions a scan picks up, for messages: "bmp, dib, gif, jpe, jpeg, jpg, …"."""
+    return ", ".join(sorted(extension.lstrip(".") for extension in extensions))

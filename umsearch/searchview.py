@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 from rich.text import Text
 
-from .present import display_path, err, out, print_json
+from .present import Column, display_path, err, out, print_columns, print_json
 
 if TYPE_CHECKING:
     from .dupes import DuplicateGroup
@@ -20,51 +20,52 @@ THUMB_CELLS = (16, 8)  # width x height in terminal cells
 
 def print_hits_with_facts(hits: Sequence["Hit"], *, previews: bool = False) -> None:
     """Rank, score, date taken, place and path; with `previews`, a thumbnail first where the terminal can
-    show images (kitty or iTerm2 graphics, sixel, or unicode half blocks) and nothing extra otherwise."""
-    from .search import taken_text
-
+    show images (kitty or iTerm2 graphics, sixel, or unicode half blocks) and nothing extra otherwise.
+    Piped, one tab-separated line per photo (present.print_columns)."""
     if not hits:
         err.print("no matches")
         return
     renderable = _image_renderable() if previews else None
-    table = Table(box=None, pad_edge=False, header_style="bold", show_lines=renderable is not None)
-    if renderable is not None:
-        table.add_column("")
-    table.add_column("#", justify="right", style="dim")
-    table.add_column("score", justify="right")
-    table.add_column("taken")
-    table.add_column("place", overflow="fold")
-    table.add_column("path", overflow="fold")
-    for hit in hits:
-        cells = [
-            str(hit.rank),
-            f"{hit.score:.3f}",
-            taken_text(hit.taken)[:10] if hit.taken is not None else "",
-            Text(hit.place or ""),
-            Text(display_path(hit.path)),
-        ]
-        if renderable is not None:
-            try:
-                cells.insert(0, renderable(hit.path, width=THUMB_CELLS[0], height=THUMB_CELLS[1]))
-            except Exception:  # an unreadable file gets no thumbnail; its row still shows
-                cells.insert(0, Text(""))
-        table.add_row(*cells)
+    if renderable is None:
+        print_columns(hit_columns(hits))
+        return
+    table = Table(box=None, pad_edge=False, header_style="bold", show_lines=True)
+    table.add_column("")
+    columns = [column for column in hit_columns(hits) if any(column.cells)]
+    for column in columns:
+        table.add_column(column.header, justify=column.justify, style=column.style, overflow="fold")
+    for hit, row in zip(hits, zip(*(column.cells for column in columns), strict=True), strict=True):
+        try:
+            thumbnail = renderable(hit.path, width=THUMB_CELLS[0], height=THUMB_CELLS[1])
+        except Exception:  # an unreadable file gets no thumbnail; its row still shows
+            thumbnail = Text("")
+        table.add_row(thumbnail, *map(Text, row))
     try:
         out.print(table)
     except Exception:  # the terminal answered the image probe oddly (e.g. no cell size): no thumbnails
-        if renderable is None:
-            raise
-        print_hits_with_facts(hits, previews=False)
+        print_columns(hit_columns(hits))
+
+
+def hit_columns(hits: Sequence["Hit"]) -> list[Column]:
+    """What a result row says, one column each (empty columns are left out when printed)."""
+    from .search import taken_text
+
+    return [
+        Column("#", [str(hit.rank) for hit in hits], "right", "dim"),
+        Column("score", [f"{hit.score:.3f}" if hit.score is not None else "" for hit in hits], "right"),
+        Column("taken", [taken_text(hit.taken)[:10] if hit.taken is not None else "" for hit in hits]),
+        Column("place", [hit.place or "" for hit in hits]),
+        Column("path", [display_path(hit.path) for hit in hits]),
+    ]
 
 
 def _image_renderable():
     if not sys.stdout.isatty():
         return None
-    try:
-        from textual_image.renderable import Image
-    except Exception:
-        return None
-    return Image
+    from .termimages import renderables
+
+    module = renderables()
+    return None if module is None else module.Image
 
 
 def print_duplicate_groups(groups: Sequence["DuplicateGroup"], *, as_json: bool) -> None:

@@ -458,6 +458,28 @@ def install_stop_signals(watcher: Watcher) -> Callable[[], None]:
     return restore
 
 
+NAMED_CHANGES_AFTER_CATCH_UP = 20  # a catch-up that changed more than this says how many, not which
+
+
+def describe_changes(round_: Round, display: Callable[[str], str] = str) -> list[str]:
+    """The lines a watcher prints for a reconcile step: one per change, naming the file; a catch-up (start-up,
+    rescan) first says what it found in total, and names the files only when they are few."""
+    stamp = time.strftime("%H:%M:%S")
+    lines = [describe_round(round_)] if round_.full else []
+    changes = round_.summary.changes or []
+    if round_.full and len(changes) > NAMED_CHANGES_AFTER_CATCH_UP:
+        return lines
+    reasons = dict(round_.summary.failures)
+    for what, path, source in changes:
+        if what == "moved" and source is not None:
+            lines.append(f"{stamp} moved {display(source)} -> {display(path)}")
+        elif what == "failed":
+            lines.append(f"{stamp} failed {display(path)}: {reasons.get(path, 'could not be indexed')}")
+        else:
+            lines.append(f"{stamp} {what} {display(path)}")
+    return lines
+
+
 def describe_round(round_: Round) -> str:
     """One line for the log: what a reconcile step changed."""
     counters = {name: count for name, count in round_.summary.counters().items() if count}

@@ -142,9 +142,9 @@ class ServiceClient:
     def status(self) -> dict[str, Any]:
         return self.call("GET", "/status", timeout=CONNECT_TIMEOUT_S)
 
-    def start_web(self, *, host: str = "127.0.0.1", port: int = 0) -> dict[str, Any]:
+    def start_web(self, *, host: str = "127.0.0.1", port: int = 0, allow_remote: bool = False) -> dict[str, Any]:
         """Ask the service to serve the web gallery on loopback TCP: `{"url", "host", "port", "token"}`."""
-        return self.call("POST", "/web", {"host": host, "port": port})
+        return self.call("POST", "/web", {"host": host, "port": port, "allow_remote": allow_remote})
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """Ask the service to stop and wait until it has (its lock is free)."""

@@ -17,6 +17,7 @@ class StoreBase:
     def __init__(self, db: "apsw.Connection", path: Path) -> None:
         self.db = db
         self.path = path
+        self.read_only = False  # opened without write permission (Store.open): reads only
         self._in_transaction = False
 
     # ---- transactions --------------------------------------------------------------------------

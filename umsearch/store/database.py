@@ -6,6 +6,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ModelMismatchError, StoreError
 from .files import FileTable
@@ -19,6 +20,9 @@ from .schema import (
     make_private_parent,
     sqlite_vec_path,
 )
+
+if TYPE_CHECKING:
+    import apsw
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,14 @@ class Store(FileTable, QueryCache):
 
     # ---- opening -------------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, create: bool = True) -> "Store":
+    def open(cls, path: str | os.PathLike[str], *, create: bool = True) -> Store:
+        """Open (and with `create`, make) an index for reading and writing.
+
+        Without `create` (queries, status, dupes), an index that this user may not write (the file or its
+        folder lacks write permission) is opened read-only: everything that reads works, and the little that
+        writes on the side (the query cache, the bit matrix file) is skipped. Indexing one needs write access
+        and says so.
+        """
         import apsw
 
         path = Path(path).expanduser()
@@ -47,13 +58,20 @@ class Store(FileTable, QueryCache):
                 raise StoreError(f"no index at {path}: run 'umsearch index FOLDER' first")
             make_private_parent(path)
             create_private_file(path)
+        read_only = not _writable(path)
+        if read_only and create:
+            raise StoreError(
+                f"index {path} is read-only for you: indexing needs write permission on the file and on its "
+                f"folder {path.parent} (queries and 'umsearch status' work without it)"
+            )
         try:
-            db = apsw.Connection(str(path))
+            db = _connect_read_only(path) if read_only else apsw.Connection(str(path))
             db.setbusytimeout(BUSY_TIMEOUT_MS)
             db.enable_load_extension(True)
             db.load_extension(sqlite_vec_path())
             db.enable_load_extension(False)
             store = cls(db, path)
+            store.read_only = read_only
             store._prepare()
         except StoreError:
             raise
@@ -73,6 +91,11 @@ class Store(FileTable, QueryCache):
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if app_id != APPLICATION_ID and tables:
             raise StoreError(f"{self.path} is not an umsearch index (it is another application's SQLite file)")
+        if self.read_only:
+            db.execute("PRAGMA foreign_keys = ON")
+            db.execute("PRAGMA mmap_size = 1073741824")
+            self._check_schema_read_only(tables)
+            return
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute("PRAGMA foreign_keys = ON")
@@ -81,16 +104,31 @@ class Store(FileTable, QueryCache):
             db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         self._migrate()
 
-    def _migrate(self) -> None:
-        db = self.db
-        db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
-        done = {r[0] for r in db.execute("SELECT name FROM migrations")}
+    def _check_schema_read_only(self, tables: set[str]) -> None:
+        """A read-only index is used as it is: one that needs a schema step first cannot be."""
+        done = {r[0] for r in self.db.execute("SELECT name FROM migrations")} if "migrations" in tables else set()
+        self._refuse_newer(done)
+        pending = [migration.__name__ for migration in MIGRATIONS if migration.__name__ not in done]
+        if pending:
+            raise StoreError(
+                f"index {self.path} was made by an older umsearch and needs updating ({pending[0]}), which needs "
+                f"write permission on the file and its folder {self.path.parent}: grant it once, run "
+                "'umsearch status', then it can be read-only again"
+            )
+
+    def _refuse_newer(self, done: set[str]) -> None:
         unknown = done - {migration.__name__ for migration in MIGRATIONS}
         if unknown:
             raise StoreError(
                 f"{self.path} was written by a newer umsearch (schema step {sorted(unknown)[-1]}); "
                 "upgrade umsearch to use it"
             )
+
+    def _migrate(self) -> None:
+        db = self.db
+        db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+        done = {r[0] for r in db.execute("SELECT name FROM migrations")}
+        self._refuse_newer(done)
         for migration in MIGRATIONS:
             if migration.__name__ in done:
                 continue
@@ -156,3 +194,28 @@ class Store(FileTable, QueryCache):
         return sum(
             p.stat().st_size for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")) if p.exists()
         )
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write the index: SQLite needs the file, and its folder for the -wal/-shm files."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
+
+
+def _connect_read_only(path: Path) -> apsw.Connection:
+    """A read-only connection. In WAL mode SQLite needs the -shm file: `mode=ro` finds or creates it; in a
+    folder where it cannot be created, `immutable=1` reads the database file alone (safe: nobody without
+    write permission can change it while we read, and a missing -wal file means every change is in it)."""
+    from urllib.parse import quote
+
+    import apsw
+
+    uri = "file:" + quote(os.fsencode(path))
+    flags = apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI
+    try:
+        db = apsw.Connection(uri + "?mode=ro", flags=flags)
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the first read opens the WAL files
+        return db
+    except (apsw.CantOpenError, apsw.ReadOnlyError):
+        if os.path.exists(f"{path}-wal") and os.path.getsize(f"{path}-wal") > 0:
+            raise  # changes still in the WAL file: reading the database file alone would miss them
+    return apsw.Connection(uri + "?immutable=1", flags=flags)

@@ -245,8 +245,11 @@ class FileTable(VectorTable):
             self.db.execute("UPDATE files SET ext = ? WHERE id = ?", (file_extension(stored), file_id))
             self._sync_filter_columns(file_id)
 
-    def copy_vector_to(self, source_id: int, path: str, *, size: int, mtime_ns: int, digest: str) -> int:
-        """A copy of an indexed file: reuse its vector instead of running the model again."""
+    def copy_vector_to(
+        self, source_id: int, path: str, *, size: int, mtime_ns: int, digest: str, meta: "PhotoMeta | None" = None
+    ) -> int:
+        """A copy of an indexed file: reuse its vector instead of running the model again. `meta` is the copy's
+        own (its file time differs, and EXIF-less copies must not inherit the source's date)."""
         source = self.files_by_id([source_id])[source_id]
         return self.put_file(
             path,
@@ -256,6 +259,7 @@ class FileTable(VectorTable):
             vector=self.vector(source_id),
             width=source.width,
             height=source.height,
+            meta=meta,
         )
 
     def delete_files(self, ids: Iterable[int]) -> int:
@@ -266,6 +270,22 @@ class FileTable(VectorTable):
                 self.db.execute(f"DELETE FROM files WHERE id IN ({marks})", chunk)
                 self._delete_vectors(chunk)
         return len(ids)
+
+    # ---- browsing (the web gallery's filter choices) ------------------------------------------------
+    def facet_counts(self, column: str, limit: int = 200) -> list[tuple[str, int]]:
+        """The most common values of one fact among indexed photos (camera, place, ext or folder), with counts."""
+        if column not in ("camera", "place", "ext", "folder"):
+            raise ValueError(f"no facet {column}")
+        rows = self.db.execute(
+            f"SELECT {column}, count(*) FROM files WHERE status = 'ok' AND {column} IS NOT NULL AND {column} != '' "
+            f"GROUP BY {column} ORDER BY count(*) DESC, {column} LIMIT ?",
+            (int(limit),),
+        )
+        return [(path_from_db(value) if column == "folder" else value, count) for value, count in rows]
+
+    def ok_ids(self) -> set[int]:
+        """The ids of every photo with a vector (what may be shown)."""
+        return {r[0] for r in self.db.execute("SELECT id FROM files WHERE status = 'ok'")}
 
     # ---- reporting -----------------------------------------------------------------------------
     def counts(self) -> Counts:

@@ -25,6 +25,9 @@ class QueryCache(StoreBase):
         import apsw
         import numpy as np
 
+        if self.read_only:
+            return
+
         blob = np.ascontiguousarray(vector, dtype=np.float32).tobytes()
         try:
             with self.transaction():

@@ -20,6 +20,7 @@ from textual.widgets import Footer, Input, ListView, Static
 from textual.worker import get_current_worker
 
 from ..errors import UmsearchError
+from ..present import display_path
 from .service import Result, SearchService, StatusInfo, Superseded, call_in_background
 from .thumbs import PREVIEW_PIXELS, ThumbnailCache
 from .viewer import open_in_viewer
@@ -82,7 +83,7 @@ class UmsearchApp(App[None]):
     # ---- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         with Horizontal(id="search-bar"):
-            yield Static("", id="like")
+            yield Static("", id="like", markup=False)
             yield Input(placeholder="Describe a photo, or @path/to/image.jpg …", id="query")
         yield Static("", id="message", markup=False)
         with Horizontal(id="body"):
@@ -316,7 +317,7 @@ class UmsearchApp(App[None]):
             self.bell()
             return
         self.like = chosen
-        self.query_one("#like", Static).update(f"like {os.path.basename(chosen.path)} +")
+        self.query_one("#like", Static).update(f"like {display_path(os.path.basename(chosen.path))} +")
         self.query_one("#search-bar").add_class("has-like")
         query = self.query_one("#query", Input)
         with query.prevent(Input.Changed):
@@ -330,7 +331,7 @@ class UmsearchApp(App[None]):
             self.bell()
             return
         self.copy_to_clipboard(chosen.path)
-        self.notify(f"copied {chosen.path}", timeout=3)
+        self.notify(f"copied {display_path(chosen.path)}", timeout=3, markup=False)
 
     def action_open_selected(self) -> None:
         chosen = self.selected
@@ -340,7 +341,7 @@ class UmsearchApp(App[None]):
         try:
             self.opener(chosen.path)
         except UmsearchError as exc:
-            self.notify(str(exc), severity="error")
+            self.notify(str(exc), severity="error", markup=False)
 
     def action_back(self) -> None:
         """Esc: leave "more like this" first, then the result list, then clear the search."""

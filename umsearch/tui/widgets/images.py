@@ -11,8 +11,13 @@ IMAGE_MODES = ("auto", "tgp", "sixel", "halfcell", "unicode")
 
 
 def image_widget_class(mode: str = "auto") -> "type[Widget]":
-    """`auto` lets textual-image probe the terminal (Kitty graphics, Sixel, else coloured half blocks)."""
-    from textual_image import widget
+    """`auto` lets textual-image probe the terminal (Kitty graphics, Sixel, else coloured half blocks); any other
+    mode asks the terminal nothing (a terminal that never answers costs no wait and prints nothing)."""
+    if mode not in IMAGE_MODES:
+        raise ValueError(f"unknown image mode {mode!r} (expected one of {', '.join(IMAGE_MODES)})")
+    from ...termimages import widgets
+
+    widget = widgets(probe=mode == "auto")
 
     classes = {
         "auto": widget.Image,
@@ -21,7 +26,4 @@ def image_widget_class(mode: str = "auto") -> "type[Widget]":
         "halfcell": widget.HalfcellImage,
         "unicode": widget.UnicodeImage,
     }
-    try:
-        return classes[mode]
-    except KeyError:
-        raise ValueError(f"unknown image mode {mode!r} (expected one of {', '.join(IMAGE_MODES)})") from None
+    return classes[mode]
