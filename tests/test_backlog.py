@@ -183,3 +183,20 @@ def test_a_cli_query_during_a_run_says_what_it_searched(tmp_path: Path, tiny_mod
         backlog.clear(store)
     quiet = runner.invoke(app, ["query", "a blue sofa", *common, "--json"], catch_exceptions=False)
     assert "searched" not in quiet.stderr
+
+
+def test_the_tui_search_carries_the_notice(tmp_path: Path, tiny_embedder) -> None:
+    from umsearch.session import Session
+    from umsearch.tui.service import SearchService
+
+    dated_photos(tmp_path / "photos", 2)
+    db = tmp_path / "index.db"
+    with Store.open(db) as store:
+        Indexer(store, lambda: tiny_embedder, max_pixels=MAX_PIXELS).index([str(tmp_path / "photos")])
+        backlog.record(store, 7)
+    service = SearchService(Session(Store.open(db), embedder_factory=lambda *a: tiny_embedder))
+    try:
+        assert len(service.run("a red sofa")) == 2
+        assert service.notice == "searched 2 of 9 photos; indexing continues"
+    finally:
+        service.close()

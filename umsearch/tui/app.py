@@ -241,7 +241,9 @@ class UmsearchApp(App[None]):
             about += f" + “{text.strip()}”"
         elif text.strip():
             about = f"“{text.strip()}”"
-        return f"{len(results)} results for {about}" if results else f"no results for {about}"
+        summary = f"{len(results)} results for {about}" if results else f"no results for {about}"
+        notice = getattr(self.service, "notice", None)
+        return f"{summary} · {notice}" if notice else summary
 
     # ---- thumbnails and preview ---------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="thumbs")

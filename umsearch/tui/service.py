@@ -144,6 +144,8 @@ class SearchService:
     def __init__(self, session: Session | ServiceBackend, *, limit: int = DEFAULT_LIMIT) -> None:
         self.session = session
         self.limit = limit
+        # The last search's one-line notice (e.g. "searched 1,240 of 10,000 photos; indexing continues").
+        self.notice: str | None = None
 
     def close(self) -> None:
         self.session.close()
@@ -194,6 +196,7 @@ class SearchService:
         result = self.session.search(SearchQuery(request, limit=limit), cancelled=cancelled)
         if cancelled():
             raise Superseded
+        self.notice = result.notice
         return [Result(hit.file_id, hit.path, hit.score) for hit in result.hits]
 
     def recent(self, limit: int = RECENT_LIMIT) -> list[Result]:
