@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from umsearch.runtime import QUALITY_PRESETS  # noqa: E402  (cheap: no torch)
+from umsearch.settings import max_pixels  # noqa: E402
 
 PHOTO_SIZE = (1600, 1200)  # a 4:3 photo, larger than every preset's budget
 TEXTS = [
@@ -345,12 +346,12 @@ def run_pipeline(point: dict, args: argparse.Namespace) -> dict:
         # The stages one at a time, on one thread, for the record.
         started = time.perf_counter()
         for path in sorted(folder.iterdir()):
-            fit_image(load_image(str(path), budget[1] * 784).image, *budget)
+            fit_image(load_image(str(path), max_pixels(budget[1])).image, *budget)
         result["decode_resize_s_per_image"] = round((time.perf_counter() - started) / args.images, 3)
         timed = TimedEmbedder(embedder)
         with Store.open(Path(tmp) / "bench.db") as store:
             indexer = Indexer(
-                store, lambda: timed, max_pixels=budget[1] * 784, image_budget=budget, batch_size=args.batch_size
+                store, lambda: timed, max_pixels=max_pixels(budget[1]), image_budget=budget, batch_size=args.batch_size
             )
             started = time.perf_counter()
             summary = indexer.index([str(folder)])

@@ -74,6 +74,7 @@ class RssProgress:
 def child(count: int, workdir: Path, model_dir: Path) -> None:
     from umsearch.embed import load_embedder
     from umsearch.index import Indexer
+    from umsearch.settings import max_pixels
     from umsearch.store import Store
 
     folder = workdir / f"photos-{count}"
@@ -86,13 +87,13 @@ def child(count: int, workdir: Path, model_dir: Path) -> None:
     progress = RssProgress()
     started = time.perf_counter()
     with Store.open(db) as store:
-        summary = Indexer(store, lambda: embedder, max_pixels=16 * 28 * 28, batch_size=32, progress=progress).index(
+        summary = Indexer(store, lambda: embedder, max_pixels=max_pixels(16), batch_size=32, progress=progress).index(
             [str(folder)]
         )
         seconds = time.perf_counter() - started
         # a second pass over the same, unchanged folder: the planning path alone (scan + index rows)
         rerun_started = time.perf_counter()
-        rerun = Indexer(store, lambda: embedder, max_pixels=16 * 28 * 28).index([str(folder)])
+        rerun = Indexer(store, lambda: embedder, max_pixels=max_pixels(16)).index([str(folder)])
         rerun_seconds = time.perf_counter() - rerun_started
         rss_after_rerun = rss_mb()
     samples = progress.samples
@@ -125,7 +126,7 @@ def child(count: int, workdir: Path, model_dir: Path) -> None:
 class PeakSampler:
     """The highest RSS seen while the block runs (a thread samples every 5 ms)."""
 
-    def __enter__(self) -> "PeakSampler":
+    def __enter__(self) -> PeakSampler:
         import threading
 
         self.peak = rss_mb()

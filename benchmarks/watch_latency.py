@@ -29,6 +29,7 @@ from tests.photos import picture
 from umsearch.devmodel import build_model_dir
 from umsearch.embed import load_embedder
 from umsearch.index import Indexer
+from umsearch.settings import max_pixels
 from umsearch.store import Store
 from umsearch.watch import Watcher, WatchOptions
 
@@ -73,7 +74,7 @@ def main() -> None:
         photos, db = tmp_path / "photos", tmp_path / "index.db"
         (photos / "single").mkdir(parents=True)
         store = Store.open(db)
-        indexer = Indexer(store, lambda: embedder, max_pixels=MAX_TOKENS * 28 * 28, batch_size=8)
+        indexer = Indexer(store, lambda: embedder, max_pixels=max_pixels(MAX_TOKENS), batch_size=8)
         watcher = Watcher(indexer, [str(photos)], WatchOptions(quiet_period=args.quiet_period))
         watcher.start()
         while not watcher.caught_up.is_set():

@@ -197,6 +197,6 @@ def test_the_tui_search_carries_the_notice(tmp_path: Path, tiny_embedder) -> Non
     service = SearchService(Session(Store.open(db), embedder_factory=lambda *a: tiny_embedder))
     try:
         assert len(service.run("a red sofa")) == 2
-        assert service.notice == "searched 2 of 9 photos; indexing continues"
+        assert service.last_notice == "searched 2 of 9 photos; indexing continues"
     finally:
         service.close()

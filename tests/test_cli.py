@@ -16,10 +16,12 @@ from umsearch.devmodel import build_model_dir
 
 from .photos import write_photo
 
+pytestmark = pytest.mark.slow  # processes, whole-pipeline runs: see CONTRIBUTING.md
+
 runner = CliRunner()
 
 
-def umsearch(*args: str) -> "click.testing.Result":  # noqa: F821
+def umsearch(*args: str) -> click.testing.Result:  # noqa: F821
     return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 

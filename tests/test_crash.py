@@ -17,6 +17,8 @@ from umsearch.store import Store
 
 from .photos import write_photo
 
+pytestmark = pytest.mark.slow  # processes, whole-pipeline runs: see CONTRIBUTING.md
+
 ROOT = Path(__file__).resolve().parent.parent
 KILLS = 6
 

@@ -29,6 +29,7 @@ from umsearch.gme import (
     default_instruction,
 )
 from umsearch.modelfiles import resolve_model
+from umsearch.settings import PIXELS_PER_TOKEN
 
 TEMPLATE_TAIL = "<|im_end|>\n<|im_start|>assistant\n<|endoftext|>"
 
@@ -57,8 +58,8 @@ def ref_smart_resize(
     height: int,
     width: int,
     factor: int = 28,
-    min_pixels: int = 4 * 28 * 28,
-    max_pixels: int = 16384 * 28 * 28,
+    min_pixels: int = 4 * PIXELS_PER_TOKEN,
+    max_pixels: int = 16384 * PIXELS_PER_TOKEN,
     max_ratio: int = 200,
 ) -> tuple[int, int]:
     h_bar = max(factor, round(height / factor) * factor)
@@ -97,7 +98,7 @@ def reference_embed(
 ) -> tuple[np.ndarray, torch.Tensor]:
     """items are (text, image, instruction); returns (unit vectors, input_ids)."""
     image_processor = Qwen2VLImageProcessorPil.from_pretrained(
-        model_dir, min_pixels=min_image_tokens * 28 * 28, max_pixels=max_image_tokens * 28 * 28
+        model_dir, min_pixels=min_image_tokens * PIXELS_PER_TOKEN, max_pixels=max_image_tokens * PIXELS_PER_TOKEN
     )
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     tokenizer.padding_side = "right"
@@ -212,6 +213,7 @@ def test_embedder_info_describes_the_loaded_model(tiny_embedder: GmeEmbedder, ti
     ],
     ids=["text", "image", "image+text"],
 )
+@pytest.mark.slow
 def test_query_vectors_are_unit_float32_and_deterministic(tiny_embedder: GmeEmbedder, item: EmbedInput) -> None:
     first = tiny_embedder.embed_query(item.text, item.image)
     again = tiny_embedder.embed_query(item.text, item.image)
@@ -221,6 +223,7 @@ def test_query_vectors_are_unit_float32_and_deterministic(tiny_embedder: GmeEmbe
     assert np.array_equal(first, again)
 
 
+@pytest.mark.slow
 def test_batched_results_equal_one_by_one_results(tiny_embedder: GmeEmbedder) -> None:
     items = [
         EmbedInput(text="snow"),
@@ -240,6 +243,7 @@ def test_batched_results_equal_one_by_one_results(tiny_embedder: GmeEmbedder) ->
     assert off_diagonal.max() < 0.98
 
 
+@pytest.mark.slow
 def test_an_image_queried_against_itself_scores_one(tiny_embedder: GmeEmbedder) -> None:
     image = make_image(150, 100, 6)
     indexed = tiny_embedder.embed_images([image, make_image(100, 150, 7)])[0]
@@ -273,6 +277,7 @@ EQUIVALENCE_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(EQUIVALENCE_CASES))
 def test_matches_the_reference_procedure(
     tiny_embedder: GmeEmbedder, tiny_model_dir: Path, hf_model: Qwen2VLForConditionalGeneration, case: str
@@ -285,6 +290,7 @@ def test_matches_the_reference_procedure(
     assert torch.equal(tiny_embedder.prepare(inputs)["input_ids"], expected_ids)
 
 
+@pytest.mark.slow
 def test_the_reference_check_tells_plain_positions_from_mrope(
     tiny_embedder: GmeEmbedder, hf_model: Qwen2VLForConditionalGeneration
 ) -> None:
@@ -322,6 +328,7 @@ def _decode(embedder: GmeEmbedder, ids: list[int]) -> str:
     return embedder.tokenizer.decode(ids, skip_special_tokens=False)
 
 
+@pytest.mark.slow
 def test_long_text_is_cut_to_max_length_keeping_image_tokens_and_template(
     tiny_embedder: GmeEmbedder,
     tiny_model_dir: Path,
@@ -394,6 +401,7 @@ def test_image_queries_share_the_index_instruction() -> None:
     assert IMAGE_QUERY_INSTRUCTION == INDEX_INSTRUCTION == "You are a helpful assistant."
 
 
+@pytest.mark.slow
 def test_an_explicit_instruction_overrides_the_default(tiny_embedder: GmeEmbedder) -> None:
     item = EmbedInput(text="a cat", instruction="Find a drawing.")
     prompt = _decode(tiny_embedder, tiny_embedder.prompt_ids(item, image_tokens=0))
@@ -411,6 +419,7 @@ def test_an_input_needs_text_or_an_image(tiny_embedder: GmeEmbedder) -> None:
 # --- Quantization ---
 
 
+@pytest.mark.slow
 def test_nf4_on_cpu_gives_vectors_close_to_float32(tiny_model_dir: Path, tiny_embedder: GmeEmbedder) -> None:
     pytest.importorskip("bitsandbytes")
     items = [
@@ -439,6 +448,7 @@ def test_nf4_on_cpu_gives_vectors_close_to_float32(tiny_model_dir: Path, tiny_em
     assert np.array_equal(np.argmax(quantized @ exact.T, axis=1), np.arange(len(items)))
 
 
+@pytest.mark.slow
 def test_int8_on_cpu_gives_vectors_close_to_float32(tiny_model_dir: Path, tiny_embedder: GmeEmbedder) -> None:
     pytest.importorskip("bitsandbytes")
     items = [
@@ -479,6 +489,7 @@ def test_hub_id_offline_is_one_fast_line_naming_the_model(
     assert HUB_ID in message and "offline" in message and f"umsearch model download {HUB_ID}" in message
 
 
+@pytest.mark.slow
 def test_a_hub_that_never_answers_fails_within_the_timeout(
     monkeypatch: pytest.MonkeyPatch, empty_hub_cache: Path
 ) -> None:

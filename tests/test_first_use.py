@@ -77,12 +77,14 @@ def shared(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> tu
         (["query", "--image", "/tmp/trip:smile:.jpg"], "/tmp/trip:smile:.jpg: no such file"),
     ],
 )
+@pytest.mark.slow
 def test_user_text_in_errors_prints_exactly_as_given(shared, args, shown) -> None:
     result = umsearch(*args, "--db", shared[0])
     assert result.exit_code == EXIT_ERROR
     assert shown in result.stderr, result.stderr
 
 
+@pytest.mark.slow
 def test_paths_with_colon_names_print_as_given_in_status_tables_and_watch_lines(indexed, photos) -> None:
     (photos / "bad:smile:.jpg").write_bytes(b"not a photo")
     umsearch("index", photos, "--db", indexed)
@@ -95,6 +97,7 @@ def test_paths_with_colon_names_print_as_given_in_status_tables_and_watch_lines(
 
 
 # ---- 2. watch reads the metadata of a copied photo ------------------------------------------------------
+@pytest.mark.slow
 def test_a_copy_picked_up_by_the_watcher_gets_its_own_metadata(tmp_path, tiny_embedder) -> None:
     from umsearch.index import Indexer
     from umsearch.settings import max_pixels
@@ -128,6 +131,7 @@ def _without_write_permission() -> list[str] | None:
     return [setpriv, "--bounding-set=-dac_override,-dac_read_search,-fowner"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
 def test_read_only_commands_work_on_an_index_in_a_read_only_folder(shared, tmp_path) -> None:
     indexed, photos = shared
@@ -215,6 +219,7 @@ def test_indexing_no_photos_at_all_warns_and_names_the_extensions(tmp_path, tiny
 
 
 # ---- 8. piped output is one result per line ------------------------------------------------------------
+@pytest.mark.slow
 def test_piped_results_are_one_line_each_never_wrapped_without_empty_columns(tmp_path, tiny_model_dir) -> None:
     deep = tmp_path / ("a very long folder name that a terminal table would fold " * 3).strip() / "2024" / "trip"
     for seed in range(3):
@@ -252,6 +257,7 @@ def test_the_progress_bar_says_loading_model_and_measures_rates_from_real_batche
     assert task.description == "embedding" and rate is not None and 10 < rate < 45  # 8 images in ~0.2 s
 
 
+@pytest.mark.slow
 def test_the_indexer_reports_loading_the_model_before_the_first_batch(tmp_path, tiny_embedder) -> None:
     from umsearch.index import Indexer
     from umsearch.settings import max_pixels
@@ -283,6 +289,7 @@ def test_the_indexer_reports_loading_the_model_before_the_first_batch(tmp_path, 
 
 
 # ---- 10. the TUI in a terminal that does not answer --------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 @pytest.mark.skipif(shutil.which("script") is None or sys.platform != "linux", reason="needs util-linux script")
 @pytest.mark.parametrize("mode", ["halfcell", "auto"])
@@ -350,6 +357,7 @@ def _command_paths(command, prefix=()):
         yield from _command_paths(sub, (*prefix, name))
 
 
+@pytest.mark.slow
 def test_help_names_values_in_words_and_shows_descriptions_whole() -> None:
     from typer.main import get_command
 
@@ -372,6 +380,7 @@ def test_version_and_the_model_default_that_the_environment_overrides() -> None:
 
 
 # ---- 14. the index summary agrees with status ----------------------------------------------------------
+@pytest.mark.slow
 def test_a_rerun_counts_old_failures_as_failed_like_status(indexed, photos) -> None:
     (photos / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     first = umsearch("index", photos, "--db", indexed, "--json")
@@ -392,6 +401,7 @@ def test_an_unknown_file_type_is_named_not_searched(shared) -> None:
         assert "'xyz'" in result.stderr and "jpg" in result.stderr and "no matches" not in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_watch_prints_one_line_per_change_naming_the_file(photos, tiny_model_dir, tmp_path) -> None:

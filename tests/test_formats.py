@@ -13,10 +13,11 @@ import pytest
 from umsearch.errors import ImageLoadError
 from umsearch.imageload import load_image
 from umsearch.scan import raw_has_jpeg_sibling, scan
+from umsearch.settings import max_pixels
 
 from .photos import picture, write_photo
 
-BUDGET = 1280 * 28 * 28
+BUDGET = max_pixels(1280)
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -143,6 +144,7 @@ def test_a_dng_without_a_preview_is_developed(tmp_path):
     assert loaded.image.mode == "RGB" and loaded.image.size == (64, 48)
 
 
+@pytest.mark.slow
 def test_raw_and_heic_photos_are_indexed_and_raw_is_skipped_beside_its_jpeg(tmp_path, tiny_embedder):
     pytest.importorskip("rawpy")
     from umsearch.index import Indexer

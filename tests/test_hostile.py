@@ -16,12 +16,15 @@ from umsearch.cli import app
 from umsearch.errors import ImageLoadError
 from umsearch.imageload import load_image
 from umsearch.index import Indexer
+from umsearch.settings import max_pixels
 from umsearch.store import Store
 
 from .hostile_support import make_hostile_folder, odd_name
 from .photos import write_photo
 
-BUDGET = 1280 * 28 * 28
+pytestmark = pytest.mark.slow  # processes, whole-pipeline runs: see CONTRIBUTING.md
+
+BUDGET = max_pixels(1280)
 
 
 def run_cli(*args: str):

@@ -191,6 +191,7 @@ def test_doctor_command_prints_text_and_json(tiny_model_dir: Path, tmp_path: Pat
 # --- runtime flags on index / status / query -------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_index_records_the_runtime_and_query_warns_about_other_settings(tiny_model_dir: Path, tmp_path: Path) -> None:
     for i in range(3):

@@ -9,15 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.plain_search import Query, query_vector, rank
 from umsearch.errors import ModelMismatchError, UmsearchError
 from umsearch.gme import GmeEmbedder
 from umsearch.index import Indexer, IndexSummary
-from umsearch.search import Query, query_vector, rank
+from umsearch.settings import max_pixels
 from umsearch.store import Store
 
 from .photos import write_photo
 
-MAX_PIXELS = 1280 * 28 * 28
+pytestmark = pytest.mark.slow  # processes, whole-pipeline runs: see CONTRIBUTING.md
+
+MAX_PIXELS = max_pixels(1280)
 
 
 def make_indexer(store: Store, embedder: GmeEmbedder, batch_size: int = 4) -> Indexer:

@@ -7,14 +7,18 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from umsearch.index import Indexer
 from umsearch.planning import content_hash
+from umsearch.settings import max_pixels
 from umsearch.store import Store
 
 from .photos import write_photo
+
+pytestmark = pytest.mark.slow  # processes, whole-pipeline runs: see CONTRIBUTING.md
 
 NAMES = ["a.jpg", "b.jpg", "sub/c.jpg", "sub/d.png", "e.txt.jpg"]
 name = st.sampled_from(NAMES)
@@ -79,7 +83,7 @@ def test_index_always_equals_the_folder(tiny_embedder, ops):
         folder = Folder(Path(tmp) / "photos")
         folder.root.mkdir()
         with Store.open(Path(tmp) / "i.db") as store:
-            indexer = Indexer(store, lambda: tiny_embedder, max_pixels=1280 * 28 * 28, batch_size=3, workers=2)
+            indexer = Indexer(store, lambda: tiny_embedder, max_pixels=max_pixels(1280), batch_size=3, workers=2)
             for op, a, b in [*ops, ("index", "", 0)]:
                 if op == "index":
                     indexer.index([str(folder.root)])

@@ -6,6 +6,7 @@ from __future__ import annotations
 from umsearch.index import Indexer
 from umsearch.planning import plan_changes
 from umsearch.scan import scan
+from umsearch.settings import max_pixels
 from umsearch.store import Store
 
 from .photos import write_photo
@@ -16,7 +17,7 @@ def test_overlapping_roots_deleted_folders_and_exclusions(tmp_path, tiny_embedde
     for rel, seed in (("a.jpg", 1), ("b.jpg", 2), ("sub/c.jpg", 3), ("sub/deep/d.jpg", 4), ("gone/e.jpg", 5)):
         write_photo(root / rel, seed)
     with Store.open(tmp_path / "i.db") as store:
-        indexer = Indexer(store, lambda: tiny_embedder, max_pixels=1280 * 28 * 28)
+        indexer = Indexer(store, lambda: tiny_embedder, max_pixels=max_pixels(1280))
         assert indexer.index([str(root)]).added == 5
 
         # a file root listed before the folder that holds it, and a sub-folder root inside another root

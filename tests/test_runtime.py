@@ -24,6 +24,7 @@ from umsearch.runtime import (
     recorded_runtime,
     resolve_budget,
 )
+from umsearch.settings import max_pixels
 from umsearch.store import IndexSettings, Store
 
 from .photos import write_photo
@@ -233,6 +234,7 @@ def test_runtime_is_recorded_and_a_query_with_other_settings_is_told(
 # --- Loader-side resizing gives the very same vectors -----------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(640, 480), (90, 60), (3000, 200), (1000, 1000)])
 def test_fitting_on_the_loader_thread_changes_nothing(tiny_embedder: GmeEmbedder, size: tuple[int, int]) -> None:
     from .photos import picture
@@ -240,7 +242,7 @@ def test_fitting_on_the_loader_thread_changes_nothing(tiny_embedder: GmeEmbedder
     image = picture(7, size)
     low, high = tiny_embedder.info.min_image_tokens, tiny_embedder.info.max_image_tokens
     fitted = fit_image(image, low, high)
-    assert fitted.width * fitted.height <= high * 28 * 28
+    assert fitted.width * fitted.height <= max_pixels(high)
     tokens = image_token_count(*image.size, low, high)
     assert tokens == (fitted.width // 28) * (fitted.height // 28)
     batch = tiny_embedder.prepare_images([fitted])
@@ -289,10 +291,11 @@ class Spy:
 def run_index(store: Store, embedder, root: Path, **options) -> IndexSummary:
     info = embedder.info
     budget = (info.min_image_tokens, info.max_image_tokens)
-    indexer = Indexer(store, lambda: embedder, max_pixels=budget[1] * 784, image_budget=budget, **options)
+    indexer = Indexer(store, lambda: embedder, max_pixels=max_pixels(budget[1]), image_budget=budget, **options)
     return indexer.index([str(root)])
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_batches_group_similar_token_counts_and_vectors_match_one_by_one(
     tiny_embedder: GmeEmbedder, tmp_path: Path
@@ -308,11 +311,12 @@ def test_batches_group_similar_token_counts_and_vectors_match_one_by_one(
         from umsearch.imageload import load_image
 
         for row in store.iter_files():
-            alone = tiny_embedder.embed_images([load_image(row.path, 1280 * 784).image])[0]
+            alone = tiny_embedder.embed_images([load_image(row.path, max_pixels(1280)).image])[0]
             assert float(store.vector(row.id) @ alone) > 0.9999
         assert recorded_runtime(store).quality == "best"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_read_ahead_decodes_the_next_window_while_the_model_runs(tiny_embedder: GmeEmbedder, tmp_path: Path) -> None:
     root = photo_folder(tmp_path / "photos", 8)
@@ -329,7 +333,7 @@ def test_read_ahead_decodes_the_next_window_while_the_model_runs(tiny_embedder: 
     spy.on_call = model_call
     with Store.open(tmp_path / "i.db") as store:
         indexer = Indexer(
-            store, lambda: spy, max_pixels=1280 * 784, image_budget=(256, 1280), batch_size=4, window=4, workers=2
+            store, lambda: spy, max_pixels=max_pixels(1280), image_budget=(256, 1280), batch_size=4, window=4, workers=2
         )
         original = indexer._load
         count = {"n": 0}
@@ -346,6 +350,7 @@ def test_read_ahead_decodes_the_next_window_while_the_model_runs(tiny_embedder: 
         assert indexer.index([str(root)]).added == 8
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_out_of_memory_halves_the_batch_and_drops_nothing(tiny_embedder: GmeEmbedder, tmp_path: Path) -> None:
     root = photo_folder(tmp_path / "photos", 10)
@@ -353,7 +358,7 @@ def test_out_of_memory_halves_the_batch_and_drops_nothing(tiny_embedder: GmeEmbe
     spy.fail_above = 2
     with Store.open(tmp_path / "i.db") as store:
         indexer = Indexer(
-            store, lambda: spy, max_pixels=1280 * 784, image_budget=(256, 1280), batch_size=8, window=8, workers=2
+            store, lambda: spy, max_pixels=max_pixels(1280), image_budget=(256, 1280), batch_size=8, window=8, workers=2
         )
         summary = indexer.index([str(root)])
         assert (summary.added, summary.failed) == (10, 0)
@@ -362,6 +367,7 @@ def test_out_of_memory_halves_the_batch_and_drops_nothing(tiny_embedder: GmeEmbe
         assert store.counts().indexed == 10
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_out_of_memory_on_a_single_photo_stops_the_run_without_recording_a_failure(
     tiny_embedder: GmeEmbedder, tmp_path: Path

@@ -73,4 +73,5 @@ def test_candidate_names():
     assert not is_candidate_name("IMG_1.jpg.crdownload")
     assert not is_candidate_name("IMG_1.jpg~")
     assert not is_candidate_name(".IMG_1.jpg.swp")
-    assert not is_candidate_name("doc.pdf")
+    assert is_candidate_name("doc.pdf") and is_candidate_name("clip.MOV")  # documents and videos are indexed too
+    assert not is_candidate_name("notes.txt")

@@ -17,6 +17,7 @@ from umsearch.index import Indexer
 from umsearch.querylang import SearchRequest, Term
 from umsearch.search import combine, search
 from umsearch.session import Session
+from umsearch.settings import max_pixels
 from umsearch.store import IndexSettings, Store
 from umsearch.store import vectors as store_module
 
@@ -138,6 +139,7 @@ def test_combine_is_a_weighted_sum_of_unit_vectors_minus_negatives_renormalised(
         combine([(a, 1.0)], [(a * 2, 1.0)])
 
 
+@pytest.mark.slow
 def test_a_request_vector_combines_each_term_embedded_alone(tiny_embedder, tmp_path):
     image = write_exif_photo(tmp_path / "x.jpg", 3)
     request = SearchRequest(
@@ -210,6 +212,7 @@ def names(hits):
     return {Path(h["path"]).name for h in hits}
 
 
+@pytest.mark.slow
 @needs_geocoder
 def test_the_example_question_in_one_command(library):
     root, db = library
@@ -234,6 +237,7 @@ def test_the_example_question_in_one_command(library):
     assert [h["path"] for h in flags] == [h["path"] for h in hits]
 
 
+@pytest.mark.slow
 def test_each_cli_filter(library):
     root, db = library
     q = ("query", "a photo", "-n", "50")
@@ -255,6 +259,7 @@ def test_place_filter_knows_countries_regions_and_cities(library):
     assert names(cli_json(db, *q, "--place", "spain")) == {f"madrid_{i}.jpg" for i in range(3)}
 
 
+@pytest.mark.slow
 def test_chinese_query_and_non_ascii_paths(library):
     root, db = library
     hits = cli_json(db, "query", "海滩 日落", "--in", str(root / "中文 📷"))
@@ -263,6 +268,7 @@ def test_chinese_query_and_non_ascii_paths(library):
     assert str(root / "中文 📷" / "海滩 🌊.jpg") not in {h["path"] for h in same} and len(same) == 3
 
 
+@pytest.mark.slow
 def test_similar_uses_the_stored_vector_or_embeds_an_outside_photo(library, tmp_path):
     root, db = library
     hits = cli_json(db, "similar", str(root / "misc" / "original.jpg"), "-n", "2")
@@ -288,6 +294,7 @@ def test_dupes_groups_resized_and_reencoded_copies(library):
     assert all(len(g["paths"]) >= 2 for g in groups)
 
 
+@pytest.mark.slow
 def test_query_terms_and_images_from_the_command_line(library, tiny_embedder):
     root, db = library
     original = str(root / "misc" / "original.jpg")
@@ -347,7 +354,7 @@ def test_an_index_built_by_the_m001_code_migrates_without_re_embedding(tmp_path)
         assert [h.file_id for h in search(store, vectors[1], 1)] == [ids[1]]
         assert [h.path for h in search(store, vectors[0], 5, Filters(types=("png",)))] == [str(paths[1])]
         assert len(store.files_missing_metadata()) == 2
-        summary = Indexer(store, no_model, max_pixels=1280 * 28 * 28).index([str(root)])
+        summary = Indexer(store, no_model, max_pixels=max_pixels(1280)).index([str(root)])
         assert (summary.unchanged, summary.added, summary.updated) == (2, 0, 0)
         assert store.files_missing_metadata() == []
         hits = search(store, vectors[1], 5, Filters(camera="EOS", after=parse_date("2025-07")))

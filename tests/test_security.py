@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from umsearch.cli import app
+from umsearch.settings import max_pixels
 
 from .photos import write_photo
 
@@ -59,6 +60,7 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", refuse)
 
 
+@pytest.mark.slow
 def test_index_and_query_with_a_local_model_use_no_network_and_a_private_folder(
     tmp_path, tiny_model_dir, no_network, monkeypatch
 ):
@@ -73,6 +75,7 @@ def test_index_and_query_with_a_local_model_use_no_network_and_a_private_folder(
     assert stat.S_IMODE(home.stat().st_mode) == 0o700  # the index reveals what is in someone's photos
 
 
+@pytest.mark.slow
 def test_file_names_that_look_like_options_are_just_files(tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.chdir(tmp_path)
     weird = tmp_path / "-weird"
@@ -95,6 +98,7 @@ def test_file_names_that_look_like_options_are_just_files(tmp_path, tiny_model_d
     assert json.loads(by_image.stdout)[0]["path"] == str(rf_photo)
 
 
+@pytest.mark.slow
 def test_the_index_file_and_its_wal_are_private_even_in_a_shared_folder(tmp_path, tiny_embedder):
     from umsearch.index import Indexer
     from umsearch.store import Store
@@ -103,6 +107,6 @@ def test_the_index_file_and_its_wal_are_private_even_in_a_shared_folder(tmp_path
     shared.mkdir(mode=0o755)
     write_photo(tmp_path / "photos" / "a.jpg", 1)
     with Store.open(shared / "index.db") as store:
-        Indexer(store, lambda: tiny_embedder, max_pixels=1280 * 28 * 28).index([str(tmp_path / "photos")])
+        Indexer(store, lambda: tiny_embedder, max_pixels=max_pixels(1280)).index([str(tmp_path / "photos")])
         for name in ("index.db", "index.db-wal", "index.db-shm"):
             assert stat.S_IMODE((shared / name).stat().st_mode) == 0o600, name

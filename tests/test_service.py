@@ -45,6 +45,8 @@ from .service_support import (
     wait_for_service,
 )
 
+pytestmark = pytest.mark.slow  # processes, whole-pipeline runs: see CONTRIBUTING.md
+
 PHOTOS = 8
 
 

@@ -23,6 +23,8 @@ from umsearch.store import Store
 
 from .photos import write_photo
 
+pytestmark = pytest.mark.slow  # processes, whole-pipeline runs: see CONTRIBUTING.md
+
 PACKAGE = Path(__file__).resolve().parent.parent / "umsearch"
 
 

@@ -9,6 +9,7 @@ import pytest
 
 pytest.importorskip("textual")
 
+from tests.plain_search import Query, query_vector, rank
 from tests.tui_support import (
     BUDGET,
     PHOTO_NAMES,
@@ -20,7 +21,6 @@ from tests.tui_support import (
     type_and_wait,
     write_photos,
 )
-from umsearch.search import Query, query_vector, rank
 from umsearch.settings import max_pixels
 from umsearch.store import Store
 from umsearch.tui.app import UmsearchApp, make_app
@@ -28,6 +28,7 @@ from umsearch.tui.widgets.preview import Preview
 from umsearch.tui.widgets.results import ResultList
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.timeout(120),
     pytest.mark.filterwarnings("ignore:Image.Image.getdata is deprecated:DeprecationWarning"),
 ]

@@ -20,6 +20,7 @@ from umsearch.store import Store
 from umsearch.tui.app import make_app
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.timeout(180),
     pytest.mark.filterwarnings("ignore:Image.Image.getdata is deprecated:DeprecationWarning"),
 ]

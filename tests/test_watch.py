@@ -37,6 +37,7 @@ from umsearch.watch import Watcher, WatchOptions
 from umsearch.watchstate import WatcherLock, read_status
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.timeout(180),
     # watchdog re-registers a new subfolder's watch and says so; harmless.
     pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning"),
@@ -190,7 +191,7 @@ def test_a_file_written_in_slow_chunks_is_embedded_once_when_complete(db, photos
 
 
 def test_a_burst_is_embedded_in_batches_while_queries_keep_working(db, photos, watching, small_embedder):
-    from umsearch.search import rank
+    from tests.plain_search import rank
 
     watch = watching()
     query = small_embedder.embed_images([picture(0, (32, 32))])[0]

@@ -21,7 +21,11 @@ from umsearch.store import Store
 from umsearch.store.schema import VEC_TABLE
 from umsearch.watchstate import read_status
 
-pytestmark = [pytest.mark.timeout(240), pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(240),
+    pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals"),
+]
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -25,6 +25,8 @@ from umsearch.web.thumbs import ThumbCache, cache_folder
 from .service_support import service_env, umsearch
 from .web_support import Client, gallery_from_the_service, make_library, running_gallery, scene, write_scene
 
+pytestmark = pytest.mark.slow  # a served gallery over a real index, the service as a process
+
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -27,9 +27,10 @@ playwright_sync = pytest.importorskip("playwright.sync_api", reason="the dev ext
 CHROMIUM = next(
     (found for name in ("chromium", "chromium-browser", "google-chrome") if (found := shutil.which(name))), None
 )
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no chromium on this machine (Debian: apt-get install chromium)"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine (Debian: apt-get install chromium)"),
+]
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 

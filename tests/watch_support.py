@@ -8,11 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from umsearch.scan import scan
+from umsearch.settings import max_pixels
 from umsearch.store import Store
 
 # Tiny visual budget: the watcher, not the model, is under test (the model path is still the real one).
 MIN_TOKENS, MAX_TOKENS = 4, 16
-MAX_PIXELS = MAX_TOKENS * 28 * 28
+MAX_PIXELS = max_pixels(MAX_TOKENS)
 
 
 class CountingEmbedder:

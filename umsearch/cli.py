@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, overload
 
 import typer
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .index import Indexer
     from .pace import Pace
     from .service.route import Route
-    from .session import Session
+    from .session import SearchResult, Session
     from .store import Store
 
 app = App(
@@ -119,8 +119,11 @@ QualityOption = Annotated[
     str | None,
     typer.Option(
         "--quality",
-        help="Image detail: fast (128-256 visual tokens), balanced (256-576), best (256-1280) or auto "
-        "[default: the index's; a new index: auto = best on CUDA, balanced on Apple MPS, fast on CPUs].",
+        help="Image detail: "
+        + ", ".join(f"{name} ({low}-{high} visual tokens)" for name, (low, high) in settings.QUALITY_PRESETS.items())
+        + " or auto [default: the index's; a new index: auto = "
+        + ", ".join(f"{preset} on {device}" for device, preset in settings.AUTO_QUALITY.items())
+        + "].",
         show_default=False,
     ),
 ]
@@ -159,13 +162,13 @@ def friendly_errors(command: F) -> F:
 
 
 # ---- shared plumbing ---------------------------------------------------------------------------
-def open_store(db: Path | None, *, create: bool) -> "Store":
+def open_store(db: Path | None, *, create: bool) -> Store:
     from .store import Store
 
     return Store.open(db or settings.default_db_path(), create=create)
 
 
-def chosen_model(store: "Store", model: str | None) -> str:
+def chosen_model(store: Store, model: str | None) -> str:
     """An explicit --model must match the index; without one, the index's own model is used."""
     recorded = store.settings()
     if model is None:
@@ -176,7 +179,7 @@ def chosen_model(store: "Store", model: str | None) -> str:
 
 
 def token_budget(
-    store: "Store", min_tokens: int | None, max_tokens: int | None, quality: str | None = None
+    store: Store, min_tokens: int | None, max_tokens: int | None, quality: str | None = None
 ) -> tuple[int, int]:
     from .runtime import resolve_budget
 
@@ -184,7 +187,7 @@ def token_budget(
 
 
 def index_settings(
-    store: "Store",
+    store: Store,
     model: str | None,
     min_tokens: int | None,
     max_tokens: int | None,
@@ -206,14 +209,14 @@ def index_settings(
     return model_id, budget
 
 
-def first_run_notice(indexer: "Indexer", budget: tuple[int, int], quality: str | None) -> Callable[["Pace"], None]:
+def first_run_notice(indexer: Indexer, budget: tuple[int, int], quality: str | None) -> Callable[[Pace], None]:
     """What a first run says once its pace is measured: quality and cost, and on a terminal, if the run will
     take hours, how to make it cheaper."""
     from . import present
     from .pace import RunFacts, first_run_lines
     from .runtime import quality_name
 
-    def say(pace: "Pace") -> None:
+    def say(pace: Pace) -> None:
         per_photo = pace.per_photo()
         if per_photo is None:
             return
@@ -250,7 +253,7 @@ def load_model(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest, 
     from .session import load_for_session
 
     download_on_first_use(model_id)
-    with present.err.status(f"loading model {model_id} …") if spinner else nullcontext():
+    with present.spinner(f"loading model {model_id} …") if spinner else nullcontext():
         return load_for_session(model_id, budget, runtime)
 
 
@@ -294,10 +297,14 @@ def make_route(
         server=server_wanted(no_server),
         warn=present.warn,
         prepare=download_on_first_use,
-        waiting=lambda model_id: present.err.status(f"loading model {model_id} in the umsearch service …"),
+        waiting=lambda model_id: present.spinner(f"loading model {model_id} in the umsearch service …"),
     )
 
 
+@overload
+def absolute(path: Path | str) -> str: ...
+@overload
+def absolute(path: None) -> None: ...
 def absolute(path: Path | str | None) -> str | None:
     """A path given on the command line, made absolute here: the process that uses it may run elsewhere."""
     return None if path is None else os.path.abspath(os.path.expanduser(str(path)))
@@ -369,32 +376,60 @@ CameraOption = Annotated[str | None, typer.Option("--camera", help="Camera make 
 PlaceOption = Annotated[
     str | None, typer.Option("--place", help="Place (city, region or country, from GPS) contains TEXT.")
 ]
+KindOption = Annotated[
+    str | None,
+    typer.Option(
+        "--kind", help="Only these kinds: photo, screenshot, document, video (e.g. video or screenshot,document)."
+    ),
+]
 MinScoreOption = Annotated[float | None, typer.Option("--min-score", help="Drop matches scoring below X.")]
 SortOption = Annotated[
     str | None, typer.Option("--sort", help="Order the best matches by score (default) or date (newest first).")
 ]
+LimitOption = Annotated[int, typer.Option("--limit", "-n", min=1, max=settings.MAX_LIMIT, help="How many results.")]
+PathsOption = Annotated[bool, typer.Option("--paths", help="Print only paths, one per line.")]
 PreviewOption = Annotated[
     bool, typer.Option("--preview", help="Show small thumbnails where the terminal can draw images.")
 ]
 
 
-def cli_filters(folder, after, before, types, camera, place):
+def cli_filters(folder, after, before, types, camera, place, kinds=None):
     from .filters import build_filters
 
     return build_filters(
-        folders=[str(f) for f in folder or ()], after=after, before=before, types=types, camera=camera, place=place
+        folders=[str(f) for f in folder or ()],
+        after=after,
+        before=before,
+        types=types,
+        camera=camera,
+        place=place,
+        kinds=kinds,
     )
 
 
-def show_hits(hits, *, as_json: bool, paths_only: bool, preview: bool) -> None:
+def read_description(source: Path) -> str:
+    """A query's text from a file (`-`: standard input), for descriptions too long for a command line."""
+    try:
+        text = sys.stdin.read() if str(source) == "-" else source.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise UmsearchError(f"{source}: {(exc.strerror or str(exc)).lower()}") from None
+    if not text.strip():
+        raise UmsearchError(f"{source}: the description is empty")
+    return " ".join(text.split())  # one line: paragraphs and indentation carry no meaning for the model
+
+
+def show_result(result: SearchResult, *, as_json: bool, paths_only: bool, preview: bool) -> None:
+    """What query and similar print: a notice about settings (stderr), then the hits as asked."""
     from . import present
 
+    if result.notice:
+        present.warn(result.notice)
     if not (as_json or paths_only):
         from .searchview import print_hits_with_facts
 
-        print_hits_with_facts(hits, previews=preview)
+        print_hits_with_facts(result.hits, previews=preview)
         return
-    present.print_hits(hits, as_json=as_json, paths_only=paths_only)
+    present.print_hits(result.hits, as_json=as_json, paths_only=paths_only)
 
 
 # ---- commands ----------------------------------------------------------------------------------
@@ -464,16 +499,14 @@ def query(
     image: Annotated[
         Path | None, typer.Option("--image", "-i", help="Find photos like this one (with TEXT: both at once).")
     ] = None,
-    limit: Annotated[
-        int, typer.Option("--limit", "-n", min=1, max=4096, help="How many results.")
-    ] = settings.DEFAULT_LIMIT,
+    limit: LimitOption = settings.DEFAULT_LIMIT,
     instruction: Annotated[
         str | None, typer.Option("--instruction", help="Override GME's task instruction for this query.")
     ] = None,
     db: DbOption = None,
     model: ModelOption = None,
     as_json: JsonOption = False,
-    paths_only: Annotated[bool, typer.Option("--paths", help="Print only paths, one per line.")] = False,
+    paths_only: PathsOption = False,
     also: Annotated[
         list[str] | None, typer.Option("--and", help="Another positive term, TEXT or TEXT^WEIGHT (repeatable).")
     ] = None,
@@ -492,9 +525,17 @@ def query(
     types: TypeOption = None,
     camera: CameraOption = None,
     place: PlaceOption = None,
+    kind: KindOption = None,
     min_score: MinScoreOption = None,
     sort: SortOption = None,
     preview: PreviewOption = False,
+    description: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            help="Read a (long) description to search for from this file, '-' for standard input; taken as plain words.",
+        ),
+    ] = None,
     device: DeviceOption = "auto",
     quant: QuantOption = "auto",
     dtype: DtypeOption = "auto",
@@ -503,10 +544,13 @@ def query(
 ) -> None:
     """Search by text, by image (--image), or both fused; TEXT may use the search language, e.g.
     'beach after:2025-06 before:2025-09 place:Portugal -people' (see README, "Search power")."""
-    from . import present
     from .querylang import request_from_cli
     from .session import SearchQuery
 
+    if description is not None:
+        if text:
+            raise UmsearchError("give TEXT or --file, not both")
+        text, literal = read_description(description), True
     request = request_from_cli(
         text,
         literal=literal,
@@ -514,7 +558,7 @@ def query(
         also=also,
         avoid=avoid,
         avoid_images=[absolute(p) for p in avoid_images or ()],
-        filters=cli_filters(folder, after, before, types, camera, place),
+        filters=cli_filters(folder, after, before, types, camera, place, kind),
         min_score=min_score,
         sort=sort,
     )
@@ -522,10 +566,7 @@ def query(
     runtime = RuntimeRequest(device, quant, dtype)
     route = make_route(db, model=model, runtime=runtime, quality=quality, no_server=no_server)
     result = route.search(query)
-    if result.notice:
-        present.warn(result.notice)
-    hits = result.hits
-    show_hits(hits, as_json=as_json, paths_only=paths_only, preview=preview)
+    show_result(result, as_json=as_json, paths_only=paths_only, preview=preview)
 
 
 @app.command()
@@ -533,12 +574,15 @@ def query(
 def status(
     db: DbOption = None,
     as_json: JsonOption = False,
-    failures: Annotated[int, typer.Option("--failures", min=0, help="How many failed files to list.")] = 20,
+    failures: Annotated[
+        int, typer.Option("--failures", min=0, help="How many failed files to list.")
+    ] = settings.FAILURES_SHOWN,
 ) -> None:
     """What is indexed: counts, model, dimension, database path and size, failed files."""
     from . import present
 
     path = db or settings.default_db_path()
+    report: dict[str, Any]
     if not path.exists():
         report = {
             "db": str(path),
@@ -561,7 +605,10 @@ def status(
         present.print_json(report)
         return
     present.out.print(f"index     {report['db']} ({present.human_bytes(report['db_bytes'])})", markup=False)
-    present.out.print(f"photos    {report['indexed']} indexed, {report['failed']} failed")
+    kinds = ", ".join(f"{count} {kind}{'s' if count != 1 else ''}" for kind, count in report["kinds"].items() if count)
+    present.out.print(
+        f"photos    {report['indexed']} indexed, {report['failed']} failed" + (f" ({kinds})" if kinds else "")
+    )
     if report.get("backlog"):
         pending, state = report["backlog"]["pending"], report["backlog"]["state"]
         present.out.print(f"backlog   {pending:,} photos still to embed ({state}, pid {report['backlog']['pid']})")
@@ -958,19 +1005,18 @@ def model_info_command(model_id: ModelIdArgument = None, as_json: JsonOption = F
 @friendly_errors
 def similar(
     photo: Annotated[Path, typer.Argument(help="A photo: indexed (its stored vector is used) or any image file.")],
-    limit: Annotated[
-        int, typer.Option("--limit", "-n", min=1, max=4096, help="How many results.")
-    ] = settings.DEFAULT_LIMIT,
+    limit: LimitOption = settings.DEFAULT_LIMIT,
     db: DbOption = None,
     model: ModelOption = None,
     as_json: JsonOption = False,
-    paths_only: Annotated[bool, typer.Option("--paths", help="Print only paths, one per line.")] = False,
+    paths_only: PathsOption = False,
     folder: InOption = None,
     after: AfterOption = None,
     before: BeforeOption = None,
     types: TypeOption = None,
     camera: CameraOption = None,
     place: PlaceOption = None,
+    kind: KindOption = None,
     min_score: MinScoreOption = None,
     sort: SortOption = None,
     preview: PreviewOption = False,
@@ -980,20 +1026,16 @@ def similar(
     no_server: NoServerOption = False,
 ) -> None:
     """Photos that look like PHOTO (the photo itself is left out)."""
-    from . import present
     from .querylang import SORTS, SearchRequest
     from .session import SearchQuery
 
     if sort is not None and sort not in SORTS:
         raise UmsearchError(f"--sort {sort}: use score or date")
-    filters = cli_filters(folder, after, before, types, camera, place)
+    filters = cli_filters(folder, after, before, types, camera, place, kind)
     request = SearchRequest(filters=filters, min_score=min_score, sort=sort or "score")
     route = make_route(db, model=model, runtime=RuntimeRequest(device, quant, dtype), no_server=no_server)
     result = route.similar(str(absolute(photo)), SearchQuery(request, limit=limit))
-    if result.notice:
-        present.warn(result.notice)
-    hits = result.hits
-    show_hits(hits, as_json=as_json, paths_only=paths_only, preview=preview)
+    show_result(result, as_json=as_json, paths_only=paths_only, preview=preview)
 
 
 @app.command()

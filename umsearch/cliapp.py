@@ -10,6 +10,7 @@ Typer builds the commands from cli.py's functions; the classes here only change 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import sys
 from collections.abc import Callable, Sequence
@@ -29,7 +30,7 @@ HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 def value_name(param: click.Parameter, ctx: click.Context) -> str:
     """What a reader calls an option's value: PATH, N, X or TEXT (a list of them for repeatable options)."""
     describe = getattr(param, "display_type", None)  # typer's: "<list[Path]>", "<int range>"; click's: type names
-    shown = str(describe(ctx) if describe is not None else getattr(param.type, "name", "")).lower()
+    shown = str(describe(ctx) if describe is not None else getattr(getattr(param, "type", None), "name", "")).lower()
     if "path" in shown:
         return "PATH"
     if "int" in shown:
@@ -101,20 +102,30 @@ class Group(TyperGroup):
     def get_short_help_str(self, limit: int = 45) -> str:
         return self.short_help or _first_paragraph(self.help)
 
-    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any) -> Any:
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
         """Run the command; a command line that cannot be understood is one line and exit status 2."""
-        standalone = extra.pop("standalone_mode", True)
-        if not standalone:
-            return super().main(args, prog_name, standalone_mode=False, **extra)
+        run = functools.partial(
+            super().main, args, prog_name, complete_var, windows_expand_args=windows_expand_args, **extra
+        )
+        if not standalone_mode:
+            return run(standalone_mode=False)
         try:
-            result = super().main(args, prog_name, standalone_mode=False, **extra)
+            result = run(standalone_mode=False)
         except click.exceptions.NoArgsIsHelpError as exc:
             click.echo(exc.ctx.get_help() if exc.ctx else "", file=sys.stdout)
             sys.exit(0)
         except click.exceptions.ClickException as exc:
             _print_usage_error(exc)
             sys.exit(exc.exit_code)
-        except click.exceptions.Abort:
+        except typer.Abort:
             click.echo("aborted", err=True)
             sys.exit(1)
         # In non-standalone mode an explicit exit comes back as its code (commands themselves return None).

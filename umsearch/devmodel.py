@@ -222,7 +222,7 @@ def _write_tokenizer(path: Path) -> dict[str, int]:
     # vocab.json + merges.txt, as the hub repo also ships them (slow-tokenizer layout).
     tok.model.save(str(path))
 
-    special_ids = {t: tok.token_to_id(t) for t in SPECIAL_TOKENS}
+    special_ids = {t: _known_id(tok.token_to_id(t), t) for t in SPECIAL_TOKENS}
     added = {
         str(i): {
             "content": t,
@@ -275,6 +275,12 @@ def _write_tokenizer(path: Path) -> dict[str, int]:
         },
     )
     return special_ids
+
+
+def _known_id(token_id: int | None, token: str) -> int:
+    if token_id is None:  # the special tokens are added to the vocabulary before this is asked
+        raise ValueError(f"the tokenizer lost its special token {token}")
+    return token_id
 
 
 def _config(arch: dict[str, Any], special_ids: dict[str, int]) -> dict[str, Any]:

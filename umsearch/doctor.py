@@ -285,6 +285,7 @@ def _check_runtime(add: Callable[[Check], None], report: Report, device: str, qu
 
 def _check_sqlite(add: Callable[[Check], None]) -> None:
     from .store import sqlite_route, sqlite_vec_path
+    from .store.sql import scalar
 
     route = sqlite_route()
     try:
@@ -293,7 +294,7 @@ def _check_sqlite(add: Callable[[Check], None]) -> None:
         db = apsw.Connection(":memory:")
         db.enable_load_extension(True)
         db.load_extension(sqlite_vec_path())
-        version = db.execute("SELECT vec_version()").fetchone()[0]
+        version = scalar(db, "SELECT vec_version()")
         db.close()
     except Exception as exc:
         add(Check("sqlite", PROBLEM, f"{route}; sqlite-vec does not load: {exc}", "pip install -U sqlite-vec apsw"))

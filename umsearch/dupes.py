@@ -49,7 +49,7 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def similar_pairs(matrix: "np.ndarray", threshold: float, block: int | None = None):
+def similar_pairs(matrix: np.ndarray, threshold: float, block: int | None = None):
     """(i, j, similarity) with i < j for all rows of unit-norm `matrix` at or above `threshold`, by blocks."""
     import numpy as np
 

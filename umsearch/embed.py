@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .errors import ModelError, UmsearchError
 from .modelfiles import first_line, resolve_model
 from .runtime import RuntimeRequest
-from .settings import DEFAULT_MAX_IMAGE_TOKENS, DEFAULT_MIN_IMAGE_TOKENS
+from .settings import DEFAULT_BATCH_SIZE, DEFAULT_MAX_IMAGE_TOKENS, DEFAULT_MIN_IMAGE_TOKENS
 
 # bitsandbytes' quantisations; "int8-dynamic" is PyTorch's own CPU int8 (weights.quantize_int8).
 BNB_QUANTS = ("nf4", "int8")
@@ -57,17 +57,23 @@ class Embedder(Protocol):
 
     info: EmbedderInfo
 
-    def embed(self, inputs: Sequence[EmbedInput], batch_size: int = 8) -> np.ndarray: ...
+    def embed(self, inputs: Sequence[EmbedInput], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray: ...
 
-    def embed_images(self, images: Sequence[Image.Image], batch_size: int = 8) -> np.ndarray: ...
+    def embed_images(self, images: Sequence[Image.Image], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray: ...
 
     def embed_query(
         self, text: str | None = None, image: Image.Image | None = None, instruction: str | None = None
     ) -> np.ndarray: ...
 
-    def prepare_images(self, images: Sequence[Image.Image]) -> Any:
+    def prepare_images(self, images: Sequence[Image.Image], *, max_image_tokens: int | None = None) -> Any:
         """Model inputs for index images: the CPU half of `embed_images`, safe to run on another thread
-        while `embed_prepared` runs the model on the previous batch."""
+        while `embed_prepared` runs the model on the previous batch. `max_image_tokens` raises the budget
+        ceiling for images already fitted to a larger one (screenshots and documents, see kinds.py)."""
+        ...
+
+    def text_fit(self, text: str, *, with_image: bool = False, instruction: str | None = None) -> tuple[int, int]:
+        """(tokens in a query's `text`, tokens of it the model reads): more than it reads is cut, and the
+        front-ends say so in one line."""
         ...
 
     def embed_prepared(self, batch: Any) -> np.ndarray:

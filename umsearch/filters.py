@@ -1,4 +1,4 @@
-"""Which photos a search may return, by facts rather than meaning (folder, date, type, camera, place)."""
+"""Which photos a search may return, by facts rather than meaning (folder, date, type, camera, place, kind)."""
 
 from __future__ import annotations
 
@@ -23,12 +23,13 @@ class Filters:
     types: tuple[str, ...] = ()  # extensions without dot, folded like metadata.file_extension
     camera: str | None = None
     place: str | None = None
+    kinds: tuple[str, ...] = ()  # photo, screenshot, document, video (kinds.KINDS); any of them
     exclude_ids: frozenset[int] = field(default_factory=frozenset)  # e.g. the photo given to `similar`
 
     def is_empty(self) -> bool:
         return self == Filters()
 
-    def merged(self, other: "Filters") -> "Filters":
+    def merged(self, other: Filters) -> Filters:
         """`other`'s conditions added to these (command-line flags on top of the query text)."""
         return replace(
             self,
@@ -38,6 +39,7 @@ class Filters:
             types=self.types + tuple(t for t in other.types if t not in self.types),
             camera=other.camera or self.camera,
             place=other.place or self.place,
+            kinds=self.kinds + tuple(k for k in other.kinds if k not in self.kinds),
             exclude_ids=self.exclude_ids | other.exclude_ids,
         )
 
@@ -80,6 +82,27 @@ def parse_types(text: str) -> tuple[str, ...]:
     return types
 
 
+def parse_kinds(text: str) -> tuple[str, ...]:
+    """`video`, `screenshot,document`, plurals too, as kinds.KINDS names."""
+    from .kinds import KINDS
+
+    aliases = {"photos": "photo", "screenshots": "screenshot", "documents": "document", "videos": "video"}
+    aliases.update({"doc": "document", "docs": "document", "pdf": "document", "pdfs": "document"})
+    kinds: list[str] = []
+    for part in text.split(","):
+        word = part.strip().lower()
+        if not word:
+            continue
+        kind = aliases.get(word, word)
+        if kind not in KINDS:
+            raise UmsearchError(f"'{part.strip()}' is not a kind: use {', '.join(KINDS[:-1])} or {KINDS[-1]}")
+        if kind not in kinds:
+            kinds.append(kind)
+    if not kinds:
+        raise UmsearchError(f"'{text}' names no kind: use e.g. video or screenshot,document")
+    return tuple(kinds)
+
+
 def known_types() -> frozenset[str]:
     """Every type key a photo in the index can have (the extensions a scan looks for, folded)."""
     from .metadata import file_extension
@@ -100,6 +123,7 @@ def build_filters(
     types: str | None = None,
     camera: str | None = None,
     place: str | None = None,
+    kinds: str | None = None,
 ) -> Filters:
     """Filters from the command line's text options."""
     return Filters(
@@ -109,4 +133,5 @@ def build_filters(
         types=parse_types(types) if types else (),
         camera=camera.strip() or None if camera else None,
         place=place.strip() or None if place else None,
+        kinds=parse_kinds(kinds) if kinds else (),
     )

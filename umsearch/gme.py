@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from .embed import BNB_QUANTS, EmbedderInfo, EmbedInput, load_pretrained
 from .errors import ModelError
 from .modelfiles import first_line
-from .settings import PIXELS_PER_TOKEN
+from .settings import DEFAULT_BATCH_SIZE, PIXELS_PER_TOKEN
 
 if TYPE_CHECKING:
     import numpy as np
@@ -317,7 +317,7 @@ class GmeEmbedder:
     def visual_loaded(self) -> bool:
         return self._visual is not None
 
-    def embed(self, inputs: Sequence[EmbedInput], batch_size: int = 8) -> np.ndarray:
+    def embed(self, inputs: Sequence[EmbedInput], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """(N, dim) float32 unit vectors, one per input, in order."""
         import numpy as np
         import torch
@@ -336,7 +336,7 @@ class GmeEmbedder:
                 chunks.append(self.forward(batch).cpu().numpy())
         return np.concatenate(chunks).astype(np.float32, copy=False)
 
-    def embed_images(self, images: Sequence[Image.Image], batch_size: int = 8) -> np.ndarray:
+    def embed_images(self, images: Sequence[Image.Image], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """Index vectors for images (always INDEX_INSTRUCTION)."""
         return self.embed([EmbedInput(image=im, instruction=INDEX_INSTRUCTION) for im in images], batch_size)
 
@@ -346,10 +346,14 @@ class GmeEmbedder:
         """One query vector, shape (dim,)."""
         return self.embed([EmbedInput(text=text, image=image, instruction=instruction)])[0]
 
-    def prepare_images(self, images: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
+    def prepare_images(
+        self, images: Sequence[Image.Image], *, max_image_tokens: int | None = None
+    ) -> dict[str, torch.Tensor]:
         """Model inputs for index images: the CPU half of `embed_images`, safe to run on another thread
-        while `embed_prepared` runs the model on the previous batch."""
-        return self.prepare([EmbedInput(image=im, instruction=INDEX_INSTRUCTION) for im in images])
+        while `embed_prepared` runs the model on the previous batch. With `max_image_tokens` above the
+        embedder's own, images already fitted to that larger budget (`fit_image`) keep their size."""
+        items = [EmbedInput(image=im, instruction=INDEX_INSTRUCTION) for im in images]
+        return self.prepare(items, max_image_tokens=max_image_tokens)
 
     def embed_prepared(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
         """(N, dim) float32 unit vectors for a batch from `prepare` / `prepare_images`."""
@@ -359,7 +363,7 @@ class GmeEmbedder:
         with torch.inference_mode():
             return self.forward(batch).cpu().numpy().astype(np.float32, copy=False)
 
-    def prepare(self, items: Sequence[EmbedInput]) -> dict[str, torch.Tensor]:
+    def prepare(self, items: Sequence[EmbedInput], *, max_image_tokens: int | None = None) -> dict[str, torch.Tensor]:
         """The exact model inputs for `items`: right-padded input_ids, attention_mask and image tensors."""
         import torch
 
@@ -367,7 +371,11 @@ class GmeEmbedder:
         batch: dict[str, torch.Tensor] = {}
         image_tokens: list[int] = []
         if images:
-            vision = self.image_processor(images=images, return_tensors="pt")
+            ceiling = {}
+            if max_image_tokens is not None and max_image_tokens > self.info.max_image_tokens:
+                low = self.info.min_image_tokens * PIXELS_PER_TOKEN
+                ceiling["size"] = {"shortest_edge": low, "longest_edge": max_image_tokens * PIXELS_PER_TOKEN}
+            vision = self.image_processor(images=images, return_tensors="pt", **ceiling)
             batch["pixel_values"] = vision["pixel_values"]
             batch["image_grid_thw"] = vision["image_grid_thw"]
             image_tokens = (vision["image_grid_thw"].prod(-1) // self._merge_length).tolist()
@@ -382,6 +390,17 @@ class GmeEmbedder:
         batch["input_ids"] = input_ids
         batch["attention_mask"] = attention_mask
         return batch
+
+    def text_fit(self, text: str, *, with_image: bool = False, instruction: str | None = None) -> tuple[int, int]:
+        """(tokens in `text`, tokens of it the model reads): a long description beyond `max_length` is cut."""
+        item = EmbedInput(text=text, image=None, instruction=instruction)
+        if instruction is None:
+            item = EmbedInput(text=text, instruction=default_instruction(True, with_image))
+        full = len(self._plain(text))
+        prompt = self.prompt_ids(item, 0)
+        overhead = len(self.prompt_ids(EmbedInput(text="", instruction=item.instruction), 0))
+        kept = min(full, len(prompt) - overhead)
+        return full, kept
 
     def prompt_ids(self, item: EmbedInput, image_tokens: int) -> list[int]:
         """Token ids of one prompt, with `image_tokens` image-pad slots when the item has an image.

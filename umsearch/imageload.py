@@ -9,20 +9,23 @@ import os
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from .errors import ImageLoadError
 
 if TYPE_CHECKING:
+    import numpy as np
     from PIL import Image
 
 
 @dataclass(frozen=True)
 class LoadedImage:
-    image: "Image.Image"  # RGB, upright, at most ~4x the pixels the model will use)
+    image: Image.Image  # RGB, upright, at most ~4x the pixels the model will use)
     width: int  # the file's own pixel size, upright
     height: int
-    exif: "Image.Exif | None" = None  # read while the file was open: metadata needs no reopen
+    exif: Image.Exif | None = None  # read while the file was open: metadata needs no reopen
+    format: str | None = None  # Pillow's name for the file's format ("PNG", "JPEG" …): kinds read it
+    info: dict | None = None  # Pillow's info of the file (PNG text, XMP, dpi): kinds read it
 
 
 # Pillow's bomb check runs inside Image.open, before the format is known: it warns above 89.5 MP and refuses
@@ -63,12 +66,13 @@ RAW_EXTENSIONS = frozenset(
 INSTALL_ALL = "pip install 'umsearch[all]'"
 
 
-def load_image(path: str, max_pixels: int) -> LoadedImage:
+def load_image(path: str, max_pixels: int, *, text_max_pixels: int | None = None) -> LoadedImage:
     """Open `path`, apply EXIF orientation, take the first frame, convert to RGB.
 
     Where the format allows (JPEG draft mode), decode at a reduced scale that still has at least
-    `max_pixels`, so memory stays bounded for 100-megapixel files. HEIC/HEIF come through pillow-heif and
-    camera RAW files through their embedded preview (rawpy), when the `all` extra is installed.
+    `max_pixels` (`text_max_pixels` for an image that may hold text: a screenshot, a scan; see kinds.py),
+    so memory stays bounded for 100-megapixel files. HEIC/HEIF come through pillow-heif and camera RAW
+    files through their embedded preview (rawpy), when the `all` extra is installed.
     """
     from PIL import Image
 
@@ -80,6 +84,8 @@ def load_image(path: str, max_pixels: int) -> LoadedImage:
         if ext in HEIF_EXTENSIONS:
             _register_heif()
         with Image.open(path) as img:
+            if text_max_pixels is not None and text_max_pixels > max_pixels and _may_hold_text(path, img):
+                max_pixels = text_max_pixels
             return _decode(img, max_pixels)
     except ImageLoadError:
         raise
@@ -98,7 +104,7 @@ def load_image(path: str, max_pixels: int) -> LoadedImage:
         raise ImageLoadError(f"cannot decode image: {exc or type(exc).__name__}") from None
 
 
-def _decode(img: "Image.Image", max_pixels: int) -> LoadedImage:
+def _decode(img: Image.Image, max_pixels: int) -> LoadedImage:
     from PIL import ImageOps
 
     width, height = upright_size(img)
@@ -110,7 +116,18 @@ def _decode(img: "Image.Image", max_pixels: int) -> LoadedImage:
         upright = ImageOps.exif_transpose(img)
         rgb = _shrink(to_rgb(upright), 4 * max_pixels)
         rgb.load()
-    return LoadedImage(rgb, width, height, img.getexif())
+    from .kinds import info_for_kinds
+
+    return LoadedImage(rgb, width, height, img.getexif(), img.format, info_for_kinds(img.info))
+
+
+def _may_hold_text(path: str, img: Image.Image) -> bool:
+    from .kinds import may_hold_text
+
+    try:
+        return may_hold_text(path, *upright_size(img), image_format=img.format, exif=img.getexif(), info=img.info)
+    except Exception:  # a malformed header decides nothing: the photo budget
+        return False
 
 
 def _check_pixels(pixels: int) -> None:
@@ -121,7 +138,7 @@ def _check_pixels(pixels: int) -> None:
         )
 
 
-def _shrink(img: "Image.Image", limit: int) -> "Image.Image":
+def _shrink(img: Image.Image, limit: int) -> Image.Image:
     """Huge non-JPEG images are reduced right after decoding, so the read-ahead queue stays small."""
     width, height = img.size
     if width * height <= limit:
@@ -196,12 +213,13 @@ def _load_raw(path: str, max_pixels: int) -> LoadedImage:
                 thumb = raw.extract_thumb()
             except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
                 thumb = None
+            img: Image.Image
             if thumb is not None and thumb.format == rawpy.ThumbFormat.JPEG:
-                img = Image.open(io.BytesIO(thumb.data))
+                img = Image.open(io.BytesIO(cast(bytes, thumb.data)))
                 oriented = _orientation(img) != 1
             else:
                 array = thumb.data if thumb is not None else raw.postprocess(half_size=True, use_camera_wb=True)
-                img = Image.fromarray(array)
+                img = Image.fromarray(cast("np.ndarray", array))
                 oriented = False
     except rawpy.LibRawError as exc:
         raise ImageLoadError(f"cannot decode camera RAW file: {exc or type(exc).__name__}") from None
@@ -215,7 +233,7 @@ def _load_raw(path: str, max_pixels: int) -> LoadedImage:
     return LoadedImage(loaded.image, width, height)  # the sensor's size, not the preview's
 
 
-def _draft(img: "Image.Image", max_pixels: int) -> None:
+def _draft(img: Image.Image, max_pixels: int) -> None:
     width, height = img.size
     if img.format != "JPEG" or width * height <= max_pixels:
         return
@@ -223,20 +241,20 @@ def _draft(img: "Image.Image", max_pixels: int) -> None:
     img.draft("RGB", (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))))
 
 
-def upright_size(img: "Image.Image") -> tuple[int, int]:
+def upright_size(img: Image.Image) -> tuple[int, int]:
     """(width, height) as the photo is shown: EXIF orientations 5-8 swap the axes."""
     width, height = img.size
     return (height, width) if _orientation(img) in (5, 6, 7, 8) else (width, height)
 
 
-def _orientation(img: "Image.Image") -> int:
+def _orientation(img: Image.Image) -> int:
     try:
         return int(img.getexif().get(0x0112, 1))
     except Exception:  # a malformed EXIF block must not make the photo itself fail
         return 1
 
 
-def to_rgb(img: "Image.Image") -> "Image.Image":
+def to_rgb(img: Image.Image) -> Image.Image:
     """Convert any Pillow mode to RGB the way a viewer would show it.
 
     Transparency is composited on white (not dropped to black); 16-bit and float images are scaled to
@@ -262,7 +280,7 @@ def to_rgb(img: "Image.Image") -> "Image.Image":
     return img.convert("RGB")
 
 
-def _scale_to_8bit(img: "Image.Image", full_scale: int | None) -> "Image.Image":
+def _scale_to_8bit(img: Image.Image, full_scale: int | None) -> Image.Image:
     import numpy as np
     from PIL import Image
 

@@ -13,22 +13,27 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from . import backlog
+from . import backlog, settings
 from .embed import is_out_of_memory, release_accelerator_memory
 from .errors import ImageLoadError, UmsearchError
 from .imageload import LoadedImage, describe_os_error, load_image
+from .kinds import DOCUMENT, PHOTO, TEXT_KINDS, VIDEO, image_kind, kind_by_extension, kind_of_file
 from .metadata import PhotoMeta, extract_metadata, metadata_from_exif
 from .planning import Job, Plan, check_roots, content_hash, found_in_scope, is_within, outermost_paths, plan_changes
 from .scan import FoundFile, normalize_root, scan
+from .settings import max_frames, max_pages, text_budget
 from .store import FileRow, IndexSettings, Store
+from .store.segments import Segment
 
 if TYPE_CHECKING:
     import numpy as np
+    from PIL import Image
 
     from .embed import Embedder
     from .manners import PowerGate
+    from .video import SamplingPolicy
 
 COUNTERS = ("added", "updated", "moved", "removed", "unchanged", "failed")
 
@@ -94,14 +99,50 @@ class Rejected:
 
 
 @dataclass
+class Part:
+    """One picture of a file for the model: a photo, one frame of a video, one page of a PDF."""
+
+    image: Image.Image  # already at the size the model will use (fit_image), when a budget is known
+    tokens: int  # visual tokens the model will spend on it (batches group similar counts)
+    time: float | None = None  # seconds into a video
+    page: int | None = None  # page of a document
+
+
+@dataclass
 class Loaded:
     job: Job
     digest: str | None
     image: LoadedImage | None
     error: str | None
-    tokens: int = 0  # visual tokens the model will spend on the image (batches group similar counts)
+    tokens: int = 0  # visual tokens of all parts together
     vanished: bool = False  # deleted between the scan and the read: not a failure, just gone
     meta: PhotoMeta | None = None  # read on the loader thread, next to decoding
+    parts: list[Part] = field(default_factory=list)  # what the model embeds: one for a photo
+    kind: str = PHOTO
+
+    @property
+    def decoded(self) -> LoadedImage:
+        """The image of a file that goes to the model (only decoded files reach a batch)."""
+        if self.image is None:
+            raise ValueError(f"{self.job.found.path} was not decoded")
+        return self.image
+
+    @property
+    def multi(self) -> bool:
+        """A video or a PDF: stored as segments with times or pages, even when only one was kept."""
+        return self.kind == VIDEO or (self.kind == DOCUMENT and self.parts[0].page is not None)
+
+
+@dataclass
+class _Unit:
+    """One part on its way through the model, and the file it belongs to."""
+
+    loaded: Loaded
+    index: int
+
+    @property
+    def part(self) -> Part:
+        return self.loaded.parts[self.index]
 
 
 class Indexer:
@@ -110,22 +151,27 @@ class Indexer:
     def __init__(
         self,
         store: Store,
-        embedder_factory: Callable[[], "Embedder"],
+        embedder_factory: Callable[[], Embedder],
         *,
         max_pixels: int,
-        batch_size: int = 8,
+        batch_size: int = settings.DEFAULT_BATCH_SIZE,
         workers: int | None = None,
         progress: Progress | None = None,
         image_budget: tuple[int, int] | None = None,
         window: int | None = None,
+        video_policy: SamplingPolicy | None = None,
+        pages_per_document: int | None = None,
         model_turn: Callable[[], AbstractContextManager[object]] | None = None,
         power: PowerGate | None = None,
     ) -> None:
         """`image_budget` (min, max visual tokens, the embedder's) lets loader threads do the model's
-        resizing ahead of it; `window` is how many decoded photos are sorted by token count before
-        being cut into batches (default 4 batches). `model_turn` is entered around each model call when the
-        model is shared (the watcher's service passes `Session.gate.batch`: a query goes before the next batch).
-        `power` holds embedding while on battery (background runs: the watcher, the service)."""
+        resizing ahead of it (screenshots and documents get `settings.text_budget` of it); `window` is how
+        many decoded pictures (photos, frames, pages) are sorted by token count before being cut into
+        batches (default 4 batches). `video_policy` chooses the frames of a video (default: scene cuts,
+        at most `settings.max_frames()`), `pages_per_document` the pages of a PDF (`settings.max_pages()`).
+        `model_turn` is entered around each model call when the model is shared (the watcher's service
+        passes `Session.gate.batch`: a query goes before the next batch). `power` holds embedding while on
+        battery (background runs: the watcher, the service)."""
         self.store = store
         self._embedder_factory = embedder_factory
         self._embedder: Embedder | None = None
@@ -134,7 +180,14 @@ class Indexer:
         self.workers = workers or min(4, os.cpu_count() or 1)
         self.progress = progress or NoProgress()
         self.image_budget = image_budget
+        self.text_budget = text_budget(*image_budget) if image_budget is not None else None
         self.window = max(self.batch_size, window or self.batch_size * 4)
+        if video_policy is None:
+            from .video import SamplingPolicy
+
+            video_policy = SamplingPolicy(max_frames=max_frames())
+        self.video_policy = video_policy
+        self.pages_per_document = pages_per_document or max_pages()
         self._model_turn = model_turn or contextlib.nullcontext
         self.power = power
         # The run's backlog (backlog.py): jobs planned, and how many have been dealt with so far.
@@ -143,7 +196,7 @@ class Indexer:
         self._should_stop: Callable[[], bool] = lambda: False
 
     @property
-    def embedder(self) -> "Embedder":
+    def embedder(self) -> Embedder:
         if self._embedder is None:
             self.progress.note("loading model")
             embedder = self._embedder_factory()
@@ -221,21 +274,26 @@ class Indexer:
         if not rows:
             return 0
 
-        def read(row: FileRow) -> tuple[FileRow, PhotoMeta | None]:
+        def read(row: FileRow) -> tuple[FileRow, PhotoMeta | None, str | None]:
             if not os.path.isfile(row.path):
-                return row, None  # outside this run's folders and gone (or unmounted): leave it alone
+                return row, None, None  # outside this run's folders and gone (or unmounted): leave it alone
+            kind = kind_by_extension(row.path)
+            if kind is not None:  # a video or a PDF (a copy, say): its header's facts; its kind is known
+                from .mediameta import media_metadata
+
+                return row, media_metadata(row.path, row.mtime_ns), kind
             try:
-                return row, extract_metadata(row.path, row.mtime_ns)
+                return row, extract_metadata(row.path, row.mtime_ns), kind_of_file(row.path)
             except OSError:
-                return row, None  # gone or unreadable since the scan: the next run sees it
+                return row, None, None  # gone or unreadable since the scan: the next run sees it
 
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="umsearch-meta") as executor:
             for start in range(0, len(rows), 256):
                 results = list(executor.map(read, rows[start : start + 256]))
                 with self.store.transaction():
-                    for row, meta in results:
+                    for row, meta, kind in results:
                         if meta is not None:
-                            self.store.set_metadata(row.id, meta)
+                            self.store.set_metadata(row.id, meta, kind)
         return len(rows)
 
     def _apply_moves_and_removals(self, plan: Plan, summary: IndexSummary) -> None:
@@ -260,7 +318,7 @@ class Indexer:
                     self._advance()
                     continue
                 window.append(loaded)
-                if len(window) >= self.window:
+                if sum(len(w.parts) for w in window) >= self.window:
                     self._embed_window(window, summary)
                     window = []
             if window:
@@ -271,47 +329,120 @@ class Indexer:
     def _embed_window(self, window: list[Loaded], summary: IndexSummary) -> None:
         """Embed a read-ahead window in batches of similar token counts (less padding, even memory use).
 
-        While the model runs one batch, the next one's inputs are prepared on a helper thread, so the
-        accelerator does not wait for pixel normalisation and tokenisation either.
+        The window's pictures (a photo, or each frame of a video and each page of a PDF) are batched
+        together; a file is stored once all its pictures have their vectors, in the transaction of the batch
+        that completed it, so a video's frames land together or not at all. While the model runs one batch,
+        the next one's inputs are prepared on a helper thread, so the accelerator does not wait for pixel
+        normalisation and tokenisation either.
         """
-        window = sorted(window, key=lambda loaded: loaded.tokens)
-        batches = [window[i : i + self.batch_size] for i in range(0, len(window), self.batch_size)]
+        units = sorted((_Unit(loaded, i) for loaded in window for i in range(len(loaded.parts))), key=_unit_tokens)
+        batches = [units[i : i + self.batch_size] for i in range(0, len(units), self.batch_size)]
+        waiting = {id(loaded): len(loaded.parts) for loaded in window}
+        vectors: dict[int, list[np.ndarray | Rejected | None]] = {id(w): [None] * len(w.parts) for w in window}
         self._wait_for_power()  # before the model loads: loading is heavy work too
         embedder = self.embedder
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="umsearch-prepare") as helper:
-            upcoming = helper.submit(embedder.prepare_images, [b.image.image for b in batches[0]])
+            upcoming: Future[Any] | None = helper.submit(self._prepare, embedder, batches[0])
             for i, batch in enumerate(batches):
                 prepared, upcoming = upcoming, None
+                assert prepared is not None  # submitted for this batch by the round before
                 if i + 1 < len(batches):
                     # Submitted only once the previous preparation is done: one tokenizer user at a time.
                     prepared.exception()
-                    upcoming = helper.submit(embedder.prepare_images, [b.image.image for b in batches[i + 1]])
-                self._embed_and_store(batch, summary, prepared=prepared, settle=upcoming)
+                    upcoming = helper.submit(self._prepare, embedder, batches[i + 1])
+                self._wait_for_power()
+                results = self._embed_batch(batch, prepared=prepared, settle=upcoming)
+                complete: list[Loaded] = []
+                for unit, vector in zip(batch, results, strict=True):
+                    vectors[id(unit.loaded)][unit.index] = vector
+                    waiting[id(unit.loaded)] -= 1
+                    if waiting[id(unit.loaded)] == 0:
+                        complete.append(unit.loaded)
+                self._store_embedded(complete, vectors, summary)
             if upcoming is not None:
                 upcoming.exception()
 
+    def _prepare(self, embedder: Embedder, batch: list[_Unit]) -> Any:
+        images = [unit.part.image for unit in batch]
+        if self.text_budget is None or all(unit.loaded.kind not in TEXT_KINDS for unit in batch):
+            return embedder.prepare_images(images)  # photos and frames: the embedder's own budget
+        return embedder.prepare_images(images, max_image_tokens=self.text_budget[1])
+
+    def _store_embedded(
+        self, complete: list[Loaded], vectors: dict[int, list[np.ndarray | Rejected | None]], summary: IndexSummary
+    ) -> None:
+        """Files whose every picture has been through the model: stored in one transaction."""
+        with self.store.transaction():
+            if self._planned:
+                backlog.record(self.store, self._planned - self._done - len(complete))
+            for loaded in complete:
+                found, image = loaded.job.found, loaded.decoded
+                results = vectors.pop(id(loaded))
+                kept = [
+                    (part, v)
+                    for part, v in zip(loaded.parts, results, strict=True)
+                    if v is not None and not isinstance(v, Rejected)
+                ]
+                if not kept:  # a photo the model refused (or every frame of a video): its reason is the failure
+                    reason = next(v.reason for v in results if isinstance(v, Rejected))
+                    self.store.put_file(
+                        found.path, size=found.size, mtime_ns=found.mtime_ns, digest=loaded.digest, error=reason
+                    )
+                    summary.fail(found.path, reason)
+                    continue
+                store_as = (
+                    {"segments": [Segment(vector, part.time, part.page) for part, vector in kept]}
+                    if loaded.multi
+                    else {"vector": kept[0][1]}
+                )
+                self.store.put_file(
+                    found.path,
+                    size=found.size,
+                    mtime_ns=found.mtime_ns,
+                    digest=loaded.digest,
+                    width=image.width,
+                    height=image.height,
+                    meta=loaded.meta,
+                    kind=loaded.kind,
+                    **store_as,
+                )
+                self._count_stored(loaded, summary)
+        self._advance(len(complete))
+
     def _load_ahead(self, jobs: Sequence[Job]) -> Iterator[Loaded]:
         # Deep enough that the next window is decoded while the model works through this one; bounded
-        # because loader threads shrink each photo to the model's budget (image_budget).
+        # because loader threads shrink each picture to the model's budget (image_budget), and counted in
+        # pictures: a video in flight counts as its most frames, a PDF as its most pages.
         depth = max(self.window, self.workers * 2)
         executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="umsearch-load")
-        pending: deque[Future[Loaded]] = deque()
+        pending: deque[tuple[Future[Loaded], int]] = deque()
+        queue = iter(jobs)
+        upcoming = [next(queue, None)]
+
+        def refill() -> None:
+            in_flight = sum(weight for _, weight in pending)
+            while upcoming[0] is not None and (not pending or in_flight + self._weight(upcoming[0]) <= depth):
+                weight = self._weight(upcoming[0])
+                pending.append((executor.submit(self._load, upcoming[0]), weight))
+                in_flight += weight
+                upcoming[0] = next(queue, None)
+
         try:
-            queue = iter(jobs)
-            for job in queue:
-                pending.append(executor.submit(self._load, job))
-                if len(pending) >= depth:
-                    break
+            refill()
             while pending:
-                loaded = pending.popleft().result()
-                next_job = next(queue, None)
-                if next_job is not None:
-                    pending.append(executor.submit(self._load, next_job))
+                loaded = pending.popleft()[0].result()
+                refill()  # topped up before this one is handed over: loading goes on while it is embedded
                 yield loaded
         finally:
-            for future in pending:
+            for future, _ in pending:
                 future.cancel()
             executor.shutdown(wait=True, cancel_futures=True)
+
+    def _weight(self, job: Job) -> int:
+        kind = kind_by_extension(job.found.path)
+        if kind == VIDEO:
+            return self.video_policy.max_frames
+        return self.pages_per_document if kind == DOCUMENT else 1
 
     def _load(self, job: Job) -> Loaded:
         try:
@@ -329,25 +460,81 @@ class Indexer:
         if job.previous is not None and job.previous.hash == digest:
             return Loaded(job, digest, None, None)  # touched, same bytes: no decode needed
         try:
-            image = load_image(job.found.path, self.max_pixels)
-            meta = (
-                metadata_from_exif(image.exif, (image.width, image.height), job.found.mtime_ns)
-                if image.exif is not None
-                else extract_metadata(job.found.path, job.found.mtime_ns)  # e.g. RAW: its preview has no EXIF
-            )
-            if self.image_budget is None:
-                return Loaded(job, digest, image, None, image.image.width * image.image.height, meta=meta)
-            from .gme import fit_image, image_token_count
-
-            low, high = self.image_budget
-            fitted = dataclasses.replace(image, image=fit_image(image.image, low, high))
-            return Loaded(job, digest, fitted, None, image_token_count(*fitted.image.size, low, high), meta=meta)
+            kind = kind_by_extension(job.found.path)
+            if kind == VIDEO:
+                return self._read_video(job, digest)
+            if kind == DOCUMENT:
+                return self._read_pdf(job, digest)
+            return self._read_image(job, digest)
         except ImageLoadError as exc:
             if not os.path.exists(job.found.path):
                 return Loaded(job, None, None, None, vanished=True)
             return Loaded(job, digest, None, str(exc))
         except ValueError as exc:  # an aspect ratio beyond what the model accepts, say
             return Loaded(job, digest, None, f"cannot prepare this image for the model: {exc}")
+
+    def _read_image(self, job: Job, digest: str) -> Loaded:
+        path = job.found.path
+        text_pixels = self._pixels(self.text_budget)
+        image = load_image(path, self.max_pixels, text_max_pixels=text_pixels)
+        meta = (
+            metadata_from_exif(image.exif, (image.width, image.height), job.found.mtime_ns)
+            if image.exif is not None
+            else extract_metadata(path, job.found.mtime_ns)  # e.g. RAW: its preview has no EXIF
+        )
+        kind = image_kind(
+            path,
+            image.width,
+            image.height,
+            image_format=image.format,
+            exif=image.exif,
+            info=image.info,
+            picture=image.image,
+        )
+        budget = self.text_budget if kind in TEXT_KINDS else self.image_budget
+        part = self._part(image.image, budget)
+        fitted = dataclasses.replace(image, image=part.image)
+        return Loaded(job, digest, fitted, None, part.tokens, meta=meta, parts=[part], kind=kind)
+
+    def _read_video(self, job: Job, digest: str) -> Loaded:
+        from .mediameta import video_metadata
+        from .video import sample_video
+
+        pixels = self._pixels(self.image_budget) or self.max_pixels
+        video = sample_video(job.found.path, pixels, self.video_policy)
+        parts = [dataclasses.replace(self._part(f.image, self.image_budget), time=f.time) for f in video.frames]
+        size = (video.width, video.height)
+        meta = video_metadata(video.tags, size, job.found.mtime_ns)
+        image = LoadedImage(parts[0].image, video.width, video.height)
+        return Loaded(job, digest, image, None, sum(p.tokens for p in parts), meta=meta, parts=parts, kind=VIDEO)
+
+    def _read_pdf(self, job: Job, digest: str) -> Loaded:
+        from .mediameta import document_metadata
+        from .pdfpages import render_pdf
+
+        pixels = self._pixels(self.text_budget) or self.max_pixels
+        document = render_pdf(job.found.path, pixels, self.pages_per_document)
+        parts = [dataclasses.replace(self._part(p.image, self.text_budget), page=p.number) for p in document.pages]
+        size = (document.width, document.height)  # in points: a page has no pixels of its own
+        meta = document_metadata(document.created, size, job.found.mtime_ns)
+        image = LoadedImage(parts[0].image, *size)
+        return Loaded(job, digest, image, None, sum(p.tokens for p in parts), meta=meta, parts=parts, kind=DOCUMENT)
+
+    @staticmethod
+    def _pixels(budget: tuple[int, int] | None) -> int | None:
+        from .settings import max_pixels
+
+        return max_pixels(budget[1]) if budget is not None else None
+
+    @staticmethod
+    def _part(image: Image.Image, budget: tuple[int, int] | None) -> Part:
+        """The picture at the size the model will use, and what it costs."""
+        if budget is None:
+            return Part(image, image.width * image.height)
+        from .gme import fit_image, image_token_count
+
+        fitted = fit_image(image, *budget)
+        return Part(fitted, image_token_count(*fitted.size, *budget))
 
     def _resolve_without_model(self, loaded: Loaded, summary: IndexSummary) -> bool:
         """Failures, touched files and copies of indexed files are stored without running the model."""
@@ -368,7 +555,7 @@ class Indexer:
             summary.unchanged += 1
             return True
         twin = next(iter(self.store.ok_files_by_hash(loaded.digest)), None) if loaded.digest else None
-        if twin is not None:
+        if twin is not None and loaded.digest is not None:
             self.store.copy_vector_to(
                 twin.id, found.path, size=found.size, mtime_ns=found.mtime_ns, digest=loaded.digest, meta=loaded.meta
             )
@@ -376,52 +563,17 @@ class Indexer:
             return True
         return False
 
-    def _embed_and_store(
-        self,
-        batch: list[Loaded],
-        summary: IndexSummary,
-        *,
-        prepared: Future | None = None,
-        settle: Future | None = None,
-    ) -> None:
-        self._wait_for_power()
-        vectors = self._embed_batch(batch, prepared=prepared, settle=settle)
-        with self.store.transaction():
-            if self._planned:
-                backlog.record(self.store, self._planned - self._done - len(batch))
-            for loaded, vector in zip(batch, vectors, strict=True):
-                found, image = loaded.job.found, loaded.image
-                if isinstance(vector, Rejected):
-                    self.store.put_file(
-                        found.path, size=found.size, mtime_ns=found.mtime_ns, digest=loaded.digest, error=vector.reason
-                    )
-                    summary.fail(found.path, vector.reason)
-                    continue
-                self.store.put_file(
-                    found.path,
-                    size=found.size,
-                    mtime_ns=found.mtime_ns,
-                    digest=loaded.digest,
-                    vector=vector,
-                    width=image.width,
-                    height=image.height,
-                    meta=loaded.meta,
-                )
-                self._count_stored(loaded, summary)
-        self._advance(len(batch))
-
     def _embed_batch(
-        self, batch: list[Loaded], *, prepared: Future | None = None, settle: Future | None = None
+        self, batch: list[_Unit], *, prepared: Future | None = None, settle: Future | None = None
     ) -> list[np.ndarray | Rejected]:
-        """Vectors for the batch; if the batch fails, each image alone, so one bad image fails alone.
+        """Vectors for the batch; if the batch fails, each picture alone, so one bad picture fails alone.
 
         Out of accelerator memory, the batch is halved (and so is the batch size for the rest of the
         run) and retried: never dropped. `prepared` holds the batch's inputs made ahead on a helper
         thread; `settle` is that thread's next job, waited for before preparing anything here.
         """
-        images = [loaded.image.image for loaded in batch]
         try:
-            return list(self._run_model(images, prepared))
+            return list(self._run_model(batch, prepared))
         except (UmsearchError, MemoryError):
             raise
         except Exception as exc:
@@ -430,31 +582,28 @@ class Indexer:
             if is_out_of_memory(exc):
                 return self._embed_halves(batch, exc)
         results: list[np.ndarray | Rejected] = []
-        for loaded in batch:
+        for unit in batch:
             try:
-                with self._model_turn():
-                    results.append(self.embedder.embed_images([loaded.image.image], batch_size=1)[0])
-            except Exception as exc:  # the model rejected this image; record why, keep going
+                results.append(self._run_model([unit])[0])
+            except Exception as exc:  # the model rejected this picture; record why, keep going
                 if is_out_of_memory(exc):
-                    self._embed_halves([loaded], exc)  # raises: a photo is never recorded as failed for memory
+                    self._embed_halves([unit], exc)  # raises: a photo is never recorded as failed for memory
                 results.append(Rejected(f"the model could not embed this image: {exc}"))
         return results
 
-    def _run_model(self, images: list, prepared: Future | None = None) -> np.ndarray:
+    def _run_model(self, batch: list[_Unit], prepared: Future | None = None) -> np.ndarray:
         embedder = self.embedder
-        inputs = prepared.result() if prepared is not None else None
+        inputs = prepared.result() if prepared is not None else self._prepare(embedder, batch)
         with self._model_turn():
-            if inputs is not None:
-                return embedder.embed_prepared(inputs)
-            return embedder.embed_images(images, batch_size=len(images))
+            return embedder.embed_prepared(inputs)
 
-    def _embed_halves(self, batch: list[Loaded], exc: BaseException) -> list[np.ndarray | Rejected]:
+    def _embed_halves(self, batch: list[_Unit], exc: BaseException) -> list[np.ndarray | Rejected]:
         release_accelerator_memory()
         if len(batch) == 1:
-            loaded = batch[0]
+            unit = batch[0]
             raise UmsearchError(
-                f"out of memory embedding {loaded.job.found.path} on its own ({loaded.tokens} visual tokens): "
-                "use --quality fast (fewer tokens per photo), --quant nf4, or --device cpu"
+                f"out of memory embedding {unit.loaded.job.found.path} on its own ({unit.part.tokens} visual "
+                "tokens): use --quality fast (fewer tokens per photo), --quant nf4, or --device cpu"
             ) from None
         half = (len(batch) + 1) // 2
         self.batch_size = max(1, min(self.batch_size, half))
@@ -472,7 +621,7 @@ class Indexer:
         ready: Callable[[FoundFile], bool] | None = None,
         should_stop: Callable[[], bool] | None = None,
         claim_moves: bool = True,
-    ) -> "SyncResult":
+    ) -> SyncResult:
         """Bring just these files and folders in step with the disk (the watcher's reconcile step).
 
         A path may be a file or a folder, present or gone: what is on disk below it is planned against what
@@ -524,7 +673,7 @@ class Indexer:
             self._should_stop = lambda: False
         return result
 
-    def _claim_vanished_twin(self, job: Job, result: "SyncResult") -> bool:
+    def _claim_vanished_twin(self, job: Job, result: SyncResult) -> bool:
         """A new file with the bytes of an indexed file that is gone from disk was moved here from outside
         the synced paths (another root, or the other half of a move reported later): its row follows it."""
         try:
@@ -538,6 +687,10 @@ class Indexer:
                 result.summary.count("moved", found.path, row.path)
                 return True
         return False
+
+
+def _unit_tokens(unit: _Unit) -> int:
+    return unit.part.tokens
 
 
 class StopRequested(Exception):

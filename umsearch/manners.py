@@ -58,7 +58,7 @@ def background_threads(cores: int | None = None) -> int:
 
 def _usable_cores() -> int:
     try:
-        return len(os.sched_getaffinity(0))  # type: ignore[attr-defined]  # Linux: honours taskset and cgroups' cpusets
+        return len(os.sched_getaffinity(0))  # Linux: honours taskset and cgroups' cpusets
     except (AttributeError, OSError):
         return os.cpu_count() or 1
 

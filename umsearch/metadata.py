@@ -12,7 +12,7 @@ import os
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -23,7 +23,7 @@ _EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
 _DATETIME_ORIGINAL = 0x9003
 _GPS_LAT_REF, _GPS_LAT, _GPS_LON_REF, _GPS_LON = 1, 2, 3, 4
 
-METADATA_VERSION = 1  # bump when extraction changes, so `umsearch index` refreshes old rows
+METADATA_VERSION = 2  # bump when extraction changes, so `umsearch index` refreshes old rows (2: kinds)
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def extract_metadata(path: str, mtime_ns: int | None = None) -> PhotoMeta:
 
 
 def metadata_from_exif(
-    raw: "Image.Exif | None",
+    raw: Image.Exif | None,
     size: tuple[int, int] | None,
     mtime_ns: int,
 ) -> PhotoMeta:
@@ -91,7 +91,7 @@ def metadata_from_exif(
     )
 
 
-def _read_exif(raw: "Image.Exif") -> dict:
+def _read_exif(raw: Image.Exif) -> dict:
     found: dict = {}
     try:
         sub = raw.get_ifd(_EXIF_IFD)
@@ -140,9 +140,9 @@ def _parse_exif_date(value: object) -> datetime | None:
     return None
 
 
-def _degrees(value: object, ref: str | None, negative_ref: str) -> float | None:
+def _degrees(value: Any, ref: str | None, negative_ref: str) -> float | None:
     try:
-        d, m, s = (float(part) for part in value)  # type: ignore[union-attr]
+        d, m, s = (float(part) for part in value)
     except Exception:
         return None
     result = d + m / 60 + s / 3600

@@ -24,8 +24,11 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.status import Status
 from rich.table import Table
 from rich.text import Text
+
+from .settings import FAILURES_SHOWN
 
 if TYPE_CHECKING:
     from .index import IndexSummary
@@ -55,7 +58,7 @@ def display_path(path: str) -> str:
     return _UNPRINTABLE.sub(_escape_unprintable, path)
 
 
-def _escape_unprintable(match: "re.Match[str]") -> str:
+def _escape_unprintable(match: re.Match[str]) -> str:
     code = ord(match.group())
     if 0xDC80 <= code <= 0xDCFF:
         return f"\\x{code - 0xDC00:02x}"
@@ -79,7 +82,12 @@ def warn(message: str) -> None:
     err.print(f"[yellow]warning:[/] {escape(message)}")
 
 
-def print_hits(hits: Sequence["Hit"], *, as_json: bool, paths_only: bool = True) -> None:
+def spinner(text: str) -> Status:
+    """A spinner on stderr while something slow runs; the text shows as given (a model path may hold `[`)."""
+    return err.status(Text(text))
+
+
+def print_hits(hits: Sequence[Hit], *, as_json: bool, paths_only: bool = True) -> None:
     """`--json` (a list of objects) or `--paths` (one path per line); the table is searchview's."""
     if as_json or not paths_only:
         print_json([hit.as_dict() for hit in hits])
@@ -117,7 +125,7 @@ def print_columns(columns: Sequence[Column]) -> None:
     out.print(table)
 
 
-def print_summary(summary: "IndexSummary", *, as_json: bool, show_failures: int = 20) -> None:
+def print_summary(summary: IndexSummary, *, as_json: bool, show_failures: int = FAILURES_SHOWN) -> None:
     if as_json:
         print_json(summary.counters())
     else:

@@ -7,7 +7,7 @@
 * Plain words form one positive term ("red car" and `red car` are the same term); ` + ` starts another.
 * `^W` after a word or a quoted phrase gives its term the weight W (default 1; negatives default 0.5).
 * `-word`, `-"a phrase"`, `-like:PATH` are negative terms: results move away from them.
-* `like:PATH` is an image term. Filters: `in:`, `after:`, `before:`, `type:`, `camera:`, `place:`;
+* `like:PATH` is an image term. Filters: `in:`, `after:`, `before:`, `type:`, `camera:`, `place:`, `kind:`;
   `min:` (lowest score), `sort:score|date`, `limit:N`. Quote values with spaces: `place:"New York"`.
 * Anything else, including unknown `key:value` words, is ordinary text.
 """
@@ -18,11 +18,11 @@ import re
 from dataclasses import dataclass, field, replace
 
 from .errors import UmsearchError
-from .filters import Filters, folder_filter, parse_date, parse_types
+from .filters import Filters, folder_filter, parse_date, parse_kinds, parse_types
 
 NEGATIVE_WEIGHT = 0.5
 SORTS = ("score", "date")
-_KEYS = ("in", "after", "before", "type", "camera", "place", "min", "sort", "limit", "like")
+_KEYS = ("in", "after", "before", "type", "camera", "place", "kind", "min", "sort", "limit", "like")
 _WEIGHT = re.compile(r"^(.*?)\^(\d+(?:\.\d*)?|\.\d+)$", re.S)
 
 
@@ -107,6 +107,8 @@ def _apply_key(key: str, value: str, filters: dict, request: dict) -> None:
         filters["types"] = parse_types(value)
     elif key in ("camera", "place"):
         filters[key] = value
+    elif key == "kind":
+        filters["kinds"] = parse_kinds(value)
     elif key == "min":
         request["min_score"] = _number(key, value, float)
     elif key == "limit":

@@ -1,4 +1,4 @@
-"""Find candidate photo files under one or more roots, cheaply (stat only, no reads)."""
+"""Find candidate files (photos, videos, PDFs) under one or more roots, cheaply (stat only, no reads)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,19 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from .imageload import HEIF_EXTENSIONS, RAW_EXTENSIONS
+from .pdfpages import PDF_EXTENSIONS
+from .video import VIDEO_EXTENSIONS
 
 JPEG_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe"})
-# HEIF/AVIF and camera RAW are always found: without the `all` extra they are recorded as unsupported
-# (with the pip command), never silently missing from the index.
+# HEIF/AVIF, camera RAW, videos and PDFs are always found: without the `all` extra they are recorded as
+# unsupported (with the pip command), never silently missing from the index. (The name stays for the
+# callers that pass it; it covers everything umsearch indexes.)
 IMAGE_EXTENSIONS = (
     frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".dib", ".tif", ".tiff"})
     | HEIF_EXTENSIONS
     | RAW_EXTENSIONS
+    | VIDEO_EXTENSIONS
+    | PDF_EXTENSIONS
 )
 
 # Files that are still being written by browsers, sync tools and editors: never index them.
@@ -109,8 +114,8 @@ def _walk(top, excludes, extensions, seen_dirs, file_roots, on_error) -> Iterato
             continue
         seen_dirs.add(key)
         try:
-            with os.scandir(folder) as entries:
-                entries = sorted(entries, key=lambda e: e.name)
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
         except OSError as exc:
             _report(on_error, folder, exc)
             continue

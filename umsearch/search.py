@@ -11,20 +11,9 @@ from .store import Store
 
 if TYPE_CHECKING:
     import numpy as np
+    from PIL.Image import Image as PILImage
 
-    from .embed import Embedder
     from .filters import Filters
-
-
-@dataclass(frozen=True)
-class Query:
-    text: str | None = None
-    image: str | None = None  # a path
-    instruction: str | None = None
-
-    def __post_init__(self) -> None:
-        if not (self.text and self.text.strip()) and not self.image:
-            raise UmsearchError("give a text query, --image PATH, or both")
 
 
 @dataclass(frozen=True)
@@ -36,17 +25,39 @@ class Hit:
     taken: int | None = None  # wall-clock seconds (metadata.wall_clock_seconds)
     camera: str | None = None
     place: str | None = None
+    kind: str = "photo"  # photo, screenshot, document, video (kinds.KINDS)
+    time: float | None = None  # a video: seconds into it of the best-matching frame
+    page: int | None = None  # a document: the best-matching page
 
     def as_dict(self) -> dict:
-        found = {
+        found: dict = {
             "rank": self.rank,
             "score": None if self.score is None else round(self.score, 6),
             "path": self.path,
             "id": self.file_id,
+            "kind": self.kind,
         }
+        if self.time is not None:
+            found["time"] = self.time
+        if self.page is not None:
+            found["page"] = self.page
         if self.taken is not None:
             found.update(taken=taken_text(self.taken), camera=self.camera, place=self.place)
         return found
+
+    @property
+    def where(self) -> str:
+        """Where in the file the match is, for people: "▶ 1:23" in a video, "p. 3" in a document, else ""."""
+        if self.time is not None:
+            return f"▶ {clock(self.time)}"
+        return f"p. {self.page}" if self.page is not None else ""
+
+
+def clock(seconds: float) -> str:
+    """1:23, or 1:02:03 past an hour (whole seconds, as players show them)."""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 def taken_text(taken: int) -> str:
@@ -55,7 +66,7 @@ def taken_text(taken: int) -> str:
     return wall_clock_datetime(taken).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def load_query_image(path: str, max_pixels: int) -> "PIL.Image.Image":  # noqa: F821
+def load_query_image(path: str, max_pixels: int) -> PILImage:
     try:
         return load_image(path, max_pixels).image
     except ImageLoadError as exc:
@@ -64,27 +75,8 @@ def load_query_image(path: str, max_pixels: int) -> "PIL.Image.Image":  # noqa: 
         raise UmsearchError(f"{path}: no such file") from None
 
 
-def query_vector(embedder: "Embedder", query: Query, max_pixels: int) -> "np.ndarray":
-    """One GME input: text alone, image alone, or image and text fused into a single vector."""
-    image = load_query_image(query.image, max_pixels) if query.image else None
-    text = query.text if query.text and query.text.strip() else None
-    return embedder.embed_query(text=text, image=image, instruction=query.instruction)
-
-
-def rank(store: Store, vector: "np.ndarray", limit: int) -> list[Hit]:
-    """The indexed photos nearest to `vector`, best first, with cosine similarity as the score."""
-    nearest = store.knn(vector, limit)
-    rows = store.files_by_id(file_id for file_id, _ in nearest)
-    hits = []
-    for file_id, score in nearest:
-        row = rows.get(file_id)
-        if row is not None:
-            hits.append(Hit(len(hits) + 1, score, row.path, file_id))
-    return hits
-
-
 # ---- search with filters and query arithmetic -----------------------------------------------------
-def combine(positives: "list[tuple[np.ndarray, float]]", negatives: "list[tuple[np.ndarray, float]]") -> "np.ndarray":
+def combine(positives: list[tuple[np.ndarray, float]], negatives: list[tuple[np.ndarray, float]]) -> np.ndarray:
     """Query arithmetic: the weighted sum of the normalised positive vectors minus the weighted
     normalised negative ones, normalised again (so scores stay cosine similarities)."""
     import numpy as np
@@ -105,26 +97,28 @@ def combine(positives: "list[tuple[np.ndarray, float]]", negatives: "list[tuple[
 
 def search(
     store: Store,
-    vector: "np.ndarray",
+    vector: np.ndarray,
     limit: int,
-    filters: "Filters | None" = None,
+    filters: Filters | None = None,
     *,
     min_score: float | None = None,
     sort: str = "score",
 ) -> list[Hit]:
     """The `limit` best matches that pass the filters (inside the vector scan), then ordered by
     score or by date taken (newest first)."""
-    nearest = store.knn(vector, limit, filters)
+    nearest = store.knn_vectors(vector, limit, filters)  # a video or PDF once, by its best frame or page
     if min_score is not None:
-        nearest = [(file_id, score) for file_id, score in nearest if score >= min_score]
-    rows = store.files_by_id(file_id for file_id, _ in nearest)
-    facts = store.facts_by_id(file_id for file_id, _ in nearest)
-    found = [(file_id, score) for file_id, score in nearest if file_id in rows]
+        nearest = [item for item in nearest if item[1] >= min_score]
+    rows = store.files_by_id(file_id for file_id, _, _ in nearest)
+    facts = store.facts_by_id(file_id for file_id, _, _ in nearest)
+    positions = store.positions([vector_id for _, _, vector_id in nearest])
+    found = [item for item in nearest if item[0] in rows]
     if sort == "date":
         found.sort(key=lambda item: -(facts[item[0]].taken or 0) if item[0] in facts else 0)
-    hits = []
-    for file_id, score in found:
+    hits: list[Hit] = []
+    for file_id, score, vector_id in found:
         fact = facts.get(file_id)
+        position = positions.get(vector_id)
         hits.append(
             Hit(
                 len(hits) + 1,
@@ -134,6 +128,9 @@ def search(
                 fact.taken if fact else None,
                 fact.camera if fact else None,
                 fact.place if fact else None,
+                kind=rows[file_id].kind,
+                time=position.time if position else None,
+                page=position.page if position else None,
             )
         )
     return hits

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from . import settings
 from .errors import StoreError, UmsearchError
 from .filters import Filters
+from .kinds import KINDS
 from .querylang import SearchRequest, Term
 from .runtime import RuntimeRequest, query_mismatch, resolve_budget
 from .search import Hit, combine, load_query_image, search
@@ -36,6 +37,10 @@ if TYPE_CHECKING:
     from .embed import Embedder, EmbedderInfo
 
 EmbedderFactory = Callable[[str, tuple[int, int], RuntimeRequest], "Embedder"]
+
+
+# Texts shorter than this many characters are far below any model's token limit: not even tokenised to check.
+_LONG_TEXT_CHARS = 1000
 
 
 class NeedsModel(UmsearchError):
@@ -71,6 +76,7 @@ class Details:
     taken: datetime | None  # when taken (EXIF, as the camera's wall clock), else the file time
     camera: str | None
     place: str | None
+    kind: str = "photo"
 
 
 class ModelGate:
@@ -201,11 +207,6 @@ class Session:
         """Load the model now rather than at the first query that needs it (the TUI, the service)."""
         return self.embedder()
 
-    def adopt_embedder(self, embedder: Embedder) -> None:
-        """Use a model someone else loaded (the watcher's indexer), so one process holds one copy."""
-        with self._loading:
-            self._embedder = embedder
-
     # ---- searching ---------------------------------------------------------------------------------
     def search(
         self, query: SearchQuery, *, allow_model: bool = True, cancelled: Callable[[], bool] | None = None
@@ -223,9 +224,13 @@ class Session:
         with self._db:
             hits = search(self.store, vector, wanted, request.filters, min_score=request.min_score, sort=request.sort)
             searched = self.store.counts().indexed
-            notices = [self._backlog_notice(searched), self._settings_notice(request)]
+            notices = [
+                self._backlog_notice(searched),
+                self._settings_notice(request),
+                self._truncation_notice(request, query.instruction),
+            ]
         page = [replace(hit, rank=query.offset + i + 1) for i, hit in enumerate(hits[query.offset : wanted])]
-        return SearchResult(page, searched, " — ".join(n for n in notices if n) or None)
+        return SearchResult(page, searched, "; ".join(n for n in notices if n) or None)
 
     def _backlog_notice(self, searched: int) -> str | None:
         """While a run is still embedding (another process, or this one's watcher), how much was searched."""
@@ -233,6 +238,18 @@ class Session:
 
         entry = backlog.read(self.store)
         return entry.notice(searched) if entry is not None else None
+
+    def _truncation_notice(self, request: SearchRequest, instruction: str | None) -> str | None:
+        """One line when a term's text is longer than the model reads (a long description is cut)."""
+        if self._embedder is None:
+            return None  # answered from cached vectors: the notice was given when the text was first embedded
+        for term in request.positives + request.negatives:
+            if not term.text or len(term.text) < _LONG_TEXT_CHARS:
+                continue
+            full, kept = self._embedder.text_fit(term.text, with_image=term.image is not None, instruction=instruction)
+            if kept < full:
+                return f"description cut: the model reads the first {kept} of its {full} tokens"
+        return None
 
     def similar(self, photo: str, query: SearchQuery, *, allow_model: bool = True) -> SearchResult:
         """Photos that look like `photo`, the photo itself left out; the query gives filters, sort, minimum score
@@ -374,7 +391,16 @@ class Session:
             fact = facts.get(row.id)
             taken = fact.taken if fact else None
             hits.append(
-                Hit(i + 1, None, row.path, row.id, taken, fact.camera if fact else None, fact.place if fact else None)
+                Hit(
+                    i + 1,
+                    None,
+                    row.path,
+                    row.id,
+                    taken,
+                    fact.camera if fact else None,
+                    fact.place if fact else None,
+                    kind=row.kind,
+                )
             )
         return hits
 
@@ -399,10 +425,11 @@ class Session:
             taken,
             fact.camera if fact else None,
             fact.place if fact else None,
+            row.kind,
         )
 
     # ---- reporting ---------------------------------------------------------------------------------
-    def status(self, failures: int = 20) -> dict[str, Any]:
+    def status(self, failures: int = settings.FAILURES_SHOWN) -> dict[str, Any]:
         """What `umsearch status --json` prints: counts, model, runtime, failures, watcher."""
         from .metadata import geocoder_status
         from .runtime import recorded_runtime
@@ -418,6 +445,7 @@ class Session:
                 "exists": True,
                 "db_bytes": self.store.size_bytes(),
                 "indexed": counts.indexed,
+                "kinds": {kind: counts.kinds.get(kind, 0) for kind in KINDS},
                 "failed": counts.failed,
                 "model": recorded.model_id if recorded else None,
                 "dim": recorded.dim if recorded else None,

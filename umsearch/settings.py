@@ -15,6 +15,7 @@ DEFAULT_MODEL: Final = "Alibaba-NLP/gme-Qwen2-VL-2B-Instruct"
 DEFAULT_LIMIT: Final = 20  # results per query (CLI, TUI and service alike)
 MAX_LIMIT: Final = 4096
 DEFAULT_BATCH_SIZE: Final = 8  # images per model call while indexing
+FAILURES_SHOWN: Final = 20  # failed files listed by `index` and `status` before "… and N more"
 
 # GME (Qwen2-VL) turns each 28x28 pixel square into one visual token (14-pixel patches merged 2x2).
 PIXELS_PER_TOKEN: Final = 28 * 28
@@ -37,6 +38,15 @@ AUTO_QUALITY: Final[dict[str, str]] = {"cuda": "best", "mps": "balanced", "cpu":
 QUALITY_CHOICES: Final = ("auto", *QUALITY_PRESETS)
 DEFAULT_MIN_IMAGE_TOKENS, DEFAULT_MAX_IMAGE_TOKENS = QUALITY_PRESETS[DEFAULT_QUALITY]
 
+# Screenshots and documents hold text, which needs more pixels than a scene: they get twice the visual
+# tokens of the index's quality (best: up to 2560, a phone screenshot at 0.8 of its width, an A4 page at
+# ~130 dpi). Derived from the photo budget, so an index still records one budget. See BENCHMARKS.md.
+TEXT_BUDGET_FACTOR: Final = 2
+
+# Videos keep at most this many frames each (video.SamplingPolicy), PDFs this many pages (pdfpages).
+DEFAULT_MAX_FRAMES: Final = 32
+DEFAULT_MAX_PAGES: Final = 10
+
 DEVICE_CHOICES: Final = ("auto", "cpu", "cuda", "mps")
 QUANT_CHOICES: Final = ("auto", "nf4", "int8", "int8-dynamic", "none")
 DTYPE_CHOICES: Final = ("auto", "float32", "bfloat16", "float16")
@@ -45,6 +55,34 @@ DTYPE_CHOICES: Final = ("auto", "float32", "bfloat16", "float16")
 def max_pixels(max_image_tokens: int) -> int:
     """The most pixels an image keeps for the model at this budget (loader threads shrink to this)."""
     return max_image_tokens * PIXELS_PER_TOKEN
+
+
+def text_budget(min_image_tokens: int, max_image_tokens: int) -> tuple[int, int]:
+    """The visual-token budget of screenshots and documents in an index whose photos get (min, max)."""
+    return min_image_tokens * TEXT_BUDGET_FACTOR, max_image_tokens * TEXT_BUDGET_FACTOR
+
+
+def max_frames() -> int:
+    """Frames kept per video (UMSEARCH_MAX_FRAMES overrides; 1 to 1023)."""
+    return _bounded_env("UMSEARCH_MAX_FRAMES", DEFAULT_MAX_FRAMES, 1, 1023)
+
+
+def max_pages() -> int:
+    """Pages indexed per PDF (UMSEARCH_MAX_PAGES overrides; 1 to 1023)."""
+    return _bounded_env("UMSEARCH_MAX_PAGES", DEFAULT_MAX_PAGES, 1, 1023)
+
+
+def _bounded_env(name: str, default: int, low: int, high: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        from .errors import UmsearchError
+
+        raise UmsearchError(f"{name}={text} is not a whole number (expected {low} to {high})") from None
+    return min(high, max(low, value))
 
 
 def data_dir() -> Path:

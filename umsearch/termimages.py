@@ -75,7 +75,7 @@ def _no_terminal_probe() -> Iterator[None]:
     cell = _cell_size_from_kernel(real)
     if cell is not None:  # textual-image reads these when it cannot ask the terminal (its textual-serve route)
         os.environ["TEXTUAL_CELL_WIDTH"], os.environ["TEXTUAL_CELL_HEIGHT"] = str(cell[0]), str(cell[1])
-    sys.__stdout__ = _NotATerminal(real)  # type: ignore[misc]
+    sys.__stdout__ = _NotATerminal(real)  # type: ignore[assignment,misc]
     try:
         # A probe that already failed may have left its modules half-imported: import them afresh.
         for name in [m for m in sys.modules if m.startswith("textual_image.widget")]:

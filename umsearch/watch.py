@@ -145,7 +145,7 @@ class Stability:
 class _EventHandler:
     """Turns watchdog events into dirty paths; ignores what the index would never hold."""
 
-    def __init__(self, watcher: "Watcher") -> None:
+    def __init__(self, watcher: Watcher) -> None:
         self.watcher = watcher
 
     def dispatch(self, event) -> None:
@@ -430,7 +430,7 @@ def install_stop_signals(watcher: Watcher) -> Callable[[], None]:
     import _thread
     import signal
 
-    state = {"timer": None}
+    state: dict[str, threading.Timer | None] = {"timer": None}
 
     def abort_if_busy() -> None:
         if watcher.busy:
@@ -450,8 +450,9 @@ def install_stop_signals(watcher: Watcher) -> Callable[[], None]:
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def restore() -> None:
-        if state["timer"] is not None:
-            state["timer"].cancel()
+        timer = state["timer"]
+        if timer is not None:
+            timer.cancel()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

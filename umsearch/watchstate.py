@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from .errors import UmsearchError
+from .oslock import try_lock as _try_lock
+from .oslock import unlock as _unlock
 
 
 @dataclass(frozen=True)
@@ -27,37 +28,6 @@ class WatcherStatus:
 
 def lock_path(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".watch.lock")
-
-
-def _try_lock(handle: IO[str]) -> bool:
-    if sys.platform == "win32":
-        import msvcrt
-
-        try:
-            handle.seek(0)
-            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-    import fcntl
-
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return False
-    return True
-
-
-def _unlock(handle: IO[str]) -> None:
-    if sys.platform == "win32":
-        import msvcrt
-
-        handle.seek(0)
-        msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
-    else:
-        import fcntl
-
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 class WatcherLock:
@@ -96,7 +66,7 @@ class WatcherLock:
         self._handle.close()
         self._handle = None
 
-    def __enter__(self) -> "WatcherLock":
+    def __enter__(self) -> WatcherLock:
         self.acquire()
         return self
 

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..errors import UmsearchError
 from ..session import SearchQuery, SearchResult
@@ -88,7 +88,7 @@ class ServiceClient:
                 connection.connect()
             except OSError as exc:
                 raise ServiceUnavailable(f"no service answers at {self.paths.socket}: {exc}") from None
-            connection.sock.settimeout(timeout)  # type: ignore[union-attr]
+            connection.sock.settimeout(timeout)
             headers = {"Content-Type": "application/json", "Accept": "application/json"}
             if self.token is not None:
                 headers["Authorization"] = f"Bearer {self.token}"
@@ -246,7 +246,7 @@ def start_service(paths: ServicePaths, arguments: Sequence[str], *, timeout: flo
     return client
 
 
-def _open_log(path: Path):  # type: ignore[no-untyped-def]
+def _open_log(path: Path) -> BinaryIO:
     try:
         if path.stat().st_size > LOG_KEEP_BYTES:
             os.replace(path, path.with_name(path.name + ".1"))

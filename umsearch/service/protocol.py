@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import UmsearchError
 from ..filters import Filters
+from ..kinds import KINDS
 from ..querylang import SORTS, SearchRequest, Term
 from ..search import Hit
 from ..session import SearchQuery, SearchResult
@@ -124,16 +125,20 @@ def encode_filters(filters: Filters) -> dict[str, Any]:
         "types": list(filters.types),
         "camera": filters.camera,
         "place": filters.place,
+        "kinds": list(filters.kinds),
         "exclude_ids": sorted(filters.exclude_ids),
     }
 
 
 def decode_filters(value: Any) -> Filters:
     data = _object(value, "filters")
-    _known(data, ("folders", "after", "before", "types", "camera", "place", "exclude_ids"), "filters")
+    _known(data, ("folders", "after", "before", "types", "camera", "place", "kinds", "exclude_ids"), "filters")
     excluded = _list(data, "exclude_ids")
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in excluded):
         raise ProtocolError("'exclude_ids' must be a list of integers")
+    kinds = _strings(data, "kinds")
+    if any(kind not in KINDS for kind in kinds):
+        raise ProtocolError(f"'kinds' must name only {', '.join(KINDS)}")
     return Filters(
         folders=_strings(data, "folders"),
         after=_int(data, "after"),
@@ -141,6 +146,7 @@ def decode_filters(value: Any) -> Filters:
         types=_strings(data, "types"),
         camera=_str(data, "camera"),
         place=_str(data, "place"),
+        kinds=kinds,
         exclude_ids=frozenset(excluded),
     )
 
@@ -205,6 +211,9 @@ def encode_hit(hit: Hit) -> dict[str, Any]:
         "taken": hit.taken,
         "camera": hit.camera,
         "place": hit.place,
+        "kind": hit.kind,
+        "time": hit.time,
+        "page": hit.page,
     }
 
 
@@ -218,6 +227,9 @@ def decode_hit(value: Any) -> Hit:
         taken=_int(data, "taken"),
         camera=_str(data, "camera"),
         place=_str(data, "place"),
+        kind=_str(data, "kind") or "photo",
+        time=_float(data, "time"),
+        page=_int(data, "page", low=1),
     )
 
 

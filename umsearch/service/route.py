@@ -82,7 +82,7 @@ class Route:
     idle_timeout: float | None = None
     warn: Callable[[str], None] = lambda line: None
     prepare: Callable[[str], None] = lambda model_id: None  # e.g. download a hub model with progress first
-    waiting: Callable[[str], AbstractContextManager[None]] = _nothing  # while the service loads the model
+    waiting: Callable[[str], AbstractContextManager[object]] = _nothing  # while the service loads the model
     # set by connect(): the running service was found unfit (and a line said so), so answer in-process
     _refused: bool = field(default=False, init=False, repr=False)
 

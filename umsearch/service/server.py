@@ -412,7 +412,7 @@ def uvicorn_config(app: Any) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         loop="asyncio",
-        http=GuardedH11Protocol,  # type: ignore[arg-type]
+        http=GuardedH11Protocol,
         ws="none",
         lifespan="off",
         access_log=False,

@@ -1,9 +1,10 @@
 """The index: one SQLite file holding files, their metadata and their vectors (sqlite-vec).
 
 Modules, each one concern, imported in this order (none imports back up):
-paths (path text codec) → filtersql (filter labels and SQL) → schema (tables, migrations, opening helpers)
-→ base (connection, transactions, meta) → vectors (float + bit vectors, k-NN) → files (rows, metadata)
-→ database (`Store`: open, migrate, bind to a model).
+paths (path text codec) and sql (single values) → filtersql (filter labels and SQL) → schema (tables,
+migrations, opening helpers) → base (connection, transactions, meta) → vectors (float + bit vectors, k-NN;
+bitcache: the sign-bit matrix) → files (rows, metadata) → querycache (vectors of past text queries) →
+database (`Store`: open, read-only or not, migrate, bind to a model).
 """
 
 from .database import IndexSettings, Store

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 class StoreBase:
-    def __init__(self, db: "apsw.Connection", path: Path) -> None:
+    def __init__(self, db: apsw.Connection, path: Path) -> None:
         self.db = db
         self.path = path
         self.read_only = False  # opened without write permission (Store.open): reads only

@@ -28,10 +28,10 @@ if TYPE_CHECKING:
 @dataclass
 class BitMatrix:
     generation: int
-    ids: "np.ndarray"  # int64, one per photo
-    words: "np.ndarray"  # uint64, shape (words per vector, photos): word-major, so each pass is contiguous
+    ids: np.ndarray  # int64, one per photo
+    words: np.ndarray  # uint64, shape (words per vector, photos): word-major, so each pass is contiguous
 
-    def nearest_sorted(self, query_bits: bytes, count: int) -> "np.ndarray":
+    def nearest_sorted(self, query_bits: bytes, count: int) -> np.ndarray:
         """Ids of the `count` photos with the fewest differing sign bits, nearest first."""
         import numpy as np
 
@@ -41,7 +41,7 @@ class BitMatrix:
             return self.ids[part[np.argsort(distance[part], kind="stable")]]
         return self.ids[np.argsort(distance, kind="stable")]
 
-    def nearest(self, query_bits: bytes, count: int) -> "np.ndarray":
+    def nearest(self, query_bits: bytes, count: int) -> np.ndarray:
         """Ids of the `count` photos with the fewest differing sign bits (unordered)."""
         import numpy as np
 
@@ -50,7 +50,7 @@ class BitMatrix:
             return self.ids
         return self.ids[np.argpartition(self._distances(query_bits), count)[:count]]
 
-    def _distances(self, query_bits: bytes) -> "np.ndarray":
+    def _distances(self, query_bits: bytes) -> np.ndarray:
         import numpy as np
 
         if len(self.ids) == 0:
@@ -71,7 +71,7 @@ def cache_path(db_path: Path) -> Path:
     return Path(f"{db_path}.bits.npz")
 
 
-def load(db: "apsw.Connection", db_path: Path, generation: int) -> BitMatrix:
+def load(db: apsw.Connection, db_path: Path, generation: int) -> BitMatrix:
     """The bit matrix of the index at `generation`: from the side file when current, else rebuilt and saved."""
     import numpy as np
 
@@ -87,7 +87,7 @@ def load(db: "apsw.Connection", db_path: Path, generation: int) -> BitMatrix:
     return matrix
 
 
-def build(db: "apsw.Connection", generation: int) -> BitMatrix:
+def build(db: apsw.Connection, generation: int) -> BitMatrix:
     import numpy as np
 
     ids: list[int] = []

@@ -20,6 +20,7 @@ from .schema import (
     make_private_parent,
     sqlite_vec_path,
 )
+from .sql import scalar
 
 if TYPE_CHECKING:
     import apsw
@@ -87,7 +88,7 @@ class Store(FileTable, QueryCache):
 
     def _prepare(self) -> None:
         db = self.db
-        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        app_id = scalar(db, "PRAGMA application_id")
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if app_id != APPLICATION_ID and tables:
             raise StoreError(f"{self.path} is not an umsearch index (it is another application's SQLite file)")
@@ -139,7 +140,7 @@ class Store(FileTable, QueryCache):
     def close(self) -> None:
         self.db.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:

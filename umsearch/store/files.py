@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from .paths import path_from_db, path_to_db
 from .schema import chunks
+from .segments import Segment
+from .sql import scalar
 from .vectors import VectorTable
 
 if TYPE_CHECKING:
@@ -29,15 +31,17 @@ class FileRow:
     error: str | None
     width: int | None
     height: int | None
+    kind: str = "photo"  # photo, screenshot, document, video (kinds.KINDS)
 
 
 @dataclass(frozen=True)
 class Counts:
     indexed: int
     failed: int
+    kinds: dict[str, int] = field(default_factory=dict)  # indexed files per kind
 
 
-_FILE_COLUMNS = "id, path, size, mtime_ns, hash, status, error, width, height"
+_FILE_COLUMNS = "id, path, size, mtime_ns, hash, status, error, width, height, kind"
 
 
 @dataclass(frozen=True)
@@ -134,45 +138,57 @@ class FileTable(VectorTable):
         size: int,
         mtime_ns: int,
         digest: str | None,
-        vector: "np.ndarray | None" = None,
+        vector: np.ndarray | None = None,
         error: str | None = None,
         width: int | None = None,
         height: int | None = None,
-        meta: "PhotoMeta | None" = None,
+        meta: PhotoMeta | None = None,
+        segments: Sequence[Segment] | None = None,
+        kind: str | None = None,
     ) -> int:
         """Insert or replace the row for `path` with its vector (status ok) or its error (status failed).
 
-        Without `meta` the row gets what is known without reading the file (type, file time) and is left
-        for a later metadata pass (meta_version 0)."""
-        if (vector is None) == (error is None):
+        A video or a PDF gives `segments` instead of `vector`: one vector per frame or page, with its time
+        or page number, all written in this one transaction. Without `meta` the row gets what is known
+        without reading the file (type, file time) and is left for a later metadata pass (meta_version 0).
+        `kind` defaults to photo."""
+        if segments is not None and vector is not None:
+            raise ValueError("a file has either one vector or segments")
+        if segments is not None and not segments:
+            raise ValueError("segments must hold at least one vector")
+        has_vectors = vector is not None or segments is not None
+        if has_vectors == (error is not None):
             raise ValueError("a file has either a vector or an error")
         stored = path_to_db(path)
-        status = "ok" if vector is not None else "failed"
+        status = "ok" if has_vectors else "failed"
         if error is not None:  # a decoder's message may quote undecodable bytes of the file name
             error = error.encode("utf-8", "backslashreplace").decode("utf-8")
         with self.transaction():
             existing = self.db.execute("SELECT id FROM files WHERE path = ?", (stored,)).fetchone()
-            values = (size, mtime_ns, digest, status, error, width, height, time.time())
+            values = (size, mtime_ns, digest, status, error, width, height, time.time(), kind or "photo")
             if existing:
                 file_id = existing[0]
                 self.db.execute(
                     "UPDATE files SET size = ?, mtime_ns = ?, hash = ?, status = ?, error = ?, width = ?, "
-                    "height = ?, indexed_at = ? WHERE id = ?",
+                    "height = ?, indexed_at = ?, kind = ? WHERE id = ?",
                     (*values, file_id),
                 )
                 self._delete_vectors([file_id])
             else:
-                file_id = self.db.execute(
-                    "INSERT INTO files (path, folder, size, mtime_ns, hash, status, error, width, height, indexed_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                file_id = scalar(
+                    self.db,
+                    "INSERT INTO files (path, folder, size, mtime_ns, hash, status, error, width, height, indexed_at,"
+                    " kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     (stored, os.path.dirname(stored), *values),
-                ).fetchone()[0]
+                )
             self._write_metadata(file_id, stored, mtime_ns, meta)
             if vector is not None:
                 self._insert_vector(file_id, vector)
+            elif segments is not None:
+                self._insert_vectors(file_id, segments)
         return file_id
 
-    def _write_metadata(self, file_id: int, stored: str, mtime_ns: int, meta: "PhotoMeta | None") -> None:
+    def _write_metadata(self, file_id: int, stored: str, mtime_ns: int, meta: PhotoMeta | None) -> None:
         from ..metadata import METADATA_VERSION, file_extension, mtime_wall_clock
 
         if meta is None:
@@ -197,13 +213,16 @@ class FileTable(VectorTable):
             ),
         )
 
-    def set_metadata(self, file_id: int, meta: "PhotoMeta") -> None:
-        """Fill in a photo's metadata later (backfill), keeping its vector; the scan's filter columns follow."""
+    def set_metadata(self, file_id: int, meta: PhotoMeta, kind: str | None = None) -> None:
+        """Fill in a photo's metadata (and kind) later (backfill), keeping its vector; the scan's filter
+        columns follow."""
         with self.transaction():
             row = self.db.execute("SELECT path, mtime_ns FROM files WHERE id = ?", (file_id,)).fetchone()
             if row is None:
                 return
             self._write_metadata(file_id, row[0], row[1], meta)
+            if kind is not None:
+                self.db.execute("UPDATE files SET kind = ? WHERE id = ?", (kind, file_id))
             self._sync_filter_columns(file_id)
 
     def files_missing_metadata(self) -> list[FileRow]:
@@ -214,7 +233,7 @@ class FileTable(VectorTable):
     def count_missing_metadata(self) -> int:
         """How many photos `files_missing_metadata` would return, without reading them (for `status`)."""
         sql = f"SELECT count(*) FROM files WHERE {_MISSING_METADATA}"
-        return self.db.execute(sql, (_metadata_version(),)).fetchone()[0]
+        return int(scalar(self.db, sql, (_metadata_version(),)))
 
     def facts_by_id(self, ids: Iterable[int]) -> dict[int, Facts]:
         ids = list(ids)
@@ -246,19 +265,23 @@ class FileTable(VectorTable):
             self._sync_filter_columns(file_id)
 
     def copy_vector_to(
-        self, source_id: int, path: str, *, size: int, mtime_ns: int, digest: str, meta: "PhotoMeta | None" = None
+        self, source_id: int, path: str, *, size: int, mtime_ns: int, digest: str, meta: PhotoMeta | None = None
     ) -> int:
-        """A copy of an indexed file: reuse its vector instead of running the model again. `meta` is the copy's
-        own (its file time differs, and EXIF-less copies must not inherit the source's date)."""
+        """A copy of an indexed file: reuse its vector (a video's every frame) instead of running the model.
+        `meta` is the copy's own (its file time differs, and EXIF-less copies must not inherit the source's
+        date)."""
         source = self.files_by_id([source_id])[source_id]
+        segments = self.segments(source_id)
         return self.put_file(
             path,
             size=size,
             mtime_ns=mtime_ns,
             digest=digest,
-            vector=self.vector(source_id),
+            vector=None if segments else self.vector(source_id),
+            segments=segments or None,
             width=source.width,
             height=source.height,
+            kind=source.kind,
             meta=meta,
         )
 
@@ -289,8 +312,11 @@ class FileTable(VectorTable):
 
     # ---- reporting -----------------------------------------------------------------------------
     def counts(self) -> Counts:
-        rows = dict(self.db.execute("SELECT status, count(*) FROM files GROUP BY status").fetchall())
-        return Counts(indexed=rows.get("ok", 0), failed=rows.get("failed", 0))
+        rows: dict[Any, Any] = dict(self.db.execute("SELECT status, count(*) FROM files GROUP BY status"))
+        kinds: dict[Any, Any] = dict(
+            self.db.execute("SELECT kind, count(*) FROM files WHERE status = 'ok' GROUP BY kind")
+        )
+        return Counts(indexed=rows.get("ok", 0), failed=rows.get("failed", 0), kinds=kinds)
 
     def failures(self, limit: int | None = None) -> list[FileRow]:
         sql = f"SELECT {_FILE_COLUMNS} FROM files WHERE status = 'failed' ORDER BY path"
@@ -300,4 +326,4 @@ class FileTable(VectorTable):
 
 
 def _row(r: Sequence) -> FileRow:
-    return FileRow(r[0], path_from_db(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], r[8])
+    return FileRow(r[0], path_from_db(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9])

@@ -1,4 +1,4 @@
-"""Filters (folder, date, type, camera, place) as SQL over the bit table's integer columns and the files table."""
+"""Filters (folder, date, type, camera, place, kind) as SQL over the bit table's integer columns and the files table."""
 
 from __future__ import annotations
 
@@ -7,19 +7,20 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .paths import path_to_db
+from .sql import scalar
 
 if TYPE_CHECKING:
     import apsw
 
     from ..filters import Filters
 
-FILTER_COLUMNS = ("taken", "folder", "ext", "camera", "place")  # integer metadata columns of the bit table
+FILTER_COLUMNS = ("taken", "folder", "ext", "camera", "place", "kind")  # integer metadata columns of the bit table
 
 
 class Labels:
     """Small integer codes for filter values (folders, extensions, cameras, places)."""
 
-    def __init__(self, db: "apsw.Connection") -> None:
+    def __init__(self, db: apsw.Connection) -> None:
         self.db = db
 
     def code(self, kind: str, text: str | None) -> int:
@@ -28,7 +29,7 @@ class Labels:
         row = self.db.execute("SELECT id FROM labels WHERE kind = ? AND text = ?", (kind, text)).fetchone()
         if row:
             return row[0]
-        return self.db.execute("INSERT INTO labels (kind, text) VALUES (?, ?) RETURNING id", (kind, text)).fetchone()[0]
+        return int(scalar(self.db, "INSERT INTO labels (kind, text) VALUES (?, ?) RETURNING id", (kind, text)))
 
     def matching(self, kind: str, wanted: str) -> list[int]:
         """Codes whose text contains `wanted`, ignoring case (Python's casefold also handles non-ASCII)."""
@@ -51,7 +52,7 @@ class Labels:
         return [r[0] for r in rows]
 
 
-def filter_sql(db: "apsw.Connection", filters: "Filters | None") -> tuple[str | None, list, str, list]:
+def filter_sql(db: apsw.Connection, filters: Filters | None) -> tuple[str | None, list, str, list]:
     """The filters as conditions on the bit table's columns and, equivalently, on the files table;
     (None, [], "", []) when nothing can match."""
     nothing: tuple[None, list, str, list] = (None, [], "", [])
@@ -88,5 +89,7 @@ def filter_sql(db: "apsw.Connection", filters: "Filters | None") -> tuple[str | 
     if filters.camera and not one_of("camera", labels.matching("camera", filters.camera)):
         return nothing
     if filters.place and not one_of("place", labels.matching("place", filters.place)):
+        return nothing
+    if filters.kinds and not one_of("kind", labels.exact("kind", list(filters.kinds))):
         return nothing
     return "".join(clauses), params, "".join(file_clauses), file_params

@@ -26,11 +26,11 @@ def path_from_db(text: str) -> str:
     return _FROM_DB.sub(_unescape_char, text)
 
 
-def _escape_char(match: "re.Match[str]") -> str:
+def _escape_char(match: re.Match[str]) -> str:
     char = match.group()
     return _ESCAPE + (char if char == _ESCAPE else chr(ord(char) + _SURROGATE_BASE))
 
 
-def _unescape_char(match: "re.Match[str]") -> str:
+def _unescape_char(match: re.Match[str]) -> str:
     char = match.group(1)
     return char if char == _ESCAPE else chr(ord(char) - _SURROGATE_BASE)

@@ -6,6 +6,7 @@ workers; each search bumps a generation counter and a result that arrives for an
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.timer import Timer
 from textual.widgets import Footer, Input, ListView, Static
 from textual.worker import get_current_worker
@@ -54,7 +56,7 @@ class UmsearchApp(App[None]):
         Binding("slash", "focus_search", "Search"),
         Binding("s", "more_like_this", "Similar"),
         Binding("y", "copy_path", "Copy path"),
-        Binding("escape", "back", "Back"),
+        Binding("escape", "go_back", "Back"),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -64,7 +66,7 @@ class UmsearchApp(App[None]):
         *,
         problem: str | None = None,
         image_mode: str = "auto",
-        opener: Callable[[str], None] = open_in_viewer,
+        opener: Callable[..., None] = open_in_viewer,
     ) -> None:
         super().__init__()
         self.service = service
@@ -202,8 +204,17 @@ class UmsearchApp(App[None]):
 
     def _from_thread(self, callback, *args) -> None:
         """Hand a worker's result to the UI thread; dropped quietly when the app has closed meanwhile."""
+
+        async def deliver() -> None:
+            try:
+                shown = callback(*args)
+                if inspect.isawaitable(shown):
+                    await shown
+            except NoMatches:
+                pass  # the screen closed while the worker ran: the widget the result was for is gone
+
         try:
-            self.call_from_thread(callback, *args)
+            self.call_from_thread(deliver)  # type: ignore[arg-type]  # textual types T | Awaitable[T] and infers Never
         except RuntimeError:
             pass
 
@@ -238,11 +249,11 @@ class UmsearchApp(App[None]):
             return f"{len(results)} most recent photos · type to search"
         about = f"like {os.path.basename(like.path)}" if like else ""
         if like and text.strip():
-            about += f" + “{text.strip()}”"
+            about += f" + “{_shortened(text.strip())}”"
         elif text.strip():
-            about = f"“{text.strip()}”"
+            about = f"“{_shortened(text.strip())}”"
         summary = f"{len(results)} results for {about}" if results else f"no results for {about}"
-        notice = getattr(self.service, "notice", None)
+        notice = self.service.last_notice if self.service is not None else None
         return f"{summary} · {notice}" if notice else summary
 
     # ---- thumbnails and preview ---------------------------------------------------------------------
@@ -254,9 +265,9 @@ class UmsearchApp(App[None]):
             if worker.is_cancelled or generation != self.generation:
                 return
             result = row.result
-            if self.thumbs.peek(result.path) is not None:
+            if self.thumbs.peek(result.path, time=result.time, page=result.page) is not None:
                 continue  # shown already, straight from the cache
-            image = self.thumbs.get(result.path)
+            image = self.thumbs.get(result.path, time=result.time, page=result.page)
             self._from_thread(row.set_thumbnail, result, image)
 
     @on(ListView.Highlighted, "#results")
@@ -268,13 +279,13 @@ class UmsearchApp(App[None]):
     def _load_preview(self, result: Result) -> None:
         assert self.service is not None
         details = self.service.details(result.file_id)
-        image = self.thumbs.get(result.path, PREVIEW_PIXELS, square=False)
+        image = self.thumbs.get(result.path, PREVIEW_PIXELS, square=False, time=result.time, page=result.page)
         if not get_current_worker().is_cancelled:
             self._from_thread(self._show_preview, result, details, image)
 
     def _show_preview(self, result: Result, details, image) -> None:
         if self.selected is not None and self.selected.file_id == result.file_id:
-            self.query_one("#preview", Preview).show(details, image)
+            self.query_one("#preview", Preview).show(details, image, result.where)
 
     # ---- input events --------------------------------------------------------------------------------
     @on(Input.Changed, "#query")
@@ -341,11 +352,14 @@ class UmsearchApp(App[None]):
             self.bell()
             return
         try:
-            self.opener(chosen.path)
+            if chosen.time is None and chosen.page is None:
+                self.opener(chosen.path)
+            else:  # a video at the matching moment, a PDF at the matching page (where the player allows)
+                self.opener(chosen.path, time=chosen.time, page=chosen.page)
         except UmsearchError as exc:
             self.notify(str(exc), severity="error", markup=False)
 
-    def action_back(self) -> None:
+    def action_go_back(self) -> None:
         """Esc: leave "more like this" first, then the result list, then clear the search."""
         query = self.query_one("#query", Input)
         if self.like is not None:
@@ -359,13 +373,18 @@ class UmsearchApp(App[None]):
             query.value = ""  # Input.Changed shows the recent photos again
 
 
+def _shortened(text: str, width: int = 60) -> str:
+    """A long description echoed in the one-line message: its start."""
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
 def make_app(
     db: Path | None = None,
     model: str | None = None,
     *,
     image_mode: str = "auto",
     embedder_factory: EmbedderFactory | None = None,
-    opener: Callable[[str], None] = open_in_viewer,
+    opener: Callable[..., None] = open_in_viewer,
     runtime: RuntimeRequest | None = None,
     server: bool = False,
 ) -> UmsearchApp:

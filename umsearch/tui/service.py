@@ -38,6 +38,18 @@ class Result:
     file_id: int
     path: str
     score: float | None
+    kind: str = "photo"
+    time: float | None = None  # a video: the best-matching frame's time (None: its start)
+    page: int | None = None  # a document: the best-matching page (None: the first)
+
+    @property
+    def where(self) -> str:
+        """ "▶ 1:23" for a video's moment, "p. 3" for a document's page, else ""."""
+        from ..search import clock
+
+        if self.time is not None:
+            return f"▶ {clock(self.time)}"
+        return f"p. {self.page}" if self.page is not None else ""
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,7 @@ class Details:
     height: int | None
     size: int
     date: datetime | None
+    kind: str = "photo"
 
 
 @dataclass(frozen=True)
@@ -144,8 +157,7 @@ class SearchService:
     def __init__(self, session: Session | ServiceBackend, *, limit: int = DEFAULT_LIMIT) -> None:
         self.session = session
         self.limit = limit
-        # The last search's one-line notice (e.g. "searched 1,240 of 10,000 photos; indexing continues").
-        self.notice: str | None = None
+        self.last_notice: str | None = None  # the latest search's one-line notice (a description cut short)
 
     def close(self) -> None:
         self.session.close()
@@ -196,18 +208,19 @@ class SearchService:
         result = self.session.search(SearchQuery(request, limit=limit), cancelled=cancelled)
         if cancelled():
             raise Superseded
-        self.notice = result.notice
-        return [Result(hit.file_id, hit.path, hit.score) for hit in result.hits]
+        self.last_notice = result.notice  # read by the app with these results (one search shown at a time)
+        return [Result(hit.file_id, hit.path, hit.score, hit.kind, hit.time, hit.page) for hit in result.hits]
 
     def recent(self, limit: int = RECENT_LIMIT) -> list[Result]:
         """The newest photos: what the TUI shows before anything is typed."""
-        return [Result(hit.file_id, hit.path, None) for hit in self.session.recent(limit)]
+        self.last_notice = None
+        return [Result(hit.file_id, hit.path, None, hit.kind) for hit in self.session.recent(limit)]
 
     def details(self, file_id: int) -> Details | None:
         found = self.session.details(file_id)
         if found is None:
             return None
-        return Details(found.path, found.width, found.height, found.size, found.taken)
+        return Details(found.path, found.width, found.height, found.size, found.taken, found.kind)
 
     def status(self) -> StatusInfo:
         report = self.session.status(failures=0)

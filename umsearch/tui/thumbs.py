@@ -1,4 +1,5 @@
-"""Small decoded copies of photos for the TUI, made off the UI thread and kept in a bounded cache."""
+"""Small decoded copies of photos (a video's frame, a PDF's page) for the TUI, made off the UI thread and kept
+in a bounded cache."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from ..errors import ImageLoadError
-from ..imageload import load_image
+from ..stills import still
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -22,18 +23,27 @@ class ThumbnailCache:
 
     def __init__(self, capacity: int = 256) -> None:
         self.capacity = capacity
-        self._items: OrderedDict[tuple[str, int, bool], Image.Image | None] = OrderedDict()
+        self._items: OrderedDict[tuple, Image.Image | None] = OrderedDict()
         self._lock = threading.Lock()
         self.decoded = 0  # how many times a file was actually decoded (for tests and curiosity)
 
-    def get(self, path: str, pixels: int = THUMB_PIXELS, *, square: bool = True) -> "Image.Image | None":
-        """The photo scaled to fit `pixels` (padded to a square for list rows), or None if undecodable."""
-        key = (path, pixels, square)
+    def get(
+        self,
+        path: str,
+        pixels: int = THUMB_PIXELS,
+        *,
+        square: bool = True,
+        time: float | None = None,
+        page: int | None = None,
+    ) -> Image.Image | None:
+        """The photo (or the video's frame at `time`, the PDF's `page`) scaled to fit `pixels` (padded to a
+        square for list rows), or None if undecodable."""
+        key = (path, pixels, square, time, page)
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        image = self._make(path, pixels, square)
+        image = self._make(path, pixels, square, time, page)
         with self._lock:
             self._items[key] = image
             self._items.move_to_end(key)
@@ -41,28 +51,38 @@ class ThumbnailCache:
                 self._items.popitem(last=False)
         return image
 
-    def peek(self, path: str, pixels: int = THUMB_PIXELS, *, square: bool = True) -> "Image.Image | None":
+    def peek(
+        self,
+        path: str,
+        pixels: int = THUMB_PIXELS,
+        *,
+        square: bool = True,
+        time: float | None = None,
+        page: int | None = None,
+    ) -> Image.Image | None:
         """The cached image, or None when it is not cached (never decodes: safe on the UI thread)."""
+        key = (path, pixels, square, time, page)
         with self._lock:
-            image = self._items.get((path, pixels, square))
+            image = self._items.get(key)
             if image is not None:
-                self._items.move_to_end((path, pixels, square))
+                self._items.move_to_end(key)
             return image
 
-    def cached(self, path: str, pixels: int = THUMB_PIXELS, *, square: bool = True) -> bool:
+    def cached(
+        self, path: str, pixels: int = THUMB_PIXELS, *, square: bool = True, time: float | None = None, page=None
+    ) -> bool:
         with self._lock:
-            return (path, pixels, square) in self._items
+            return (path, pixels, square, time, page) in self._items
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._items)
 
-    def _make(self, path: str, pixels: int, square: bool) -> "Image.Image | None":
+    def _make(self, path: str, pixels: int, square: bool, time: float | None, page: int | None) -> Image.Image | None:
         from PIL import ImageOps
 
         try:
-            # Decode at reduced size where the format allows: a thumbnail never needs the full photo.
-            image = load_image(path, max_pixels=pixels * pixels * 4).image
+            image = still(path, pixels * pixels * 4, time=time, page=page)
         except (ImageLoadError, OSError):
             return None
         self.decoded += 1

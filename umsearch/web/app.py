@@ -22,6 +22,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import UmsearchError
+from ..store.segments import Position
 from . import pages
 from .query import WebQuery, to_request
 from .security import Guard
@@ -137,7 +138,7 @@ class Gallery:
         name = request.path_params["name"]
         if name not in STATIC:  # a fixed list: no path from the request ever reaches the file system
             return Response("not found\n", status_code=404, media_type="text/plain")
-        data = resources.files(__package__).joinpath("static", name).read_bytes()
+        data = resources.files(__package__).joinpath("static").joinpath(name).read_bytes()  # one part each: 3.10
         return Response(data, media_type=STATIC[name], headers={"cache-control": "no-cache"})
 
     # ---- search ----------------------------------------------------------------------------------------
@@ -257,10 +258,13 @@ class Gallery:
         if row is None:
             return _error("no such photo in the index", 404)
         try:
-            found = self.thumbs.lookup(row, size)
+            position = _position(request)
+            found = self.thumbs.lookup(row, size, position)
             if found is not None and request.headers.get("if-none-match") == found.etag:
                 return Response(status_code=304, headers=_image_cache(found.etag))
-            thumb = found or self.thumbs.get(row, size)
+            thumb = found or self.thumbs.get(row, size, position)
+        except UmsearchError as exc:
+            return _error(str(exc))
         except ThumbnailError as exc:
             return _error(str(exc), 404)
         return FileResponse(thumb.path, media_type="image/jpeg", headers=_image_cache(thumb.etag), stat_result=None)
@@ -270,7 +274,7 @@ class Gallery:
         row = self._row(request)
         if row is None:
             return _error("no such photo in the index", 404)
-        media = _browser_type(row.path)
+        media = _browser_type(row.path) or _media_type(row)
         if media is None:
             try:
                 thumb = self.thumbs.get(row, max(SIZES))
@@ -363,7 +367,47 @@ def _hit(hit: Hit) -> dict:
         "name": display_path(os.path.basename(hit.path)),
         "taken": taken_text(hit.taken)[:16] if hit.taken is not None else None,
         "place": hit.place,
+        "kind": hit.kind,
+        "time": hit.time,  # a video: the matching frame (its thumbnail: ?t=, the original: #t=)
+        "page": hit.page,  # a document: the matching page (?p=, #page=)
+        "at": hit.where,
     }
+
+
+def _position(request: Request) -> Position:
+    """A thumbnail's frame (`?t=SECONDS`) or page (`?p=N`)."""
+    time, page = request.query_params.get("t"), request.query_params.get("p")
+    seconds = None
+    if time is not None:
+        try:
+            seconds = float(time)
+        except ValueError:
+            raise UmsearchError("t: not a number of seconds") from None
+        if not 0 <= seconds < 10**7:
+            raise UmsearchError("t: out of range")
+    number = _int_param(page, "p")
+    if number is not None and not 1 <= number <= 100_000:
+        raise UmsearchError("p: out of range")
+    return Position(seconds, number)
+
+
+# Videos and PDFs a browser plays or shows itself (its player starts at #t=, its PDF viewer at #page=).
+_MEDIA_TYPES = {
+    ".mp4": "video/mp4",
+    ".m4v": "video/mp4",
+    ".mov": "video/quicktime",
+    ".webm": "video/webm",
+    ".mkv": "video/x-matroska",
+    ".3gp": "video/3gpp",
+    ".avi": "video/x-msvideo",
+    ".pdf": "application/pdf",
+}
+
+
+def _media_type(row: FileRow) -> str | None:
+    if row.kind not in ("video", "document"):
+        return None
+    return _MEDIA_TYPES.get(os.path.splitext(row.path)[1].lower())
 
 
 def _image_cache(etag: str) -> dict[str, str]:

@@ -62,7 +62,7 @@ def _quiet_server_class() -> type:
 
     class QuietServer(uvicorn.Server):
         @contextlib.contextmanager
-        def capture_signals(self):  # type: ignore[override]
+        def capture_signals(self):
             if threading.current_thread() is not threading.main_thread():
                 yield
                 return

@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ImageLoadError
+from ..store.segments import Position
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from ..store import FileRow
 
+_AT_START = Position()  # a photo, or a video's first frame / a PDF's first page
 SIZES = (256, 1024)  # the grid's tiles (sharp on 2x screens at ~128-200 css px) and the preview
 JPEG_QUALITY = {256: 78, 1024: 85}
 _SUFFIX = ".jpg"
@@ -68,24 +70,26 @@ class ThumbCache:
         identity = f"{row.hash}:{info.st_size}:{info.st_mtime_ns}"
         return hashlib.blake2b(identity.encode(), digest_size=8).hexdigest()
 
-    def lookup(self, row: FileRow, size: int) -> Thumb | None:
-        """The cached thumbnail of the photo as it is on disk now, or None (a plain stat and an exists check)."""
+    def lookup(self, row: FileRow, size: int, position: Position = _AT_START) -> Thumb | None:
+        """The cached thumbnail of the photo (a video's frame, a PDF's page) as it is on disk now, or None (a
+        plain stat and an exists check)."""
         fp = self.fingerprint(row)
-        path = self._shard(row.id) / f"{row.id}-{size}-{fp}{_SUFFIX}"
-        return Thumb(path, f'"{fp}-{size}"') if path.is_file() else None
+        tag = f"{size}{_position_tag(position)}"
+        path = self._shard(row.id) / f"{row.id}-{tag}-{fp}{_SUFFIX}"
+        return Thumb(path, f'"{fp}-{tag}"') if path.is_file() else None
 
-    def get(self, row: FileRow, size: int) -> Thumb:
+    def get(self, row: FileRow, size: int, position: Position = _AT_START) -> Thumb:
         """The thumbnail, made now if missing or stale (one maker per photo and size; others wait for it)."""
         if size not in SIZES:
             raise ValueError(f"no thumbnail size {size}")
-        found = self.lookup(row, size)
+        found = self.lookup(row, size, position)
         if found is not None:
             return found
         with self._lock_for(row.id, size):
-            found = self.lookup(row, size)
+            found = self.lookup(row, size, position)
             if found is not None:
                 return found
-            return self._make(row, size)
+            return self._make(row, size, position)
 
     def _lock_for(self, file_id: int, size: int) -> threading.Lock:
         with self._locks_guard:
@@ -93,13 +97,14 @@ class ThumbCache:
                 self._locks = {k: v for k, v in self._locks.items() if v.locked()}
             return self._locks.setdefault((file_id, size), threading.Lock())
 
-    def _make(self, row: FileRow, size: int) -> Thumb:
+    def _make(self, row: FileRow, size: int, position: Position = _AT_START) -> Thumb:
         fp = self.fingerprint(row)
-        picture = render(row.path, size)
+        picture = render(row.path, size, position)
         self._ensure_folder()
         shard = self._shard(row.id)
         shard.mkdir(exist_ok=True, mode=0o700)
-        target = shard / f"{row.id}-{size}-{fp}{_SUFFIX}"
+        tag = f"{size}{_position_tag(position)}"
+        target = shard / f"{row.id}-{tag}-{fp}{_SUFFIX}"
         handle, temp = tempfile.mkstemp(dir=shard, prefix=".part-", suffix=_SUFFIX)
         try:
             with os.fdopen(handle, "wb") as out:
@@ -108,11 +113,11 @@ class ThumbCache:
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
-        for old in shard.glob(f"{row.id}-{size}-*{_SUFFIX}"):
+        for old in shard.glob(f"{row.id}-{tag}-*{_SUFFIX}"):
             if old != target:
                 old.unlink(missing_ok=True)  # made from an older version of the photo
         self._made += 1
-        return Thumb(target, f'"{fp}-{size}"')
+        return Thumb(target, f'"{fp}-{tag}"')
 
     def sweep(self, indexed_ids: set[int]) -> int:
         """Delete the thumbnails of photos no longer in the index (and half-written files); returns how many."""
@@ -152,17 +157,26 @@ class ThumbCache:
         return files, total
 
 
-def render(path: str, size: int) -> Image.Image:
-    """The photo upright (EXIF orientation applied), in RGB, fitting in size x size pixels."""
+def _position_tag(position: Position) -> str:
+    """A video frame's or a PDF page's part of a thumbnail's name ("" for a photo, "t12500", "p3")."""
+    if position.time is not None:
+        return f"t{round(position.time * 1000)}"
+    return f"p{position.page}" if position.page is not None else ""
+
+
+def render(path: str, size: int, position: Position = _AT_START) -> Image.Image:
+    """The photo (a video's frame at `position.time`, a PDF's page) upright, in RGB, fitting in size x size."""
     from PIL import Image
 
-    from ..imageload import load_image
+    from ..stills import still
 
     try:
-        loaded = load_image(path, size * size)  # JPEGs decode at reduced scale (draft mode)
+        # JPEGs decode at reduced scale (draft mode); frames and pages are made at about this size
+        picture = still(path, size * size, time=position.time, page=position.page)
     except ImageLoadError as exc:
         raise ThumbnailError(str(exc)) from None
-    picture = loaded.image
+    except OSError as exc:
+        raise ThumbnailError(f"the photo is not readable on disk ({exc.strerror or exc})") from None
     if max(picture.size) > size:
         picture.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0)
     return picture

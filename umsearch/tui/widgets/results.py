@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual.binding import Binding, BindingType
-from textual.widget import Widget
 from textual.widgets import Label, ListItem, ListView
 
 from ...present import display_path
 from ..service import Result
+
+if TYPE_CHECKING:
+    from .images import ImageWidget
 
 
 def row_label(result: Result) -> str:
@@ -18,11 +20,12 @@ def row_label(result: Result) -> str:
     name = display_path(os.path.basename(result.path))
     folder = display_path(os.path.basename(os.path.dirname(result.path)))
     score = f"{result.score:.3f}" if result.score is not None else ""
-    return f"{score:>5}  {name}\n       {folder}/"
+    where = f"  {result.where}" if result.where else ""
+    return f"{score:>5}  {name}{where}\n       {folder}/"
 
 
 class ResultRow(ListItem):
-    def __init__(self, result: Result, image_class: type[Widget]) -> None:
+    def __init__(self, result: Result, image_class: type[ImageWidget]) -> None:
         super().__init__()
         self.result = result
         # Made here, not in compose: a thumbnail may arrive before the row is mounted.
@@ -49,12 +52,12 @@ class ResultList(ListView):
     """Arrow keys or j/k move, Enter opens; the app reacts to the highlighted row."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "open_selected", "Open", show=True),
+        Binding("enter", "app.open_selected", "Open", show=True),
         Binding("j", "cursor_down", "Down", show=False),
         Binding("k", "cursor_up", "Up", show=False),
     ]
 
-    def __init__(self, image_class: type[Widget], **kwargs) -> None:
+    def __init__(self, image_class: type[ImageWidget], **kwargs) -> None:
         super().__init__(**kwargs)
         self._image_class = image_class
 
@@ -62,14 +65,14 @@ class ResultList(ListView):
         """Show `results`, reusing the rows already mounted; returns the rows in order."""
         rows = [row for row in self.children if isinstance(row, ResultRow)]
         for row, result in zip(rows, results, strict=False):  # either list may be longer
-            row.show(result, cached_thumbnail(result.path))
+            row.show(result, cached_thumbnail(result.path, time=result.time, page=result.page))
         if len(rows) > len(results):
             await self.remove_children(rows[len(results) :])
             rows = rows[: len(results)]
         if len(results) > len(rows):
             new = [ResultRow(result, self._image_class) for result in results[len(rows) :]]
             for row in new:
-                row.show(row.result, cached_thumbnail(row.result.path))
+                row.show(row.result, cached_thumbnail(row.result.path, time=row.result.time, page=row.result.page))
             await self.extend(new)
             rows += new
         self.scroll_home(animate=False)
@@ -78,9 +81,6 @@ class ResultList(ListView):
             self.index = None
             self.index = 0
         return rows
-
-    def action_open_selected(self) -> None:
-        self.app.action_open_selected()
 
     @property
     def selected(self) -> Result | None:

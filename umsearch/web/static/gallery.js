@@ -49,7 +49,19 @@ async function copyText(text) {
   }
 }
 
-function thumbURL(id, size = 256) { return `/api/thumb/${id}/${size}`; }
+// A video's tile shows the matching frame (?t=), a document's the matching page (?p=).
+function thumbURL(id, size = 256, hit = null) {
+  const at = hit && hit.time != null ? `?t=${hit.time}` : hit && hit.page != null ? `?p=${hit.page}` : "";
+  return `/api/thumb/${id}/${size}${at}`;
+}
+
+// The original opens where the match is: a browser's player honours #t=, its PDF viewer #page=.
+function originalURL(hit) {
+  const at = hit.time != null ? `#t=${hit.time}` : hit.page != null ? `#page=${hit.page}` : "";
+  return `/api/original/${hit.id}${at}`;
+}
+
+function isMedia(hit) { return hit.kind === "video" || (hit.kind === "document" && hit.page != null); }
 
 // A square tile for one photo; the score shows on hover (and always on phones).
 function makeTile(hit, index) {
@@ -63,11 +75,11 @@ function makeTile(hit, index) {
   img.decoding = "async";
   img.addEventListener("load", () => img.classList.add("loaded"), { once: true });
   img.addEventListener("error", () => tile.classList.add("broken"), { once: true });
-  img.src = thumbURL(hit.id);
+  img.src = thumbURL(hit.id, 256, hit);
   tile.append(img);
   if (hit.score !== null && hit.score !== undefined) tile.append(el("span", "score", hit.score.toFixed(3)));
   const meta = el("div", "meta");
-  meta.append(el("span", null, hit.name), el("span", null, hit.taken ? hit.taken.slice(0, 10) : ""));
+  meta.append(el("span", null, hit.name), el("span", null, hit.at || (hit.taken ? hit.taken.slice(0, 10) : "")));
   tile.append(meta);
   tile.title = hit.name + (hit.score !== null && hit.score !== undefined ? ` — score ${hit.score.toFixed(4)}` : "");
   return tile;
@@ -102,12 +114,14 @@ const lightbox = {
     const hit = this.items[index];
     const img = $("#lb-img");
     img.alt = hit.name || "";
-    img.src = thumbURL(hit.id, 1024);  // the cached preview at once, the original when it arrives
-    const full = new Image();
-    full.onload = () => { if (this.index === index && this.open) img.src = full.src; };
-    full.src = `/api/original/${hit.id}`;
-    $("#lb-original").href = `/api/original/${hit.id}`;
-    $("#lb-name").textContent = hit.name || "";
+    img.src = thumbURL(hit.id, 1024, hit);  // the cached preview at once, the original when it arrives
+    if (!isMedia(hit)) {  // a video or a PDF stays its matching frame or page here; "original" plays or opens it
+      const full = new Image();
+      full.onload = () => { if (this.index === index && this.open) img.src = full.src; };
+      full.src = `/api/original/${hit.id}`;
+    }
+    $("#lb-original").href = originalURL(hit);
+    $("#lb-name").textContent = (hit.name || "") + (hit.at ? `  ${hit.at}` : "");
     for (const id of ["lb-path", "lb-taken", "lb-camera", "lb-place", "lb-size"]) $("#" + id).textContent = "";
     $("#lb-score").textContent = hit.score !== null && hit.score !== undefined ? hit.score.toFixed(4) : "—";
     $("#lb-prev").disabled = index === 0;
@@ -116,7 +130,7 @@ const lightbox = {
     getJSON(`/api/photo/${hit.id}`).then((d) => {
       if (this.index !== index) return;
       this.details = d;
-      $("#lb-name").textContent = d.name;
+      $("#lb-name").textContent = d.name + (hit.at ? `  ${hit.at}` : "");
       $("#lb-path").textContent = d.path;
       $("#lb-taken").textContent = d.taken || "unknown";
       $("#lb-camera").textContent = d.camera || "—";
@@ -125,7 +139,7 @@ const lightbox = {
       $("#lb-size").textContent = `${pixels}${humanBytes(d.bytes)} · ${(d.type || "").toUpperCase()}`;
     }).catch((err) => { $("#lb-path").textContent = err.message; });
     for (const near of [index + 1, index - 1]) {  // arrows feel instant: the neighbours' previews are fetched now
-      if (near >= 0 && near < this.items.length) new Image().src = thumbURL(this.items[near].id, 1024);
+      if (near >= 0 && near < this.items.length) new Image().src = thumbURL(this.items[near].id, 1024, this.items[near]);
     }
     if (this.onMove) this.onMove(index, false);
     if (index >= this.items.length - 4 && this.needMore) this.needMore();
