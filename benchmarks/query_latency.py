@@ -61,24 +61,37 @@ def build_index(db: Path, model: Path, photos: int) -> None:
                 store.put_file(f"/photos/{i:06d}.jpg", size=1000 + i, mtime_ns=i, digest=f"{i:032x}", vector=vector)
 
 
+# The process's own peak RSS (VmHWM starts afresh at exec; ru_maxrss of a child would include this
+# script's pages at fork). runpy adds nothing measurable to `python -m umsearch`.
+PROBE = """
+import atexit, runpy, sys
+def peak():
+    with open("/proc/self/status") as status:
+        kb = next(line.split()[1] for line in status if line.startswith("VmHWM"))
+    sys.stderr.write(f"PEAK_RSS_KB {kb}\\n")
+atexit.register(peak)
+sys.argv = ["umsearch", *sys.argv[1:]]
+runpy.run_module("umsearch", run_name="__main__")
+"""
+
+
 def run_query(env: dict[str, str], *args: str) -> tuple[float, int]:
     """Wall seconds and peak RSS (bytes) of one `umsearch query` process."""
     started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "umsearch", "query", "--json", *args],
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, "query", "--json", *args],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        text=True,
     )
-    _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
-    error = process.stderr.read().decode() if process.stderr else ""
-    if process.stderr:
-        process.stderr.close()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0 or error.strip():
-        raise SystemExit(f"query failed ({process.returncode}): {error.strip()}")
-    return seconds, usage.ru_maxrss * 1024
+    lines = done.stderr.strip().splitlines()
+    peak = [line for line in lines if line.startswith("PEAK_RSS_KB ")]
+    other = [line for line in lines if not line.startswith("PEAK_RSS_KB ")]
+    if done.returncode != 0 or other or not peak:
+        raise SystemExit(f"query failed ({done.returncode}): {done.stderr.strip()}")
+    return seconds, int(peak[-1].split()[1]) * 1024
 
 
 def p(values: list[float], q: float) -> float:

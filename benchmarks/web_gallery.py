@@ -56,6 +56,10 @@ QUERIES = [
 ]
 
 
+def step(what: str) -> None:
+    print(f"  [{time.strftime('%H:%M:%S')}] {what}", file=sys.stderr, flush=True)
+
+
 def load() -> str:
     return open("/proc/loadavg").read().split()[0] if os.path.exists("/proc/loadavg") else "?"
 
@@ -177,12 +181,14 @@ def scroll_through(page, total: int) -> dict[str, float]:
             window.__stopFrames = false; requestAnimationFrame(tick); }"""
     )
     start = time.perf_counter()
-    while page.evaluate("() => document.querySelectorAll('#grid .tile').length") < total:
+    count, grew = 0, start
+    while count < total and time.perf_counter() - grew < 10:  # on until every result is in (or none comes)
         page.mouse.wheel(0, 900)
         page.wait_for_timeout(16)
-        if time.perf_counter() - start > 300:
-            break
-    all_in = time.perf_counter() - start
+        now = page.evaluate("() => document.querySelectorAll('#grid .tile').length")
+        if now > count:
+            count, grew = now, time.perf_counter()
+    all_in = grew - start
     for _ in range(30):  # on to the very end
         page.mouse.wheel(0, 900)
         page.wait_for_timeout(16)
@@ -226,9 +232,11 @@ def main() -> None:
                 page = context.new_page()
                 page.goto(server.url)
                 page.wait_for_selector("#grid .tile img.loaded")
+                step("first page")
                 cold = [enter_to_thumbnails(page, q) for q in QUERIES[:5]]
                 cached = [enter_to_thumbnails(page, q + " again") for q in QUERIES[:5]]
                 repeat = [enter_to_thumbnails(page, q) for q in QUERIES[:5]]
+                step("searched")
                 originals_context = browser.new_context(viewport={"width": 1280, "height": 820})
                 plain = originals_context.new_page()
                 plain.goto(server.url)
@@ -238,7 +246,9 @@ def main() -> None:
                 hits = page.evaluate(
                     "async () => (await (await fetch('/api/search?q=a%20lake%20at%20dusk&limit=40')).json()).hits.map(h => h.id)"
                 )
+                step("originals")
                 thumbs = thumbnail_latency(server, hits, db)
+                step("thumbnails")
                 page.fill("#q", "any photo at all")
                 page.press("#q", "Enter")
                 page.wait_for_function("() => document.querySelector('#info').textContent.startsWith('Best')")
@@ -247,6 +257,7 @@ def main() -> None:
                 page.evaluate("() => window.scrollTo(0, 0)")
                 page.press("#q", "Enter")
                 page.wait_for_function("() => document.querySelector('#info').textContent.startsWith('Best')")
+                step("scrolled once")
                 scroll_warm = scroll_through(page, min(args.photos, 1000))
                 browser.close()
         finally:

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.qwen3_support import tiny_qwen3, tiny_qwen3_dir, tiny_reranker_dir  # noqa: F401  (shared fixtures)
 from umsearch.devmodel import build_model_dir
 from umsearch.embed import load_embedder
 from umsearch.gme import GmeEmbedder
@@ -39,3 +40,13 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(home / "hf"))
     return home
+
+
+@pytest.fixture
+def processes():
+    """umsearch processes a test starts (append them); any still running at its end are killed with their group."""
+    from tests.fault_support import close_all
+
+    started: list = []
+    yield started
+    close_all(started)

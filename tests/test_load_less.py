@@ -16,8 +16,9 @@ from safetensors.torch import load_file, save_file
 
 from umsearch import embed, weights
 from umsearch.embed import EmbedInput, load_embedder
-from umsearch.errors import UmsearchError
+from umsearch.errors import ModelError, UmsearchError
 from umsearch.gme import GmeEmbedder
+from umsearch.qwen3vl import Qwen3VLEmbedder
 
 from .photos import picture
 
@@ -63,6 +64,19 @@ def test_the_vision_tower_is_loaded_once_under_concurrent_first_images(tiny_mode
     for thread in threads:
         thread.join()
     assert len(loads) == 1
+
+
+def test_a_vision_tower_whose_files_were_removed_since_the_start_is_one_line(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    lazy = load_embedder(str(model), device="cpu", quant="none", dtype="float32")
+    lazy.embed_query("loaded: the text decoder only")
+    shutil.rmtree(model)
+    with pytest.raises(ModelError, match=f"model directory {model} does not exist"):
+        lazy.embed_query(image=picture(1))
+    assert lazy.embed_query("text still works").shape == (lazy.info.dim,)
 
 
 def test_a_checkpoint_saved_by_transformers_5_loads_the_same(
@@ -170,6 +184,27 @@ def test_int8_dynamic_quantises_the_decoder_only_and_keeps_vectors_close(
     similarity = np.sum(vectors * tiny_embedder.embed(ITEMS), axis=1)
     assert np.all(similarity > 0.98), similarity
     assert np.array_equal(np.argmax(vectors @ tiny_embedder.embed(ITEMS).T, axis=1), np.arange(len(ITEMS)))
+
+
+@pytest.mark.slow
+def test_a_qwen3_model_on_the_cpu_is_converted_in_place(tiny_qwen3_dir: Path, tiny_qwen3: Qwen3VLEmbedder) -> None:
+    """Qwen3-VL loads through the same memory-mapped path: the files' float32 becomes the asked precision, and
+    on the int8 path the text decoder's linear layers (not the vision tower's) become PyTorch's int8 ones."""
+    half = load_embedder(str(tiny_qwen3_dir), device="cpu", quant="none", dtype="bfloat16")
+    assert half.info.dtype == "bfloat16"
+    assert {p.dtype for p in half.model.parameters() if p.is_floating_point()} == {torch.bfloat16}
+    reference = tiny_qwen3.embed(ITEMS)
+    assert np.all(np.sum(half.embed(ITEMS) * reference, axis=1) > 0.98)
+    if not weights.int8_available():
+        return
+    int8 = load_embedder(str(tiny_qwen3_dir), device="cpu", quant="int8-dynamic", dtype="float32")
+    assert (int8.info.quant, int8.info.dtype) == ("int8-dynamic", "float32")
+    dynamic = [n for n, m in int8.model.named_modules() if "dynamic" in type(m).__module__]
+    assert dynamic and all(n.startswith("language_model.") for n in dynamic)
+    assert not any(type(m) is torch.nn.Linear for m in int8.model.language_model.modules())
+    vectors = int8.embed(ITEMS)
+    assert np.all(np.sum(vectors * reference, axis=1) > 0.98)
+    assert np.array_equal(np.argmax(vectors @ reference.T, axis=1), np.arange(len(ITEMS)))
 
 
 def test_int8_dynamic_is_a_cpu_path(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -157,7 +157,7 @@ def test_lm_head_is_in_the_checkpoint_but_never_loaded(wide_model_dir: Path) -> 
 
     names = json.loads((wide_model_dir / "model.safetensors.index.json").read_text())["weight_map"]
     assert "lm_head.weight" in names
-    wide = load_embedder(str(wide_model_dir), device="cpu", quant="none")
+    wide = load_embedder(str(wide_model_dir), device="cpu", quant="none", dtype="float32")
     # The decoder and the vision tower have no lm_head: 1 GB of the 7B never reaches memory.
     for part in (wide.decoder, wide.visual):
         assert not hasattr(part, "lm_head")
@@ -167,7 +167,7 @@ def test_lm_head_is_in_the_checkpoint_but_never_loaded(wide_model_dir: Path) -> 
 def test_dimension_comes_from_the_config_and_indexes_never_mix(
     wide_model_dir: Path, tiny_model_dir: Path, tiny_embedder: GmeEmbedder, tmp_path: Path
 ) -> None:
-    wide = load_embedder(str(wide_model_dir), device="cpu", quant="none")
+    wide = load_embedder(str(wide_model_dir), device="cpu", quant="none", dtype="float32")
     assert wide.info.dim == 96 and wide.embed_query("a dog").shape == (96,)
     assert tiny_embedder.info.dim == 64
     with Store.open(tmp_path / "small.db") as store:

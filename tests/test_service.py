@@ -155,16 +155,22 @@ def test_results_are_identical_in_process_and_through_the_service(warm, library,
         assert client.embed("a cat", None, None) == [float(x) for x in session.embed("a cat")]
 
 
-def test_similar_and_embed_commands_use_the_service_with_the_same_output(warm, library, tmp_path) -> None:
+def test_similar_and_embed_commands_use_the_service_with_the_same_output(
+    warm, library, tiny_embedder, tmp_path
+) -> None:
     db, env = warm
     _, photos, outside = library
     alone = {**env, "UMSEARCH_DB": str(copy_index(library[0], tmp_path / "alone" / "index.db"))}
-    for args in (["similar", "--json", str(outside)], ["similar", "--json", str(photos / "p2.jpg")]):
-        assert same_hits(hits(umsearch(env, *args)), hits(umsearch(alone, *args, "--no-server")))
+    indexed = ["similar", "--json", str(photos / "p2.jpg")]  # its stored vector: no model on either side
+    assert same_hits(hits(umsearch(env, *indexed)), hits(umsearch(alone, *indexed, "--no-server")))
+    with reference(library, tiny_embedder, tmp_path) as session:
+        expected = session.similar(str(outside), SearchQuery(parse_search_text(""), limit=20))
+        vector = [round(float(x), 7) for x in session.embed("a lighthouse")]
+    assert same_hits(hits(umsearch(env, "similar", "--json", str(outside))), json_hits(expected))
     model = find_service(service_paths(db)).identity["model"]  # type: ignore[union-attr]
     through = umsearch(env, "embed", "--text", "a lighthouse", "--model", model)
-    assert through.returncode == 0, through.stderr
-    assert through.stdout == umsearch(alone, "embed", "--text", "a lighthouse", "--model", model, "--no-server").stdout
+    assert through.returncode == 0 and through.stderr == "", through.stderr
+    assert json.loads(through.stdout) == vector
 
 
 def test_eight_clients_at_once_all_get_their_own_right_answer(warm, library, tiny_embedder, tmp_path) -> None:
@@ -380,11 +386,10 @@ def test_a_model_that_fails_to_load_is_one_line_for_the_client(library, tmp_path
     assert find_service(service_paths(db)) is not None  # the service is still there for the next try
 
 
-def test_no_server_and_the_environment_keep_everything_in_process(library, tmp_path, processes) -> None:
-    db = fresh_index(library, tmp_path, processes)
+def test_no_server_keeps_a_query_that_needs_the_model_in_process(library, tmp_path, processes) -> None:
+    db = fresh_index(library, tmp_path, processes)  # (UMSEARCH_SERVER=off: the cached-query test above)
     env = service_env(tmp_path, db)
     assert umsearch(env, "query", "--json", "--no-server", "a thing").returncode == 0
-    assert umsearch({**env, "UMSEARCH_SERVER": "off"}, "query", "--json", "another thing").returncode == 0
     assert not service_paths(db).folder.exists()
 
 
@@ -431,9 +436,12 @@ def test_the_watcher_answers_queries_while_it_indexes_a_burst(library, tmp_path,
     env = service_env(tmp_path, db)
     photos = library[1]
     (tmp_path / "burst").mkdir()
+    plain = processes.spawn(env, "serve")  # a query service already runs: the watcher takes over from it
+    wait_for_service(db)
     watcher = processes.spawn(env, "watch", "--quiet-period", "0", str(photos), str(tmp_path / "burst"))
-    wait_for(lambda: find_service(service_paths(db)) or watcher.poll() is not None, 120, "the watcher's service")
+    wait_for(lambda: plain.poll() is not None or watcher.poll() is not None, 120, "the watcher's takeover")
     assert watcher.poll() is None, watcher.communicate()[1]
+    assert plain.wait(10) == 0
     client = wait_for_service(db)
     assert client.identity["watching"] and client.pid == watcher.pid  # one process: one model in memory
     burst = tmp_path / "burst"
@@ -515,3 +523,32 @@ def test_route_refuses_a_service_of_another_version_model_or_runtime(tmp_path) -
     assert "--dtype float32, not bfloat16" in bf16.unfit(identity)
     assert Route(db=db, open_session=Session.open, runtime=RuntimeRequest(dtype="float32")).unfit(identity) is None
     assert "visual tokens" in Route(db=db, open_session=Session.open, quality="fast").unfit(identity)
+
+
+@pytest.mark.filterwarnings("ignore:Image.Image.getdata is deprecated:DeprecationWarning")
+def test_the_tui_app_searches_through_the_warm_service(warm, library, tiny_embedder, tmp_path) -> None:
+    pytest.importorskip("textual")
+    from tests.tui_support import run_async, settle, type_and_wait
+    from umsearch.tui.app import make_app
+    from umsearch.tui.widgets.results import ResultList
+
+    db, _ = warm
+    app = make_app(db, image_mode="halfcell", embedder_factory=refuse_model, server=True)
+    assert isinstance(app.service.session, ServiceBackend)  # type: ignore[union-attr]
+
+    @run_async
+    async def drive() -> list[str]:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(pilot)
+            await type_and_wait(pilot, "a harbour at dusk")
+            for _ in range(100):
+                await settle(pilot)
+                shown = [row.result.path for row in app.query_one("#results", ResultList).children]
+                if shown and "searching" not in str(app.query_one("#message").render()):
+                    return shown
+            raise AssertionError("no results shown")
+
+    shown = drive()
+    with reference(library, tiny_embedder, tmp_path) as session:
+        expected = [hit.path for hit in session.search(SearchQuery(parse_search_text("a harbour at dusk"))).hits]
+    assert shown == expected[: len(shown)] and shown

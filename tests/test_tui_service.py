@@ -172,7 +172,7 @@ def test_the_tui_command_builds_the_app_from_its_options(monkeypatch, tmp_path: 
         def run(self) -> None:
             built.append(("run",))
 
-    def fake_make_app(db, model, image_mode, runtime, server):
+    def fake_make_app(db, model, image_mode, runtime, server, rerank_model=None):
         built.append((db, model, image_mode, runtime, server))
         return Recorder()
 

@@ -232,6 +232,19 @@ def test_search_pages_continue_without_repeats_best_first(client) -> None:
     assert first["more"] and first["searched"] == 31
 
 
+def test_scrolling_a_growing_ranking_shows_every_photo_once(client, monkeypatch) -> None:
+    from umsearch.web import app
+
+    monkeypatch.setattr(app, "FIRST_WINDOW", 4)  # the ranking grows (4, 8, 16, 32) while we page through it
+    seen: list[int] = []
+    while True:
+        body = client.json(f"/api/search?q=hills%20by%20the%20water&limit=3&offset={len(seen)}")
+        seen += [hit["id"] for hit in body["hits"]]
+        if not body["more"]:
+            break
+    assert len(seen) == len(set(seen)) == 31
+
+
 def test_more_like_this_leaves_out_the_photo_itself_and_takes_filters(client) -> None:
     names = ids_by_name(client)
     like = names["IMG_0004.jpg"]

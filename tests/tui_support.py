@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tests.photos import write_photo
 from umsearch.embed import load_embedder
+from umsearch.families import family_of_dir
 from umsearch.index import Indexer
 from umsearch.settings import max_pixels
 from umsearch.store import Store
@@ -27,9 +28,15 @@ def write_photos(folder: Path) -> list[Path]:
     return paths
 
 
-def embedder_factory(model_id: str, budget: tuple[int, int], runtime: object = None):
+def embedder_factory(model_id: str, budget: tuple[int, int], runtime: object = None, dim: int | None = None):
     return load_embedder(
-        model_id, device="cpu", quant="none", dtype="float32", min_image_tokens=budget[0], max_image_tokens=budget[1]
+        model_id,
+        device="cpu",
+        quant="none",
+        dtype="float32",
+        min_image_tokens=budget[0],
+        max_image_tokens=budget[1],
+        dim=dim,
     )
 
 
@@ -38,7 +45,11 @@ def build_index(db: Path, photos: Path, model_dir: Path) -> Path:
     store = Store.open(db)
     try:
         indexer = Indexer(
-            store, lambda: embedder_factory(str(model_dir), BUDGET), max_pixels=max_pixels(BUDGET[1]), workers=1
+            store,
+            lambda: embedder_factory(str(model_dir), BUDGET),
+            max_pixels=max_pixels(BUDGET[1]),
+            workers=1,
+            family=family_of_dir(model_dir),
         )
         summary = indexer.index([str(photos)])
         assert summary.failed == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -18,8 +19,10 @@ from .runtime import RuntimeRequest
 
 if TYPE_CHECKING:
     from .embed import Embedder
-    from .index import Indexer
+    from .families import Family
+    from .index import Indexer, IndexSummary
     from .pace import Pace
+    from .rerank import Qwen3Reranker
     from .service.route import Route
     from .session import SearchResult, Session
     from .store import Store
@@ -48,7 +51,8 @@ ModelOption = Annotated[
     typer.Option(
         "--model",
         envvar="UMSEARCH_MODEL",
-        help=f"Hugging Face id or local folder of a GME model [default: the index's model, else {settings.DEFAULT_MODEL}].",
+        help="Hugging Face id or local folder of a GME or Qwen3-VL-Embedding model "
+        f"[default: the index's model, else {settings.DEFAULT_MODEL}].",
         show_default=False,
     ),
 ]
@@ -95,6 +99,25 @@ DtypeOption = Annotated[
         "has it natively, else float32).",
     ),
 ]
+DimOption = Annotated[
+    int | None,
+    typer.Option(
+        "--dim",
+        min=32,
+        help="A new Qwen3-VL-Embedding index keeps the first N values of each vector (e.g. 512, 1024; "
+        "smaller index, faster search, a little less accurate) [default: all].",
+        show_default=False,
+    ),
+]
+RerankModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--rerank-model",
+        envvar="UMSEARCH_RERANK_MODEL",
+        help=f"Hugging Face id or local folder of the reranker [default: {settings.DEFAULT_RERANK_MODEL}].",
+        show_default=False,
+    ),
+]
 NoServerOption = Annotated[
     bool,
     typer.Option(
@@ -121,7 +144,7 @@ QualityOption = Annotated[
         "--quality",
         help="Image detail: "
         + ", ".join(f"{name} ({low}-{high} visual tokens)" for name, (low, high) in settings.QUALITY_PRESETS.items())
-        + " or auto [default: the index's; a new index: auto = "
+        + " for GME; Qwen3-VL's best is its reference 4-1800; or auto [default: the index's; a new index: auto = "
         + ", ".join(f"{preset} on {device}" for device, preset in settings.AUTO_QUALITY.items())
         + "].",
         show_default=False,
@@ -149,6 +172,9 @@ def friendly_errors(command: F) -> F:
         except Exception as exc:
             if os.environ.get("UMSEARCH_DEBUG"):
                 raise
+            if type(exc).__module__ == "apsw" and type(exc).__name__ == "FullError":
+                present.error("the disk holding the index is full; free space and run again")
+                raise typer.Exit(EXIT_ERROR) from None
             if type(exc).__module__ == "apsw" and (
                 type(exc).__name__ in ("CorruptError", "NotADBError") or "blob read error" in str(exc)
             ):
@@ -169,21 +195,23 @@ def open_store(db: Path | None, *, create: bool) -> Store:
 
 
 def chosen_model(store: Store, model: str | None) -> str:
-    """An explicit --model must match the index; without one, the index's own model is used."""
+    """An explicit --model must match the index (its family, then its id); without one, the index's own."""
+    from .families import family_of_spec
+
     recorded = store.settings()
     if model is None:
         return recorded.model_id if recorded else settings.default_model()
     model_id = settings.normalize_model_spec(model)
-    store.check_model(model_id)
+    store.check_model(model_id, family_of_spec(model_id).name)
     return model_id
 
 
-def token_budget(
-    store: Store, min_tokens: int | None, max_tokens: int | None, quality: str | None = None
-) -> tuple[int, int]:
-    from .runtime import resolve_budget
+def model_family(store: Store, model_id: str) -> Family:
+    """The index's model family, or (a new index) the family of the model about to build it."""
+    from .families import family_named, family_of_spec
 
-    return resolve_budget(store.settings(), quality, min_tokens, max_tokens)
+    recorded = store.settings()
+    return family_named(recorded.family) if recorded else family_of_spec(model_id)
 
 
 def index_settings(
@@ -204,12 +232,15 @@ def index_settings(
     device = None
     if recorded is None and quality in (None, "auto") and runtime is not None:
         device = runs_on(runtime)
-    budget = resolve_budget(recorded, quality, min_tokens, max_tokens, device=device)
+    family = model_family(store, model_id)
+    budget = resolve_budget(recorded, quality, min_tokens, max_tokens, family, device=device)
     check_index_budget(recorded, budget, str(store.path))
     return model_id, budget
 
 
-def first_run_notice(indexer: Indexer, budget: tuple[int, int], quality: str | None) -> Callable[[Pace], None]:
+def first_run_notice(
+    indexer: Indexer, budget: tuple[int, int], quality: str | None, family: Family
+) -> Callable[[Pace], None]:
     """What a first run says once its pace is measured: quality and cost, and on a terminal, if the run will
     take hours, how to make it cheaper."""
     from . import present
@@ -222,14 +253,33 @@ def first_run_notice(indexer: Indexer, budget: tuple[int, int], quality: str | N
             return
         facts = RunFacts(
             device=indexer.embedder.info.device,
-            quality=quality_name(*budget),
+            quality=quality_name(*budget, family),
             auto_quality=quality in (None, "auto"),
             to_do=max(0, pace.total - pace.done),
+            model=family.label,
         )
         for line in first_run_lines(facts, per_photo, interactive=present.err.is_terminal):
             present.err.print(line, markup=False)
 
     return say
+
+
+def vector_length(store: Store, family: Family, dim: int | None) -> int | None:
+    """The --dim an index or watch run embeds at: the index's own, or `dim` for a new Qwen3-VL index."""
+    from .errors import ModelMismatchError
+    from .runtime import index_dim
+
+    if dim is not None and not family.shortens:
+        raise UmsearchError(f"--dim shortens Qwen3-VL-Embedding vectors only; {family.label} vectors keep their length")
+    recorded = store.settings()
+    if recorded is None:
+        return dim
+    if dim is not None and dim != recorded.dim:
+        raise ModelMismatchError(
+            f"index {store.path} holds {recorded.dim}-d vectors, not {dim}-d: drop --dim to keep its length, "
+            "or use --db NEW_FILE for a separate index"
+        )
+    return index_dim(recorded)
 
 
 def index_model(db_path: Path) -> str | None:
@@ -244,9 +294,11 @@ def index_model(db_path: Path) -> str | None:
     return recorded.model_id if recorded else None
 
 
-def load_model(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest, *, spinner: bool = True) -> Embedder:
+def load_model(
+    model_id: str, budget: tuple[int, int], runtime: RuntimeRequest, dim: int | None = None, *, spinner: bool = True
+) -> Embedder:
     """The one way CLI commands load a model: fetch it on first use (progress bars), then a spinner (not while
-    a progress bar already says "loading model")."""
+    a progress bar already says "loading model"). `dim` shortens a Qwen3-VL-Embedding model's vectors (--dim)."""
     from contextlib import nullcontext
 
     from . import present
@@ -254,7 +306,22 @@ def load_model(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest, 
 
     download_on_first_use(model_id)
     with present.spinner(f"loading model {model_id} …") if spinner else nullcontext():
-        return load_for_session(model_id, budget, runtime)
+        return load_for_session(model_id, budget, runtime, dim)
+
+
+def load_reranker(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest) -> Qwen3Reranker:
+    """How CLI commands load the reranker: fetch it on first use, a spinner, then the CPU cost warning."""
+    from . import present
+    from .rerank import rerank_cost_note
+    from .session import load_reranker_for_session
+
+    download_on_first_use(model_id)
+    with present.spinner(f"loading reranker {model_id} …"):
+        reranker = load_reranker_for_session(model_id, budget, runtime)
+    note = rerank_cost_note(reranker.info.device)
+    if note:
+        present.warn(note)
+    return reranker
 
 
 def open_session(
@@ -263,13 +330,22 @@ def open_session(
     model: str | None = None,
     runtime: RuntimeRequest | None = None,
     quality: str | None = None,
+    rerank_model: str | None = None,
+    frugal: bool = False,
 ) -> Session:
     """The index's session, loading its model the CLI's way (with progress) when a command needs it."""
     from .session import Session
 
     path = db or settings.default_db_path()
     return Session(
-        open_store(path, create=False), model=model, runtime=runtime, quality=quality, embedder_factory=load_model
+        open_store(path, create=False),
+        model=model,
+        runtime=runtime,
+        quality=quality,
+        embedder_factory=load_model,
+        reranker_factory=load_reranker,
+        rerank_model=rerank_model,
+        frugal=frugal,
     )
 
 
@@ -280,9 +356,11 @@ def make_route(
     runtime: RuntimeRequest | None = None,
     quality: str | None = None,
     no_server: bool = False,
+    rerank_model: str | None = None,
 ) -> Route:
     """How a command reaches its index: the running service, the index alone, a service it starts, or
-    in-process (see service/route.py). Light: imports neither the server nor the model."""
+    in-process (see service/route.py). Light: imports neither the server nor the model. In-process, one
+    model at a time is held (frugal: the embedder goes before a reranker loads)."""
     from . import present
     from .service.route import Route, server_wanted
 
@@ -290,8 +368,11 @@ def make_route(
     runtime = runtime or RuntimeRequest()
     return Route(
         db=path,
-        open_session=lambda: open_session(path, model=model, runtime=runtime, quality=quality),
+        open_session=lambda: open_session(
+            path, model=model, runtime=runtime, quality=quality, rerank_model=rerank_model, frugal=True
+        ),
         model=model,
+        rerank_model=rerank_model,
         runtime=runtime,
         quality=quality,
         server=server_wanted(no_server),
@@ -314,10 +395,10 @@ def download_on_first_use(model_id: str) -> None:
     """Fetch a missing hub model before the loading spinner starts, so huggingface_hub's progress bars show."""
     from . import present
     from .hub import download_model, model_info
-    from .modelfiles import hub_offline
+    from .modelfiles import hub_offline, looks_like_path
 
-    if Path(model_id).expanduser().is_dir() or model_info(model_id).downloaded:
-        return
+    if looks_like_path(model_id) or Path(model_id).expanduser().is_dir() or model_info(model_id).downloaded:
+        return  # a local folder (loading says what is wrong with it), or already downloaded
     if not hub_offline():  # offline, the failure below is the only line
         present.err.print(f"downloading model {model_id} (first use; 'umsearch model info' shows where it goes) …")
     download_model(model_id)
@@ -337,6 +418,29 @@ def warn_nothing_found(paths: list[Path]) -> None:
 
 def max_pixels(budget: tuple[int, int]) -> int:
     return settings.max_pixels(budget[1])
+
+
+def join_watcher(store: Store, roots: list[str], watcher) -> IndexSummary:
+    """`index` beside a running watcher: when the watcher keeps these folders, wait until it has caught up
+    (the index is then up to date, and nothing was embedded twice); otherwise say which process holds the index.
+    Raises WriterGone when the watcher stops before catching up."""
+    from . import present
+    from .index import IndexSummary
+    from .scan import is_within
+    from .watchstate import wait_until_caught_up
+
+    if not all(any(is_within(root, kept) for kept in watcher.roots) for root in roots):
+        raise UmsearchError(
+            f"a watcher (pid {watcher.pid}) updates this index, watching {', '.join(watcher.roots)}; "
+            "add these folders to it, or stop it first"
+        )
+    present.err.print(f"the watcher (pid {watcher.pid}) keeps these folders indexed; waiting until it has caught up")
+    paused = wait_until_caught_up(store.path, watcher)  # WriterGone when it stops first
+    if paused is not None:
+        raise UmsearchError(f"the watcher (pid {paused.pid}) that keeps this index is {paused.activity}")
+    summary = IndexSummary()
+    summary.unchanged = sum(1 for row in store.iter_files(roots) if row.status == "ok")
+    return summary
 
 
 def describe_watcher(watcher: dict | None) -> str:
@@ -458,31 +562,49 @@ def index(
     quant: QuantOption = "auto",
     dtype: DtypeOption = "auto",
     quality: QualityOption = None,
+    dim: DimOption = None,
 ) -> None:
     """Add new photos, re-embed changed ones, follow moves and drop deleted ones."""
     from . import present
     from .index import Indexer
+    from .planning import check_roots
+    from .watchstate import INDEX, IndexLock, WriterGone, acquire_waiting
 
     runtime = RuntimeRequest(device, quant, dtype)  # a typo fails now, not after the scan
     with open_store(db, create=True) as store:
         first_run = store.settings() is None
         model_id, budget = index_settings(store, model, min_image_tokens, max_image_tokens, quality, runtime)
-        progress = present.BarProgress()
-        indexer = Indexer(
-            store,
-            lambda: load_model(model_id, budget, runtime, spinner=False),
-            max_pixels=max_pixels(budget),
-            batch_size=batch_size,
-            progress=progress,
-            image_budget=budget,
-        )
-        if first_run:
-            progress.on_estimate = first_run_notice(indexer, budget, quality)
-        summary = indexer.index(
-            [str(p) for p in paths],
-            exclude or (),
-            on_scan_error=lambda path, reason: present.warn(f"{present.display_path(path)}: {reason}"),
-        )
+        family = model_family(store, model_id)
+        length = vector_length(store, family, dim)
+        roots = check_roots([str(p) for p in paths])
+        lock = IndexLock(store.path, tuple(roots), INDEX)
+        while (watcher := acquire_waiting(lock, functools.partial(present.err.print, markup=False))) is not None:
+            # A watcher keeps this index: never two processes embedding the same photos.
+            try:
+                summary = join_watcher(store, roots, watcher)
+            except WriterGone:
+                continue  # it stopped before catching up: this run does the work
+            present.print_summary(summary, as_json=as_json)
+            return
+        with lock:
+            lock.report("indexing")
+            progress = present.BarProgress()
+            indexer = Indexer(
+                store,
+                lambda: load_model(model_id, budget, runtime, length, spinner=False),
+                max_pixels=max_pixels(budget),
+                batch_size=batch_size,
+                progress=progress,
+                image_budget=budget,
+                family=family,
+            )
+            if first_run:
+                progress.on_estimate = first_run_notice(indexer, budget, quality, family)
+            summary = indexer.index(
+                roots,
+                exclude or (),
+                on_scan_error=lambda path, reason: present.warn(f"{present.display_path(path)}: {reason}"),
+            )
         present.print_summary(summary, as_json=as_json)
     if not any(summary.counters().values()) and not summary.interrupted:
         warn_nothing_found(paths)
@@ -501,7 +623,7 @@ def query(
     ] = None,
     limit: LimitOption = settings.DEFAULT_LIMIT,
     instruction: Annotated[
-        str | None, typer.Option("--instruction", help="Override GME's task instruction for this query.")
+        str | None, typer.Option("--instruction", help="Override the model's task instruction for this query.")
     ] = None,
     db: DbOption = None,
     model: ModelOption = None,
@@ -540,6 +662,18 @@ def query(
     quant: QuantOption = "auto",
     dtype: DtypeOption = "auto",
     quality: QualityOption = None,
+    rerank: Annotated[
+        int | None,
+        typer.Option(
+            "--rerank",
+            min=1,
+            max=4096,
+            help="Rescore the best N matches with Qwen3-VL-Reranker and order them by its judgement "
+            f"(N defaults to {settings.DEFAULT_RERANK_TOP}; one model pass per photo: slow on a CPU).",
+            show_default=False,
+        ),
+    ] = None,
+    rerank_model: RerankModelOption = None,
     no_server: NoServerOption = False,
 ) -> None:
     """Search by text, by image (--image), or both fused; TEXT may use the search language, e.g.
@@ -562,9 +696,13 @@ def query(
         min_score=min_score,
         sort=sort,
     )
-    query = SearchQuery(request, limit=request.limit or limit, instruction=instruction)
+    if rerank and request.sort == "date":
+        raise UmsearchError("--rerank orders the matches by relevance: drop the date sort to use it")
+    query = SearchQuery(request, limit=request.limit or limit, instruction=instruction, rerank=rerank)
     runtime = RuntimeRequest(device, quant, dtype)
-    route = make_route(db, model=model, runtime=runtime, quality=quality, no_server=no_server)
+    route = make_route(
+        db, model=model, runtime=runtime, quality=quality, no_server=no_server, rerank_model=rerank_model
+    )
     result = route.search(query)
     show_result(result, as_json=as_json, paths_only=paths_only, preview=preview)
 
@@ -590,8 +728,10 @@ def status(
             "indexed": 0,
             "failed": 0,
             "model": None,
+            "family": None,
             "dim": None,
             "watcher": None,
+            "gone": [],
         }
         if as_json:
             present.print_json(report)
@@ -601,6 +741,8 @@ def status(
     with open_session(path) as session:
         report = session.status(failures)
     report["service"] = running_service(path)
+    from .library import GoneFolder, describe_gone
+
     if as_json:
         present.print_json(report)
         return
@@ -613,7 +755,10 @@ def status(
         pending, state = report["backlog"]["pending"], report["backlog"]["state"]
         present.out.print(f"backlog   {pending:,} photos still to embed ({state}, pid {report['backlog']['pid']})")
     if report["model"]:
-        present.out.print(f"model     {report['model']} ({report['dim']}-d)", markup=False)
+        from .families import family_named
+
+        family = family_named(report["family"]).label
+        present.out.print(f"model     {report['model']} ({family}, {report['dim']}-d)", markup=False)
         low, high = report["image_tokens"]
         present.out.print(f"images    {low}–{high} visual tokens")
         if report["quality"]:
@@ -627,6 +772,8 @@ def status(
         present.out.print(
             f"metadata  {report['metadata_missing']} photos not yet read (run 'umsearch index' on their folders)"
         )
+    for folder in report["gone"]:
+        present.out.print(f"gone      {describe_gone(GoneFolder(**folder))}", markup=False)
     for failure in report["failures"]:
         present.out.print(f"failed    {present.display_path(failure['path'])}: {failure['reason']}", markup=False)
     if report["failed"] > len(report["failures"]):
@@ -635,10 +782,52 @@ def status(
 
 @app.command()
 @friendly_errors
+def forget(
+    path: Annotated[
+        Path, typer.Argument(help="A folder (or photo) to drop from the index: a root, or any folder below one.")
+    ],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (for scripts).")] = False,
+    db: DbOption = None,
+) -> None:
+    """Drop a folder from the index, with its photos' vectors: a drive you no longer use, a library that moved."""
+    from . import present
+    from .library import describe_counts
+    from .scan import is_within
+    from .watchstate import INDEX, IndexLock, acquire_waiting
+
+    target = absolute(path)
+    with open_store(db, create=False) as store:
+        lock = IndexLock(store.path, (target,), INDEX)
+        watcher = acquire_waiting(lock, functools.partial(present.err.print, markup=False))  # an index run first
+        with lock if lock.held else contextlib.nullcontext():
+            if watcher is not None and os.path.exists(target):
+                watched = [root for root in watcher.roots if is_within(target, root) or is_within(root, target)]
+                if watched:
+                    raise UmsearchError(
+                        f"the watcher (pid {watcher.pid}) watches {watched[0]} and would index these photos again; "
+                        "stop it first"
+                    )
+            indexed, failed = store.count_below(target)
+            if not (indexed or failed or store.roots_below(target)):
+                raise UmsearchError(f"nothing in the index at or below {target}")
+            what = f"{describe_counts(indexed, failed)} at or below {target}"
+            if not yes:
+                if not sys.stdin.isatty():
+                    raise UmsearchError(f"forget {what}? add --yes to confirm without a terminal")
+                if not typer.confirm(f"forget {what}?", default=False):
+                    raise typer.Exit(EXIT_ERROR)
+            store.forget_below(target)
+    present.out.print(f"forgot {what}", markup=False)
+    if os.path.exists(target):
+        present.err.print("(still on disk: indexing a folder above it adds them again)", markup=False)
+
+
+@app.command()
+@friendly_errors
 def embed(
     text: Annotated[str | None, typer.Option("--text", help="Text to embed.")] = None,
     image: Annotated[Path | None, typer.Option("--image", help="Image to embed.")] = None,
-    instruction: Annotated[str | None, typer.Option("--instruction", help="GME task instruction.")] = None,
+    instruction: Annotated[str | None, typer.Option("--instruction", help="The model's task instruction.")] = None,
     model: ModelOption = None,
     min_image_tokens: MinTokensOption = None,
     max_image_tokens: MaxTokensOption = None,
@@ -647,6 +836,7 @@ def embed(
     quant: QuantOption = "auto",
     dtype: DtypeOption = "auto",
     quality: QualityOption = None,
+    dim: DimOption = None,
     db: Annotated[
         Path | None,
         typer.Option(
@@ -660,6 +850,7 @@ def embed(
 ) -> None:
     """Print the vector of a text, an image, or both (a JSON list)."""
     from . import present
+    from .families import family_of_spec
     from .runtime import resolve_budget
     from .session import check_image_path, embed_input
 
@@ -667,17 +858,20 @@ def embed(
         raise UmsearchError("give --text, --image, or both")
     if image is not None:
         check_image_path(str(image))
-    budget = resolve_budget(None, quality, min_image_tokens, max_image_tokens)
     model_id = settings.normalize_model_spec(model or settings.default_model())
+    budget = resolve_budget(None, quality, min_image_tokens, max_image_tokens, family_of_spec(model_id))
     runtime = RuntimeRequest(device, quant, dtype)
     image_path = absolute(image)
 
     def in_process() -> list[float]:
-        embedder = load_model(model_id, budget, runtime)
+        embedder = load_model(model_id, budget, runtime, dim)
         return [float(x) for x in embed_input(embedder, text, image_path, instruction, settings.max_pixels(budget[1]))]
 
-    route = make_route(db, runtime=runtime, no_server=no_server)
-    vector = route.embed(text, image_path, instruction, model_id=model_id, budget=budget, local=in_process)
+    if dim is not None:  # a service embeds at its index's length, not this one
+        vector = in_process()
+    else:
+        route = make_route(db, runtime=runtime, no_server=no_server)
+        vector = route.embed(text, image_path, instruction, model_id=model_id, budget=budget, local=in_process)
     present.print_json([round(x, 7) for x in vector])
 
 
@@ -715,6 +909,7 @@ def watch(
     quant: QuantOption = "auto",
     dtype: DtypeOption = "auto",
     quality: QualityOption = None,
+    dim: DimOption = None,
     no_server: Annotated[
         bool,
         typer.Option("--no-server", help="Only watch: do not also answer queries (also UMSEARCH_SERVER=off)."),
@@ -749,83 +944,110 @@ def watch(
     from .manners import ON_BATTERY_CHOICES, PowerGate, be_polite
     from .service.route import server_wanted
     from .session import Session
-    from .watch import Watcher, WatchOptions, describe_changes, install_stop_signals
-    from .watchstate import WatcherLock
+    from .watch import StopSignals, Watcher, WatchOptions, describe_changes
+    from .watchstate import WatcherLock, acquire_waiting, busy_error
 
-    runtime = RuntimeRequest(device, quant, dtype)  # a typo fails now, not when the first photo arrives
-    if on_battery not in ON_BATTERY_CHOICES:
-        raise UmsearchError(f"unknown --on-battery '{on_battery}' (expected {' or '.join(ON_BATTERY_CHOICES)})")
-    manners = be_polite(threads)  # before torch loads, so its thread pools start capped
+    # First of all: from here on SIGINT, SIGTERM and SIGHUP end the watcher cleanly (exit 0), at any moment.
+    stopper = StopSignals()
+    try:
+        runtime = RuntimeRequest(device, quant, dtype)  # a typo fails now, not when the first photo arrives
+        if on_battery not in ON_BATTERY_CHOICES:
+            raise UmsearchError(f"unknown --on-battery '{on_battery}' (expected {' or '.join(ON_BATTERY_CHOICES)})")
+        manners = be_polite(threads)  # before torch loads, so its thread pools start capped
 
-    def power_changed(message: str) -> None:
-        present.err.print(message, markup=False)
-        if watcher.lock is not None:
-            watcher.lock.report("paused on battery" if power.paused else "indexing")
-
-    power = PowerGate(on_battery, on_change=power_changed)
-    with open_store(db, create=True) as store:
-        model_id, budget = index_settings(store, model, min_image_tokens, max_image_tokens, quality, runtime)
-
-        def first_model():
+        def power_changed(message: str) -> None:
+            present.err.print(message, markup=False)
             if watcher.lock is not None:
-                watcher.lock.report(f"loading model {model_id}")
-            return load_model(model_id, budget, runtime)
+                resumed = "catching up" if not watcher.caught_up.is_set() else "indexing new photos"
+                watcher.lock.report("paused on battery" if power.paused else resumed)
 
-        # One session for the watcher's indexer and the queries it answers: one model, taking turns at its gate.
-        session = Session(
-            open_store(store.path, create=False),
-            model=model_id,
-            runtime=runtime,
-            embedder_factory=lambda *_: first_model(),
-        )
-        session.budget = budget  # the watcher's (a new index may be given --min/--max-image-tokens)
-        indexer = Indexer(
-            store,
-            session.embedder,
-            max_pixels=max_pixels(budget),
-            batch_size=batch_size,
-            image_budget=budget,
-            model_turn=session.gate.batch,
-            power=power,
-        )
-        options = WatchOptions(
-            excludes=tuple(exclude or ()), quiet_period=quiet_period, rescan_interval=rescan_interval, polling=polling
-        )
+        power = PowerGate(on_battery, on_change=power_changed)
+        with open_store(db, create=True) as store:
+            model_id, budget = index_settings(store, model, min_image_tokens, max_image_tokens, quality, runtime)
+            family = model_family(store, model_id)
+            length = vector_length(store, family, dim)
 
-        def show(round_) -> None:
-            if as_json:
-                present.print_json(
-                    {**round_.summary.counters(), "deferred": round_.deferred, "seconds": round(round_.seconds, 3)}
-                )
-                for path, reason in round_.summary.failures:
-                    present.warn(f"{present.display_path(path)}: {reason}")
-            else:
-                for line in describe_changes(round_, present.display_path):
-                    present.err.print(line, markup=False)
+            def first_model():
+                if watcher.lock is not None:
+                    watcher.lock.report(f"loading model {model_id}")
+                loaded = load_model(model_id, budget, runtime, length)
+                if watcher.lock is not None:
+                    watcher.lock.report("catching up" if not watcher.caught_up.is_set() else "indexing new photos")
+                return loaded
 
-        watcher = Watcher(indexer, [str(p) for p in paths], options, on_round=show, on_message=present.warn)
-        with WatcherLock(store.path, watcher.roots) as lock:
-            watcher.lock = lock
-            host = None
-            if server_wanted(no_server):
-                from .service.server import host_for_watcher
-
-                host = host_for_watcher(session, watcher.request_stop, warn=present.warn)
-            present.err.print(
-                f"watching {', '.join(watcher.roots)} (Ctrl-C stops; {manners.describe()}; on battery: {on_battery})",
-                markup=False,
+            # One session for the watcher's indexer and the queries it answers: one model, taking turns at its gate.
+            session = Session(
+                open_store(store.path, create=False),
+                model=model_id,
+                runtime=runtime,
+                embedder_factory=lambda *_, **__: first_model(),
             )
-            restore = install_stop_signals(watcher)
+            session.budget = budget  # the watcher's (a new index may be given --min/--max-image-tokens)
+            host = None
             try:
-                watcher.run()
-            except KeyboardInterrupt:
-                if not watcher.stopping:
-                    raise
+                indexer = Indexer(
+                    store,
+                    session.embedder,
+                    max_pixels=max_pixels(budget),
+                    batch_size=batch_size,
+                    image_budget=budget,
+                    model_turn=session.gate.batch,
+                    power=power,
+                    family=family,
+                )
+                options = WatchOptions(
+                    excludes=tuple(exclude or ()),
+                    quiet_period=quiet_period,
+                    rescan_interval=rescan_interval,
+                    polling=polling,
+                )
+
+                def show(round_) -> None:
+                    if as_json:
+                        present.print_json(
+                            {
+                                **round_.summary.counters(),
+                                "deferred": round_.deferred,
+                                "seconds": round(round_.seconds, 3),
+                            }
+                        )
+                        for path, reason in round_.summary.failures:
+                            present.warn(f"{present.display_path(path)}: {reason}")
+                    else:
+                        for line in describe_changes(round_, present.display_path):
+                            present.err.print(line, markup=False)
+
+                watcher = Watcher(indexer, [str(p) for p in paths], options, on_round=show, on_message=present.warn)
+                stopper.attach(watcher)
+                lock = WatcherLock(store.path, watcher.roots)
+                say = functools.partial(present.err.print, markup=False)
+                other = acquire_waiting(lock, say, should_stop=stopper.requested.is_set)  # an index run goes first
+                if other is not None:
+                    raise busy_error(other)
+                try:
+                    if lock.held:
+                        watcher.lock = lock
+                        if server_wanted(no_server):
+                            from .service.server import host_for_watcher
+
+                            host = host_for_watcher(session, watcher.request_stop, warn=present.warn)
+                        present.err.print(
+                            f"watching {', '.join(watcher.roots)} (Ctrl-C stops; {manners.describe()}; "
+                            f"on battery: {on_battery})",
+                            markup=False,
+                        )
+                        watcher.run()
+                finally:
+                    lock.release()
             finally:
-                restore()
                 if host is not None:
                     host.close()
-        session.close()
+                session.close()
+    except KeyboardInterrupt:
+        if not stopper.requested.is_set():
+            raise
+    finally:
+        stopper.restore()
     present.err.print("stopped", markup=False)
     # Everything is committed and closed. Tearing down an interpreter that holds torch and the model can take
     # seconds on a busy machine, and a service manager expects a prompt exit after SIGTERM: skip it.
@@ -844,6 +1066,7 @@ def serve(
     quant: QuantOption = "auto",
     dtype: DtypeOption = "auto",
     quality: QualityOption = None,
+    rerank_model: RerankModelOption = None,
 ) -> None:
     """Run the index's resident service in the foreground (for service managers; queries start one themselves).
 
@@ -863,6 +1086,7 @@ def serve(
         model=model,
         quality=quality,
         idle_timeout=chosen_idle_timeout(idle_timeout),
+        rerank_model=rerank_model,
     )
     # Tearing down an interpreter that holds torch and the model can take seconds: the service is done.
     sys.stdout.flush()
@@ -913,7 +1137,7 @@ def server_status(db: DbOption = None, as_json: JsonOption = False) -> None:
         lifetime = f"stops after {_duration(idle)} without a request (idle {_duration(report['idle_s'])})"
     else:
         lifetime = "never stops on its own"
-    rss = report["rss_bytes"]
+    rss, peak = report["rss_bytes"], report["peak_rss_bytes"]
     lines = [
         ("service", f"running (pid {report['pid']}), umsearch {report['version']}, up {_duration(report['uptime_s'])}"),
         ("requests", f"{report['requests']} served, {report['in_flight']} in progress"),
@@ -922,7 +1146,7 @@ def server_status(db: DbOption = None, as_json: JsonOption = False) -> None:
         ("runtime", f"{report['device']}, {report['dtype']}, quantization {report['quant']}"),
         (
             "memory",
-            f"{present.human_bytes(rss) if rss else '?'} (peak {present.human_bytes(report['peak_rss_bytes'])})",
+            f"{present.human_bytes(rss) if rss else '?'} (peak {present.human_bytes(peak) if peak else '?'})",
         ),
         ("lifetime", lifetime),
         ("socket", report["socket"] or f"loopback TCP ({report['transport']})"),
@@ -1049,9 +1273,10 @@ def tui(
     device: DeviceOption = "auto",
     quant: QuantOption = "auto",
     dtype: DtypeOption = "auto",
+    rerank_model: RerankModelOption = None,
     no_server: NoServerOption = False,
 ) -> None:
-    """Search and browse photos interactively in the terminal."""
+    """Search and browse photos interactively in the terminal (ctrl+r: rerank the best matches)."""
     from .tui.widgets.images import IMAGE_MODES  # no Textual import yet
 
     if images not in IMAGE_MODES:
@@ -1061,7 +1286,9 @@ def tui(
     from .tui.app import make_app  # Textual is imported only for this command
     from .tui.service import background_work_running
 
-    tui_app = make_app(db, model, image_mode=images, runtime=runtime, server=server_wanted(no_server))
+    tui_app = make_app(
+        db, model, image_mode=images, runtime=runtime, server=server_wanted(no_server), rerank_model=rerank_model
+    )
     tui_app.run()
     if background_work_running():
         # A model load or embedding is still running on a daemon thread: quitting must not wait for it.
@@ -1190,8 +1417,25 @@ def doctor(
         raise typer.Exit(EXIT_ERROR)
 
 
+# Options whose value may be left out on the command line: "--rerank" alone means "--rerank 30".
+_OPTIONAL_VALUES = {"--rerank": str(settings.DEFAULT_RERANK_TOP)}
+
+
+def with_optional_values(argv: list[str]) -> list[str]:
+    """`argv` with the default filled in after an optional-value option given without a number (click has
+    such options, typer does not pass them through); nothing after a lone "--" is touched."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        if arg == "--":
+            return out + argv[i + 1 :]
+        if arg in _OPTIONAL_VALUES and (i + 1 == len(argv) or not argv[i + 1].isdigit()):
+            out.append(_OPTIONAL_VALUES[arg])
+    return out
+
+
 def main() -> None:
-    app()
+    app(args=with_optional_values(sys.argv[1:]))
 
 
 if __name__ == "__main__":

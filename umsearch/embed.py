@@ -1,8 +1,8 @@
 """Embedding models behind one interface: the Embedder protocol, runtime choice, and loading by family.
 
-A model family (GME today, see gme.py) turns text, images or both into unit-length vectors of one space.
-`load_embedder` finds the model's files, picks the device/dtype/quantisation this machine can run, and
-hands over to the family module. Everything else in umsearch talks to the `Embedder` protocol only.
+A model family (GME in gme.py, Qwen3-VL-Embedding in qwen3vl.py; families.py tells them apart) turns
+text, images or both into unit-length vectors of one space. `load_embedder` finds the model's files, picks
+the device/dtype/quantisation this machine can run, and hands over to the family module. Everything else in umsearch talks to the `Embedder` protocol only.
 
 Importing this module is cheap: torch and transformers load only when a model is loaded.
 """
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .errors import ModelError, UmsearchError
 from .modelfiles import first_line, resolve_model
 from .runtime import RuntimeRequest
-from .settings import DEFAULT_BATCH_SIZE, DEFAULT_MAX_IMAGE_TOKENS, DEFAULT_MIN_IMAGE_TOKENS
+from .settings import DEFAULT_BATCH_SIZE
 
 # bitsandbytes' quantisations; "int8-dynamic" is PyTorch's own CPU int8 (weights.quantize_int8).
 BNB_QUANTS = ("nf4", "int8")
@@ -28,8 +28,6 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
     from PIL import Image
-
-    from .gme import GmeEmbedder
 
 
 @dataclass(frozen=True)
@@ -50,6 +48,7 @@ class EmbedderInfo:
     device: str  # "cpu", "cuda", "mps"
     dtype: str  # "float32", "float16", "bfloat16"
     quant: str  # "none", "nf4", "int8" (bitsandbytes), "int8-dynamic" (PyTorch, CPU)
+    family: str = "gme"  # "gme" or "qwen3-vl" (families.py)
 
 
 class Embedder(Protocol):
@@ -165,23 +164,41 @@ def load_embedder(
     device: str = "auto",
     quant: str = "auto",
     dtype: str = "auto",
-    min_image_tokens: int = DEFAULT_MIN_IMAGE_TOKENS,
-    max_image_tokens: int = DEFAULT_MAX_IMAGE_TOKENS,
-    max_length: int = 1800,
-) -> GmeEmbedder:
-    """Find (or download) `model`, load it on the chosen device, and return a ready embedder."""
-    from . import gme
-    from .settings import normalize_model_spec
+    min_image_tokens: int | None = None,
+    max_image_tokens: int | None = None,
+    max_length: int | None = None,
+    dim: int | None = None,
+) -> Embedder:
+    """Find (or download) `model`, load it on the chosen device, and return a ready embedder of its family.
 
-    if not 1 <= min_image_tokens <= max_image_tokens:
+    The family comes from the model's config.json (families.py). The image budget defaults to the family's
+    "best" preset, `max_length` to the family's reference; `dim` (Qwen3-VL-Embedding only) keeps the first
+    `dim` values of each vector, re-normalised (MRL).
+    """
+    from .families import family_of_dir
+    from .settings import DEFAULT_QUALITY, normalize_model_spec
+
+    if (min_image_tokens is None) != (max_image_tokens is None):
+        raise UmsearchError("give both image token limits, or neither")
+    if min_image_tokens is not None and max_image_tokens is not None and not 1 <= min_image_tokens <= max_image_tokens:
         raise UmsearchError(
             f"image token limits must satisfy 1 <= min ({min_image_tokens}) <= max ({max_image_tokens})"
         )
-    if max_length < 1:
+    if max_length is not None and max_length < 1:
         raise UmsearchError(f"max length must be positive, got {max_length}")
     path = resolve_model(model)
+    family = family_of_dir(path)
+    if min_image_tokens is None or max_image_tokens is None:
+        min_image_tokens, max_image_tokens = family.budget(DEFAULT_QUALITY)
+    if dim is not None and not family.shortens:
+        raise UmsearchError(
+            f"--dim needs a model trained for shorter vectors (Qwen3-VL-Embedding); {model} is {family.label}"
+        )
     device, dtype, quant = choose_runtime(device, quant, dtype)
-    return gme.load(
+    options: dict[str, Any] = {"max_length": max_length} if max_length is not None else {}
+    if dim is not None:
+        options["dim"] = dim
+    return family.code().load(
         path,
         normalize_model_spec(model),
         device=device,
@@ -189,7 +206,7 @@ def load_embedder(
         quant=quant,
         min_image_tokens=min_image_tokens,
         max_image_tokens=max_image_tokens,
-        max_length=max_length,
+        **options,
     )
 
 

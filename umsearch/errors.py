@@ -19,3 +19,23 @@ class StoreError(UmsearchError):
 
 class ModelMismatchError(StoreError):
     """The index was built with a different model or embedding settings."""
+
+
+class DiskFullError(StoreError):
+    """The disk holding the index has no room left; what was committed before stays, consistent."""
+
+    def __init__(self, folder: str, saved: int | None = None) -> None:
+        self.folder = folder
+        self.saved = saved
+        super().__init__(f"the disk holding the index ({folder}) is full{saved_text(saved)}; free space and run again")
+
+
+def saved_text(saved: int | None) -> str:
+    """'; 1 photo was saved' / '; 12 photos were saved' (empty when unknown)."""
+    if saved is None:
+        return ""
+    return f"; {saved} photo was saved" if saved == 1 else f"; {saved} photos were saved"
+
+
+class IndexGoneError(StoreError):
+    """The index file was deleted or replaced under a running process: nothing more is written to it."""

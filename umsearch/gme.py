@@ -79,7 +79,7 @@ def load(
     quant: str,
     min_image_tokens: int,
     max_image_tokens: int,
-    max_length: int,
+    max_length: int = 1800,
 ) -> GmeEmbedder:
     """A GME embedder from a checked model folder, on the runtime `embed.choose_runtime` picked.
 
@@ -146,6 +146,12 @@ def _load_visual(path: Path, config: Any, device: str, dtype: str) -> Any:
 
     from .weights import to_dtype
 
+    if not path.is_dir():
+        # Loaded at the first image, possibly long after the text decoder (a service, a watcher): the folder
+        # may have been removed since. Said as such, not as transformers' guess that it is a hub id.
+        raise ModelError(
+            f"model directory {path} does not exist (removed since the model was loaded; images need its files)"
+        )
     visual = load_pretrained(
         Qwen2VisionTransformerPretrainedModel,
         path,

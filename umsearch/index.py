@@ -17,14 +17,27 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from . import backlog, settings
 from .embed import is_out_of_memory, release_accelerator_memory
-from .errors import ImageLoadError, UmsearchError
+from .errors import DiskFullError, ImageLoadError, UmsearchError
+from .families import GME, Family, family_named
 from .imageload import LoadedImage, describe_os_error, load_image
 from .kinds import DOCUMENT, PHOTO, TEXT_KINDS, VIDEO, image_kind, kind_by_extension, kind_of_file
 from .metadata import PhotoMeta, extract_metadata, metadata_from_exif
-from .planning import Job, Plan, check_roots, content_hash, found_in_scope, is_within, outermost_paths, plan_changes
+from .planning import (
+    EMPTY_ROOT_KEPT,
+    Job,
+    Plan,
+    check_roots,
+    content_hash,
+    found_in_scope,
+    hold_empty_roots,
+    is_within,
+    outermost_paths,
+    plan_changes,
+)
 from .scan import FoundFile, normalize_root, scan
 from .settings import max_frames, max_pages, text_budget
 from .store import FileRow, IndexSettings, Store
+from .store.health import is_disk_full
 from .store.segments import Segment
 
 if TYPE_CHECKING:
@@ -54,6 +67,18 @@ class IndexSummary:
 
     def counters(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in COUNTERS}
+
+    @property
+    def saved(self) -> int:
+        """Photos embedded (or given a copy's vector) and committed."""
+        return self.added + self.updated
+
+    def add(self, other: IndexSummary) -> None:
+        for name in COUNTERS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.failures.extend(other.failures)
+        if self.changes is not None and other.changes is not None:
+            self.changes.extend(other.changes)
 
     def count(self, what: str, path: str, source: str | None = None) -> None:
         """One added, updated, moved or removed file."""
@@ -163,6 +188,7 @@ class Indexer:
         pages_per_document: int | None = None,
         model_turn: Callable[[], AbstractContextManager[object]] | None = None,
         power: PowerGate | None = None,
+        family: Family | None = None,
     ) -> None:
         """`image_budget` (min, max visual tokens, the embedder's) lets loader threads do the model's
         resizing ahead of it (screenshots and documents get `settings.text_budget` of it); `window` is how
@@ -171,7 +197,8 @@ class Indexer:
         at most `settings.max_frames()`), `pages_per_document` the pages of a PDF (`settings.max_pages()`).
         `model_turn` is entered around each model call when the model is shared (the watcher's service
         passes `Session.gate.batch`: a query goes before the next batch). `power` holds embedding while on
-        battery (background runs: the watcher, the service)."""
+        battery (background runs: the watcher, the service). `family` is the model family whose resizing the
+        loader threads do (default: the index's, else GME); a model of another family is refused."""
         self.store = store
         self._embedder_factory = embedder_factory
         self._embedder: Embedder | None = None
@@ -180,6 +207,8 @@ class Indexer:
         self.workers = workers or min(4, os.cpu_count() or 1)
         self.progress = progress or NoProgress()
         self.image_budget = image_budget
+        recorded = store.settings()
+        self.family = family or (family_named(recorded.family) if recorded else GME)
         self.text_budget = text_budget(*image_budget) if image_budget is not None else None
         self.window = max(self.batch_size, window or self.batch_size * 4)
         if video_policy is None:
@@ -196,13 +225,25 @@ class Indexer:
         self._should_stop: Callable[[], bool] = lambda: False
 
     @property
+    def model_loaded(self) -> bool:
+        return self._embedder is not None
+
+    @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
             self.progress.note("loading model")
             embedder = self._embedder_factory()
             self.progress.note(None)
             info = embedder.info
-            self.store.bind(IndexSettings(info.model_id, info.dim, info.min_image_tokens, info.max_image_tokens))
+            if info.family != self.family.name:
+                # Loader threads resized photos the other family's way: its vectors would be subtly off.
+                raise UmsearchError(
+                    f"the indexer was set up for {self.family.label} models but got a {info.family} model; "
+                    "pass its family to Indexer(family=...)"
+                )
+            self.store.bind(
+                IndexSettings(info.model_id, info.dim, info.min_image_tokens, info.max_image_tokens, info.family)
+            )
             from .runtime import record_runtime
 
             record_runtime(self.store, info)
@@ -227,15 +268,33 @@ class Indexer:
         plan = plan_changes(self.store, roots, scan(roots, excludes, on_error=scan_error))
         if unreadable:  # a folder that could not be listed is not a folder whose photos were deleted
             plan.removals = [row for row in plan.removals if not any(is_within(row.path, f) for f in unreadable)]
+        for root in hold_empty_roots(plan, roots, self.store.root_devices()):
+            if on_scan_error is not None:
+                on_scan_error(root, EMPTY_ROOT_KEPT)
         summary.unchanged, summary.failed = plan.unchanged, plan.still_failed
-        self._apply_moves_and_removals(plan, summary)
-        try:
-            with self._backlog(len(plan.jobs)):
-                self.process(plan.jobs, summary)
-            self.fill_missing_metadata()
-        except (KeyboardInterrupt, StopRequested):
-            summary.interrupted = True
+        with self.disk_full_said_plainly(summary):
+            self.store.record_roots(roots)
+            self._apply_moves_and_removals(plan, summary)
+            try:
+                with self._backlog(len(plan.jobs)):
+                    self.process(plan.jobs, summary)
+                self.fill_missing_metadata()
+            except (KeyboardInterrupt, StopRequested):
+                summary.interrupted = True
         return summary
+
+    @contextmanager
+    def disk_full_said_plainly(self, summary: IndexSummary) -> Iterator[None]:
+        """A full disk under the index becomes one line with what was saved (every commit before it stands)."""
+        try:
+            yield
+        except DiskFullError:
+            raise
+        except Exception as exc:
+            folder = self.store.path.parent
+            if is_disk_full(exc, folder):
+                raise DiskFullError(str(folder), summary.saved) from None
+            raise
 
     @contextmanager
     def _backlog(self, planned: int) -> Iterator[None]:
@@ -246,11 +305,18 @@ class Indexer:
                 backlog.record(self.store, planned)
         try:
             yield
-        finally:
+        except BaseException:
+            # The error that ended the run is the one to report: a full disk or a read-only index also stops
+            # the clearing, and the record left behind is a stale one (its process gone) that readers ignore.
             self._planned = self._done = 0
             if planned:
-                with self.store.transaction():
+                with contextlib.suppress(Exception), self.store.transaction():
                     backlog.clear(self.store)
+            raise
+        self._planned = self._done = 0
+        if planned:
+            with self.store.transaction():
+                backlog.clear(self.store)
 
     def _advance(self, count: int = 1) -> None:
         self._done += count
@@ -372,6 +438,9 @@ class Indexer:
         self, complete: list[Loaded], vectors: dict[int, list[np.ndarray | Rejected | None]], summary: IndexSummary
     ) -> None:
         """Files whose every picture has been through the model: stored in one transaction."""
+        clips = self._clip_vectors(complete, vectors)  # model calls: before the transaction, not in it
+        # Counted once committed: a batch that never lands (a full disk, a stop) was not saved.
+        tally = IndexSummary(changes=[] if summary.changes is not None else None)
         with self.store.transaction():
             if self._planned:
                 backlog.record(self.store, self._planned - self._done - len(complete))
@@ -388,13 +457,12 @@ class Indexer:
                     self.store.put_file(
                         found.path, size=found.size, mtime_ns=found.mtime_ns, digest=loaded.digest, error=reason
                     )
-                    summary.fail(found.path, reason)
+                    tally.fail(found.path, reason)
                     continue
-                store_as = (
-                    {"segments": [Segment(vector, part.time, part.page) for part, vector in kept]}
-                    if loaded.multi
-                    else {"vector": kept[0][1]}
-                )
+                segments = [Segment(vector, part.time, part.page) for part, vector in kept]
+                if id(loaded) in clips:  # the clip as a whole first: it is the video's own vector
+                    segments.insert(0, Segment(clips[id(loaded)], kept[0][0].time))
+                store_as = {"segments": segments} if loaded.multi else {"vector": kept[0][1]}
                 self.store.put_file(
                     found.path,
                     size=found.size,
@@ -406,8 +474,40 @@ class Indexer:
                     kind=loaded.kind,
                     **store_as,
                 )
-                self._count_stored(loaded, summary)
+                self._count_stored(loaded, tally)
+        summary.add(tally)
         self._advance(len(complete))
+
+    def _clip_vectors(
+        self, complete: list[Loaded], vectors: dict[int, list[np.ndarray | Rejected | None]]
+    ) -> dict[int, np.ndarray]:
+        """For a family that reads videos (Qwen3-VL), each finished video's kept frames, in time order, as one
+        video input: a vector for the clip as a whole, beside the frames' own (which give the timestamps).
+
+        A clip the model cannot take (out of memory, say) is left out: its frames still find the video."""
+        if not self.family.clips:
+            return {}
+        from .qwen3vl import VideoClip
+
+        clips: dict[int, np.ndarray] = {}
+        for loaded in complete:
+            if loaded.kind != VIDEO:
+                continue
+            results = vectors[id(loaded)]
+            frames = [
+                p for p, v in zip(loaded.parts, results, strict=True) if v is not None and not isinstance(v, Rejected)
+            ]
+            if not frames:
+                continue
+            clip = VideoClip(tuple(p.image for p in frames), tuple(p.time or 0.0 for p in frames))
+            try:
+                with self._model_turn():
+                    clips[id(loaded)] = self.embedder.embed_videos([clip])[0]  # type: ignore[attr-defined]
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                release_accelerator_memory()
+        return clips
 
     def _load_ahead(self, jobs: Sequence[Job]) -> Iterator[Loaded]:
         # Deep enough that the next window is decoded while the model works through this one; bounded
@@ -520,21 +620,15 @@ class Indexer:
         image = LoadedImage(parts[0].image, *size)
         return Loaded(job, digest, image, None, sum(p.tokens for p in parts), meta=meta, parts=parts, kind=DOCUMENT)
 
-    @staticmethod
-    def _pixels(budget: tuple[int, int] | None) -> int | None:
-        from .settings import max_pixels
+    def _pixels(self, budget: tuple[int, int] | None) -> int | None:
+        return self.family.max_pixels(budget[1]) if budget is not None else None
 
-        return max_pixels(budget[1]) if budget is not None else None
-
-    @staticmethod
-    def _part(image: Image.Image, budget: tuple[int, int] | None) -> Part:
-        """The picture at the size the model will use, and what it costs."""
+    def _part(self, image: Image.Image, budget: tuple[int, int] | None) -> Part:
+        """The picture at the size the model will use (the family's resizes), and what it costs."""
         if budget is None:
             return Part(image, image.width * image.height)
-        from .gme import fit_image, image_token_count
-
-        fitted = fit_image(image, *budget)
-        return Part(fitted, image_token_count(*fitted.size, *budget))
+        fitted = self.family.fit_image(image, *budget)
+        return Part(fitted, self.family.image_token_count(*fitted.size, *budget))
 
     def _resolve_without_model(self, loaded: Loaded, summary: IndexSummary) -> bool:
         """Failures, touched files and copies of indexed files are stored without running the model."""
@@ -620,7 +714,7 @@ class Indexer:
         *,
         ready: Callable[[FoundFile], bool] | None = None,
         should_stop: Callable[[], bool] | None = None,
-        claim_moves: bool = True,
+        settled: Callable[[FileRow], bool] | None = None,
     ) -> SyncResult:
         """Bring just these files and folders in step with the disk (the watcher's reconcile step).
 
@@ -629,8 +723,9 @@ class Indexer:
         bytes match an indexed file gone from disk takes over its row. Files that `ready` rejects (still being
         written) keep their old row and come back in `deferred` (with gone rows of the same size, which may be
         their move's source), as do jobs not started because `should_stop` turned true (checked between batches).
-        `claim_moves=False` skips the gone-twin check (it reads each new file once more): for whole roots,
-        where every move is planned anyway.
+        A path that is an empty folder while the index holds photos below it keeps them (`kept_empty`). A row whose
+        file is gone is removed only once `settled(row)` says so; until then it stays and its path is deferred (the
+        other half of a move may be reported a moment later, and the row should follow the photo, not be dropped).
         """
         scope = outermost_paths(normalize_root(p) for p in paths)
         result = SyncResult()
@@ -641,6 +736,7 @@ class Indexer:
             (found if ready is None or ready(item) else waiting).append(item)
         result.deferred = [item.path for item in waiting]
         plan = plan_changes(self.store, scope, found)
+        result.kept_empty = hold_empty_roots(plan, scope, self.store.root_devices())
         if waiting:
             # A gone row may be the source of a waiting file's move (same size): keep it until that file is
             # read, and look at its path again then; a row at a waiting file's path stays as it is.
@@ -649,44 +745,33 @@ class Indexer:
             kept = [row for row in plan.removals if row.path in held or row.size in held_sizes]
             plan.removals = [row for row in plan.removals if row.path not in held and row.size not in held_sizes]
             result.deferred.extend(row.path for row in kept if row.path not in held)
+        if settled is not None and plan.removals:
+            unsettled = {row.id: row for row in plan.removals if not settled(row)}
+            if unsettled:
+                plan.removals = [row for row in plan.removals if row.id not in unsettled]
+                # The scope paths holding them, not each row: a deleted folder of 10k photos is one path again.
+                held_in = {next((p for p in scope if is_within(row.path, p)), row.path) for row in unsettled.values()}
+                result.deferred.extend(sorted(held_in - set(result.deferred)))
         result.summary.unchanged, result.summary.failed = plan.unchanged, plan.still_failed
-        self._apply_moves_and_removals(plan, result.summary)
-        jobs = [
-            job
-            for job in plan.jobs
-            if job.previous is not None or not (claim_moves and self._claim_vanished_twin(job, result))
-        ]
-        step = self.batch_size * 4  # a few batches per call: read-ahead stays useful, stops stay prompt
-        self._should_stop = should_stop or (lambda: False)
-        try:
-            with self._backlog(len(jobs)):
-                for start in range(0, len(jobs), step):
-                    try:
-                        if self._should_stop():
-                            raise StopRequested
-                        self.process(jobs[start : start + step], result.summary)
-                    except StopRequested:  # asked to stop, or to stop waiting for the charger
-                        result.deferred.extend(job.found.path for job in jobs[start:])
-                        result.summary.interrupted = True
-                        break
-        finally:
-            self._should_stop = lambda: False
+        with self.disk_full_said_plainly(result.summary):
+            self._apply_moves_and_removals(plan, result.summary)
+            jobs = plan.jobs
+            step = self.batch_size * 4  # a few batches per call: read-ahead stays useful, stops stay prompt
+            self._should_stop = should_stop or (lambda: False)
+            try:
+                with self._backlog(len(jobs)):
+                    for start in range(0, len(jobs), step):
+                        try:
+                            if self._should_stop():
+                                raise StopRequested
+                            self.process(jobs[start : start + step], result.summary)
+                        except StopRequested:  # asked to stop, or to stop waiting for the charger
+                            result.deferred.extend(job.found.path for job in jobs[start:])
+                            result.summary.interrupted = True
+                            break
+            finally:
+                self._should_stop = lambda: False
         return result
-
-    def _claim_vanished_twin(self, job: Job, result: SyncResult) -> bool:
-        """A new file with the bytes of an indexed file that is gone from disk was moved here from outside
-        the synced paths (another root, or the other half of a move reported later): its row follows it."""
-        try:
-            digest = content_hash(job.found.path)
-        except OSError:
-            return False
-        for row in self.store.ok_files_by_hash(digest):
-            if not os.path.exists(row.path):
-                found = job.found
-                self.store.move_file(row.id, found.path, size=found.size, mtime_ns=found.mtime_ns)
-                result.summary.count("moved", found.path, row.path)
-                return True
-        return False
 
 
 def _unit_tokens(unit: _Unit) -> int:
@@ -701,3 +786,4 @@ class StopRequested(Exception):
 class SyncResult:
     summary: IndexSummary = field(default_factory=IndexSummary)
     deferred: list[str] = field(default_factory=list)  # paths to look at again later
+    kept_empty: list[str] = field(default_factory=list)  # empty folders whose photos stay indexed (unmounted?)

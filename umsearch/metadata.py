@@ -44,12 +44,22 @@ def wall_clock_seconds(moment: datetime) -> int:
 
 
 def wall_clock_datetime(seconds: int) -> datetime:
-    """The naive wall-clock time back from `wall_clock_seconds` (what the camera's clock said)."""
-    return datetime.fromtimestamp(seconds, timezone.utc).replace(tzinfo=None)
+    """The naive wall-clock time back from `wall_clock_seconds` (what the camera's clock said); a time beyond the
+    years a date can hold (1-9999: some file systems keep file times far past them) as the nearest date there is."""
+    try:
+        return datetime.fromtimestamp(seconds, timezone.utc).replace(tzinfo=None)
+    except (ValueError, OverflowError, OSError):
+        return datetime.max if seconds > 0 else datetime.min
 
 
 def mtime_wall_clock(mtime_ns: int) -> int:
-    return wall_clock_seconds(datetime.fromtimestamp(mtime_ns / 1e9))
+    """A file time as the wall clock of this machine showed it then (its time zone then applied): before 1970 and
+    after 9999 too, where the local zone is unknown and the time is kept as it is."""
+    seconds = mtime_ns // 1_000_000_000
+    try:
+        return wall_clock_seconds(datetime.fromtimestamp(seconds))
+    except (ValueError, OverflowError, OSError):  # OSError: Windows refuses times before 1970
+        return seconds
 
 
 def extract_metadata(path: str, mtime_ns: int | None = None) -> PhotoMeta:

@@ -28,7 +28,7 @@ def resolve_model(spec: str) -> Path:
         return check_model_dir(path.resolve())
     if path.exists():
         raise ModelError(f"model path {spec} is not a directory {_LAYOUT_HINT}")
-    if _looks_like_path(spec):
+    if looks_like_path(spec):
         raise ModelError(f"model directory {spec} does not exist")
     return _resolve_hub_id(spec)
 
@@ -68,7 +68,7 @@ def _check_weights(path: Path) -> None:
     raise ModelError(f"model directory {path} is missing model.safetensors {_LAYOUT_HINT}")
 
 
-def _looks_like_path(spec: str) -> bool:
+def looks_like_path(spec: str) -> bool:
     if spec.startswith(("/", ".", "~")):
         return True
     # "owner/name" is a hub id unless its parent is a local directory.

@@ -69,6 +69,7 @@ class RunFacts:
     quality: str  # the preset name, or "custom"
     auto_quality: bool  # chosen by `--quality auto` for this device, not by the user
     to_do: int  # photos still to embed when the estimate was made
+    model: str = "GME"  # the model family's name for people (families.Family.label)
 
 
 def first_run_lines(facts: RunFacts, per_photo: float, interactive: bool) -> list[str]:
@@ -76,7 +77,7 @@ def first_run_lines(facts: RunFacts, per_photo: float, interactive: bool) -> lis
     device = DEVICE_NAMES.get(facts.device, facts.device)
     line = f"{device}: indexing at quality {facts.quality}, about {_duration(per_photo)} per photo"
     if facts.auto_quality and facts.quality != "best":
-        line += "; use --quality best for GME's full detail"
+        line += f"; use --quality best for {facts.model}'s full detail"
     lines = [line]
     left = per_photo * facts.to_do
     if interactive and left > LONG_RUN_HOURS * 3600:

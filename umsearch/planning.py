@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 
@@ -43,12 +43,13 @@ def content_hash(path: str) -> str:
     return digest.hexdigest()
 
 
-def check_roots(roots: Sequence[str]) -> list[str]:
-    """Missing roots are an error, never 'everything was deleted' (an unmounted drive must not wipe its index)."""
+def check_roots(roots: Sequence[str], known: Callable[[str], bool] | None = None) -> list[str]:
+    """Missing roots are an error, never 'everything was deleted' (an unmounted drive must not wipe its index).
+    A missing root that `known` accepts (the index holds it: a drive not plugged in yet) is kept as it is."""
     checked = []
     for root in roots:
         path = normalize_root(root)
-        if not os.path.exists(path):
+        if not os.path.exists(path) and not (known is not None and known(path)):
             raise UmsearchError(f"{root}: no such file or folder (give the folder your photos are in)")
         checked.append(path)
     return checked
@@ -93,14 +94,25 @@ def plan_changes(store: Store, roots: Sequence[str], found: Iterable[FoundFile])
         if row.status == "ok" and row.hash:
             gone_by_size.setdefault(row.size, []).append(row)
     moved_ids: set[int] = set()
+    arrived: list[FoundFile] = []
     for item in new_files:
         source = _find_moved_source(item, gone_by_size.get(item.size, []), moved_ids)
+        if source is None:
+            arrived.append(item)
+        else:
+            moved_ids.add(source.id)
+            plan.moves.append((source, item))
+    plan.removals = [row for row in gone if row.id not in moved_ids]
+    # Photos new here may have moved from outside these roots: a library copied to another disk, a folder
+    # moved between roots, the other half of a move reported later. Their rows follow them (no re-embedding).
+    elsewhere = _gone_elsewhere(store, roots, {item.size for item in arrived})
+    for item in arrived:
+        source = _find_moved_source(item, elsewhere.get(item.size, []), moved_ids)
         if source is None:
             plan.jobs.append(Job(item, None))
         else:
             moved_ids.add(source.id)
             plan.moves.append((source, item))
-    plan.removals = [row for row in gone if row.id not in moved_ids]
     plan.jobs = newest_first(plan.jobs)
     return plan
 
@@ -113,6 +125,65 @@ def newest_first(jobs: list[Job]) -> list[Job]:
     are taken, and copies usually keep the time. Ties keep the scan's (folder) order.
     """
     return sorted(jobs, key=lambda job: -job.found.mtime_ns)
+
+
+def _gone_elsewhere(store: Store, roots: Sequence[str], sizes: set[int]) -> dict[int, list[FileRow]]:
+    """Indexed photos outside the roots, of these sizes, whose files are gone from disk; by size."""
+    if not sizes:
+        return {}
+    folders: dict[str, bool] = {}  # a missing folder (an unplugged drive) answers for all its files at once
+    gone: dict[int, list[FileRow]] = {}
+    for row in store.ok_files_with_sizes(sizes):
+        if not row.hash or any(is_within(row.path, root) for root in roots):
+            continue
+        folder = os.path.dirname(row.path)
+        if folder not in folders:
+            folders[folder] = os.path.isdir(folder)
+        if not folders[folder] or not os.path.exists(row.path):
+            gone.setdefault(row.size, []).append(row)
+    return gone
+
+
+EMPTY_ROOT_KEPT = (
+    "is empty, but the index holds photos there (an unmounted drive?): they are kept; 'umsearch forget' drops them"
+)
+
+
+def hold_empty_roots(plan: Plan, roots: Sequence[str], devices: Mapping[str, int | None]) -> list[str]:
+    """Keep the photos of a root that is now an empty folder on another device than the one it was recorded on:
+    the mount point of an unmounted drive looks exactly like that, and taking it for 'everything was deleted'
+    would throw away the whole drive's index (hours of embedding). A root emptied on its own device (the photos
+    really deleted) is not held. Returns the roots held; their rows stay until the drive is back or
+    `umsearch forget` drops them."""
+    if not plan.removals:
+        return []
+    held = []
+    for root in roots:
+        if not is_unmounted(root, devices.get(root)):
+            continue
+        below = [row for row in plan.removals if is_within(row.path, root)]
+        if below:
+            held.append(root)
+            plan.removals = [row for row in plan.removals if not is_within(row.path, root)]
+    return held
+
+
+def is_unmounted(root: str, recorded_device: int | None) -> bool:
+    """An empty folder on another device than the root was recorded on: a mount point with nothing mounted."""
+    if recorded_device is None or not is_empty_folder(root):
+        return False
+    try:
+        return os.stat(root).st_dev != recorded_device
+    except OSError:
+        return False
+
+
+def is_empty_folder(path: str) -> bool:
+    try:
+        with os.scandir(path) as entries:
+            return next(entries, None) is None
+    except OSError:  # not a folder, or gone
+        return False
 
 
 def _find_moved_source(item: FoundFile, candidates: list[FileRow], taken: set[int]) -> FileRow | None:
@@ -143,7 +214,7 @@ def found_in_scope(scope: Sequence[str], excludes: Sequence[str] = ()) -> Iterat
     """The candidate photos at or below each path; a single file is judged by its name, as a scan would."""
     import stat
 
-    from .scan import is_candidate_name, is_excluded, raw_has_jpeg_sibling
+    from .scan import is_candidate_name, is_excluded, mtime_ns_of, raw_has_jpeg_sibling
 
     folders = []
     for path in scope:
@@ -159,6 +230,6 @@ def found_in_scope(scope: Sequence[str], excludes: Sequence[str] = ()) -> Iterat
             and not (excludes and is_excluded(path, excludes))
             and not raw_has_jpeg_sibling(path)  # the same rule as a folder scan
         ):
-            yield FoundFile(path, info.st_size, info.st_mtime_ns)
+            yield FoundFile(path, info.st_size, mtime_ns_of(info))
     if folders:
         yield from scan(folders, excludes)

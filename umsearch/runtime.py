@@ -10,14 +10,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import UmsearchError
-from .settings import (
-    AUTO_QUALITY,
-    DEFAULT_QUALITY,
-    DEVICE_CHOICES,
-    DTYPE_CHOICES,
-    QUALITY_PRESETS,
-    QUANT_CHOICES,
-)
+from .families import GME, Family, family_named
+from .settings import AUTO_QUALITY, DEFAULT_QUALITY, DEVICE_CHOICES, DTYPE_CHOICES, QUANT_CHOICES
+from .settings import QUALITY_PRESETS as QUALITY_PRESETS  # re-exported: GME's presets, read by tests and benchmarks
 
 if TYPE_CHECKING:
     from .embed import EmbedderInfo
@@ -44,19 +39,13 @@ class RuntimeRequest:
             raise UmsearchError(f"unknown dtype '{self.dtype}' (expected one of {', '.join(DTYPE_CHOICES)})")
 
 
-def quality_budget(quality: str) -> tuple[int, int]:
-    try:
-        return QUALITY_PRESETS[quality]
-    except KeyError:
-        raise UmsearchError(f"unknown quality '{quality}' (expected one of {', '.join(QUALITY_PRESETS)})") from None
+def quality_budget(quality: str, family: Family = GME) -> tuple[int, int]:
+    return family.budget(quality)
 
 
-def quality_name(min_tokens: int, max_tokens: int) -> str:
+def quality_name(min_tokens: int, max_tokens: int, family: Family = GME) -> str:
     """The preset a budget belongs to, or 'custom' (--min/--max-image-tokens given by hand)."""
-    for name, budget in QUALITY_PRESETS.items():
-        if budget == (min_tokens, max_tokens):
-            return name
-    return "custom"
+    return family.quality_name(min_tokens, max_tokens)
 
 
 def resolve_budget(
@@ -64,6 +53,7 @@ def resolve_budget(
     quality: str | None = None,
     min_tokens: int | None = None,
     max_tokens: int | None = None,
+    family: Family | None = None,
     *,
     device: str | None = None,
 ) -> tuple[int, int]:
@@ -71,14 +61,17 @@ def resolve_budget(
 
     `quality` None or "auto" keeps the index's budget; for a new index it is the device's preset
     (AUTO_QUALITY) when `device` is given, else the reference default. Token limits given by hand refine a
-    preset (or the index's budget), so `--quality fast --max-image-tokens 320` means 128-320.
+    preset (or the index's budget), so `--quality fast --max-image-tokens 320` means 128-320. Presets are
+    the family's: the index's, else `family`, else GME's.
     """
+    if family is None:
+        family = family_named(settings.family) if settings is not None else GME
     if quality is not None and quality != "auto":
-        low, high = quality_budget(quality)
+        low, high = quality_budget(quality, family)
     elif settings is not None:
         low, high = settings.min_image_tokens, settings.max_image_tokens
     else:
-        low, high = quality_budget(auto_quality(device) if device else DEFAULT_QUALITY)
+        low, high = quality_budget(auto_quality(device) if device else DEFAULT_QUALITY, family)
     low, high = min_tokens or low, max_tokens or high
     if low > high:
         raise UmsearchError(f"the smallest image budget ({low} tokens) is larger than the largest ({high})")
@@ -104,10 +97,11 @@ def check_index_budget(settings: IndexSettings | None, budget: tuple[int, int], 
     if settings is None or (settings.min_image_tokens, settings.max_image_tokens) == budget:
         return
     recorded = (settings.min_image_tokens, settings.max_image_tokens)
+    family = family_named(settings.family)
     raise ModelMismatchError(
-        f"index {where} was built at quality {quality_name(*recorded)} ({recorded[0]}-{recorded[1]} visual "
-        f"tokens), not {quality_name(*budget)} ({budget[0]}-{budget[1]}): drop --quality / the token options to "
-        "keep its setting, or use --db NEW_FILE for a separate index"
+        f"index {where} was built at quality {quality_name(*recorded, family)} ({recorded[0]}-{recorded[1]} visual "
+        f"tokens), not {quality_name(*budget, family)} ({budget[0]}-{budget[1]}): drop --quality / the token "
+        "options to keep its setting, or use --db NEW_FILE for a separate index"
     )
 
 
@@ -117,7 +111,17 @@ def record_runtime(store: Store, info: EmbedderInfo) -> None:
         store.set_meta(META_DEVICE, info.device)
         store.set_meta(META_DTYPE, info.dtype)
         store.set_meta(META_QUANT, info.quant)
-        store.set_meta(META_QUALITY, quality_name(info.min_image_tokens, info.max_image_tokens))
+        store.set_meta(
+            META_QUALITY, quality_name(info.min_image_tokens, info.max_image_tokens, family_named(info.family))
+        )
+
+
+def index_dim(settings: IndexSettings | None) -> int | None:
+    """The vector length queries must shorten to: an index of a family trained for shorter vectors (MRL)
+    keeps its recorded --dim; None means the model's own."""
+    if settings is None or not family_named(settings.family).shortens:
+        return None
+    return settings.dim
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,18 @@ IMAGE_EXTENSIONS = (
 TEMPORARY_SUFFIXES = (".part", ".crdownload", ".tmp", ".temp", ".download", ".partial", "~", ".swp", ".swx")
 
 
+# SQLite integers are signed 64-bit: nanoseconds since 1970 reach only the year 2262, and ext4 keeps file times
+# up to 2446 (tmpfs and others further). A time beyond is kept as the last one SQLite can hold, everywhere alike,
+# so comparing the disk with the index still works (such files are told apart by size and content).
+_MAX_NS = 2**63 - 1
+_MIN_NS = -(2**63)
+
+
+def mtime_ns_of(info: os.stat_result) -> int:
+    """A file's modification time as the index keeps it."""
+    return min(max(info.st_mtime_ns, _MIN_NS), _MAX_NS)
+
+
 @dataclass(frozen=True, slots=True)
 class FoundFile:
     path: str
@@ -95,7 +107,7 @@ def scan(
         if stat.S_ISREG(st.st_mode):
             if has_image_extension(top, extensions) and top not in seen_files:
                 seen_files.add(top)
-                yield FoundFile(top, st.st_size, st.st_mtime_ns)
+                yield FoundFile(top, st.st_size, mtime_ns_of(st))
             continue
         yield from _walk(top, excludes, extensions, seen_dirs, file_roots, on_error)
 
@@ -141,7 +153,7 @@ def _walk(top, excludes, extensions, seen_dirs, file_roots, on_error) -> Iterato
                 continue
             if path in file_roots:  # yielded by its own root
                 continue
-            yield FoundFile(path, info.st_size, info.st_mtime_ns)
+            yield FoundFile(path, info.st_size, mtime_ns_of(info))
         # Reverse so that popping visits folders in sorted order: stable, predictable runs.
         stack.extend(reversed(subfolders))
 

@@ -28,6 +28,7 @@ class Hit:
     kind: str = "photo"  # photo, screenshot, document, video (kinds.KINDS)
     time: float | None = None  # a video: seconds into it of the best-matching frame
     page: int | None = None  # a document: the best-matching page
+    rerank: float | None = None  # the reranker's probability (0-1), when `query --rerank` rescored this hit
 
     def as_dict(self) -> dict:
         found: dict = {
@@ -41,6 +42,8 @@ class Hit:
             found["time"] = self.time
         if self.page is not None:
             found["page"] = self.page
+        if self.rerank is not None:
+            found["rerank"] = round(self.rerank, 6)
         if self.taken is not None:
             found.update(taken=taken_text(self.taken), camera=self.camera, place=self.place)
         return found

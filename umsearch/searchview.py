@@ -55,6 +55,8 @@ def hit_columns(hits: Sequence[Hit]) -> list[Column]:
     return [
         Column("#", [str(hit.rank) for hit in hits], "right", "dim"),
         Column("score", [f"{hit.score:.3f}" if hit.score is not None else "" for hit in hits], "right"),
+        # the reranker's probability, when `query --rerank` rescored the hit (empty, so left out, otherwise)
+        Column("rerank", [f"{hit.rerank:.3f}" if hit.rerank is not None else "" for hit in hits], "right"),
         Column("taken", [taken_text(hit.taken)[:10] if hit.taken is not None else "" for hit in hits]),
         Column("place", [hit.place or "" for hit in hits]),
         Column("path", [display_path(hit.path) for hit in hits]),

@@ -27,7 +27,8 @@ from .errors import StoreError, UmsearchError
 from .filters import Filters
 from .kinds import KINDS
 from .querylang import SearchRequest, Term
-from .runtime import RuntimeRequest, query_mismatch, resolve_budget
+from .runtime import RuntimeRequest, index_dim, query_mismatch, resolve_budget
+from .scan import mtime_ns_of
 from .search import Hit, combine, load_query_image, search
 from .store import FileRow, Store
 
@@ -35,8 +36,11 @@ if TYPE_CHECKING:
     import numpy as np
 
     from .embed import Embedder, EmbedderInfo
+    from .rerank import Qwen3Reranker
 
-EmbedderFactory = Callable[[str, tuple[int, int], RuntimeRequest], "Embedder"]
+# (model id, image budget, runtime) -> model; an embedder factory also takes `dim` (a Qwen3-VL index's --dim).
+EmbedderFactory = Callable[..., "Embedder"]
+RerankerFactory = Callable[[str, tuple[int, int], RuntimeRequest], "Qwen3Reranker"]
 
 
 # Texts shorter than this many characters are far below any model's token limit: not even tokenised to check.
@@ -55,6 +59,7 @@ class SearchQuery:
     limit: int = settings.DEFAULT_LIMIT
     offset: int = 0  # skip this many of the best matches (pages beyond the first)
     instruction: str | None = None  # overrides the model's query instruction for every term
+    rerank: int | None = None  # rescore this many of the best matches with the reranker (None: off)
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,9 @@ class ModelGate:
             self._turn.notify_all()
 
 
-def load_for_session(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest) -> Embedder:
+def load_for_session(
+    model_id: str, budget: tuple[int, int], runtime: RuntimeRequest, dim: int | None = None
+) -> Embedder:
     """The plain way to load a session's model (front-ends with progress to show pass their own factory)."""
     from .embed import load_embedder
 
@@ -128,6 +135,23 @@ def load_for_session(model_id: str, budget: tuple[int, int], runtime: RuntimeReq
         quant=runtime.quant,
         dtype=runtime.dtype,
         min_image_tokens=budget[0],
+        max_image_tokens=budget[1],
+        dim=dim,
+    )
+
+
+def load_reranker_for_session(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest) -> Qwen3Reranker:
+    """The plain way to load a session's reranker. Candidates are read at the index's image budget (the detail
+    the library was indexed at), capped where the reranker's own reference resize stops (1800 tokens)."""
+    from .qwen3vl import REFERENCE_MAX_IMAGE_TOKENS
+    from .rerank import load_reranker
+
+    return load_reranker(
+        model_id,
+        device=runtime.device,
+        quant=runtime.quant,
+        dtype=runtime.dtype,
+        min_image_tokens=min(budget[0], REFERENCE_MAX_IMAGE_TOKENS),
         max_image_tokens=budget[1],
     )
 
@@ -143,21 +167,36 @@ class Session:
         runtime: RuntimeRequest | None = None,
         quality: str | None = None,
         embedder_factory: EmbedderFactory = load_for_session,
+        reranker_factory: RerankerFactory = load_reranker_for_session,
+        rerank_model: str | None = None,
+        frugal: bool = False,
     ) -> None:
         """`model` must match the index's when given (checked now, before any load); without it the index's own
-        model serves, or the default for an empty index. `quality` only changes the budget of query images."""
+        model serves, or the default for an empty index. `quality` only changes the budget of query images.
+
+        `rerank_model` is the reranker `SearchQuery.rerank` uses (default: settings.default_rerank_model());
+        `frugal` keeps one model in memory at a time (a one-shot command: the embedder goes before the
+        reranker loads; a resident front-end keeps both)."""
+        from .families import family_named, family_of_spec
+
         self.store = store
         recorded = store.settings()
         if model is None:
             self.model_id = recorded.model_id if recorded else settings.default_model()
         else:
             self.model_id = settings.normalize_model_spec(model)
-            store.check_model(self.model_id)
+            store.check_model(self.model_id, family_of_spec(self.model_id).name)
+        self.family = family_named(recorded.family) if recorded else family_of_spec(self.model_id)
         self.runtime = runtime or RuntimeRequest()
-        self.budget = resolve_budget(recorded, quality)
+        self.budget = resolve_budget(recorded, quality, family=self.family)
+        self.dim = index_dim(recorded)  # a Qwen3-VL index's --dim: queries shorten the same way
         self.gate = ModelGate()
         self._factory = embedder_factory
         self._embedder: Embedder | None = None
+        self.rerank_model = settings.normalize_model_spec(rerank_model or settings.default_rerank_model())
+        self._reranker_factory = reranker_factory
+        self._reranker: Qwen3Reranker | None = None
+        self.frugal = frugal
         self._db = threading.RLock()
         self._loading = threading.Lock()
 
@@ -182,7 +221,7 @@ class Session:
 
     @property
     def max_pixels(self) -> int:
-        return settings.max_pixels(self.budget[1])
+        return self.family.max_pixels(self.budget[1])
 
     # ---- the model ---------------------------------------------------------------------------------
     @property
@@ -193,8 +232,22 @@ class Session:
         """The model, loaded on first use (the first caller loads it; others wait and share it)."""
         with self._loading:
             if self._embedder is None:
-                self._embedder = self._factory(self.model_id, self.budget, self.runtime)
+                options = {} if self.dim is None else {"dim": self.dim}
+                self._embedder = self._factory(self.model_id, self.budget, self.runtime, **options)
             return self._embedder
+
+    @property
+    def reranker_loaded(self) -> bool:
+        return self._reranker is not None
+
+    def reranker(self) -> Qwen3Reranker:
+        """The reranker, loaded on first use (with `frugal`, the embedder is let go first)."""
+        with self._loading:
+            if self._reranker is None:
+                if self.frugal:
+                    self._embedder = None
+                self._reranker = self._reranker_factory(self.rerank_model, self.budget, self.runtime)
+            return self._reranker
 
     @property
     def model_info(self) -> EmbedderInfo | None:
@@ -206,6 +259,11 @@ class Session:
     def load_model(self) -> Embedder:
         """Load the model now rather than at the first query that needs it (the TUI, the service)."""
         return self.embedder()
+
+    def adopt_embedder(self, embedder: Embedder) -> None:
+        """Use a model someone else loaded (the watcher's indexer), so one process holds one copy."""
+        with self._loading:
+            self._embedder = embedder
 
     # ---- searching ---------------------------------------------------------------------------------
     def search(
@@ -219,16 +277,26 @@ class Session:
         `allow_model` is false; `cancelled` is polled between model calls (a superseded TUI search stops).
         """
         request = query.request
+        if query.rerank and request.sort != "score":
+            raise UmsearchError("reranking orders the matches by relevance: drop the date sort to use it")
         vector = self.query_vector(request, query.instruction, allow_model=allow_model, cancelled=cancelled)
         wanted = query.offset + query.limit
         with self._db:
-            hits = search(self.store, vector, wanted, request.filters, min_score=request.min_score, sort=request.sort)
+            hits = search(
+                self.store,
+                vector,
+                max(wanted, query.rerank or 0),
+                request.filters,
+                min_score=request.min_score,
+                sort=request.sort,
+            )
             searched = self.store.counts().indexed
-            notices = [
-                self._backlog_notice(searched),
-                self._settings_notice(request),
-                self._truncation_notice(request, query.instruction),
-            ]
+            notices = [self._backlog_notice(searched), self._settings_notice(request)]
+        notices.append(self._truncation_notice(request, query.instruction))
+        if query.rerank:
+            if not allow_model:
+                raise NeedsModel("reranking needs the reranker model")
+            hits = self.rerank(request, hits, query.rerank, cancelled)
         page = [replace(hit, rank=query.offset + i + 1) for i, hit in enumerate(hits[query.offset : wanted])]
         return SearchResult(page, searched, "; ".join(n for n in notices if n) or None)
 
@@ -264,6 +332,38 @@ class Session:
             term = Term(image=os.path.abspath(photo))
         request = replace(query.request, positives=(term,), negatives=(), filters=filters)
         return self.search(replace(query, request=request), allow_model=allow_model)
+
+    def rerank(
+        self, request: SearchRequest, hits: list[Hit], top: int, cancelled: Callable[[], bool] | None = None
+    ) -> list[Hit]:
+        """`hits` with the first `top` rescored by the reranker against the request's positive terms (their
+        words joined, their first picture) and put in its order; each carries its probability in `rerank`."""
+        from .rerank import rerank_hits, rerank_query
+
+        def check() -> None:
+            if cancelled is not None and cancelled():
+                raise Superseded
+
+        def picture(path: str) -> Any:
+            return load_query_image(path, self.max_pixels)
+
+        def candidate(hit: Hit) -> Any:
+            if hit.kind in ("video", "document"):  # the matching frame or page, as the model saw it
+                from .stills import still
+
+                return still(hit.path, self.max_pixels, time=hit.time, page=hit.page)
+            return picture(hit.path)
+
+        check()
+        reranker = self.reranker()
+        terms = request.positives
+        images = [picture(image) if (image := self._term_image(t)) else None for t in terms]
+        query = rerank_query([t.text for t in terms], images)
+        with self.gate.query():
+            return rerank_hits(reranker, query, hits, top, candidate, before_each=check)
+
+    def _term_image(self, term: Term) -> str | None:
+        return self._photo_path(term.photo_id) if term.photo_id is not None else term.image
 
     def _settings_notice(self, request: SearchRequest) -> str | None:
         """How this session's model settings differ from those the index was built with (None when alike)."""
@@ -342,7 +442,7 @@ class Session:
                 info = os.stat(path)
             except OSError:
                 return None
-            if (info.st_size, info.st_mtime_ns) != (row.size, row.mtime_ns):
+            if (info.st_size, mtime_ns_of(info)) != (row.size, row.mtime_ns):
                 return None
             return self.store.vector(row.id)
 
@@ -356,8 +456,12 @@ class Session:
             return self.store.cached_query(self._cache_key(text, instruction))
 
     def _cache_text_vector(self, text: str, instruction: str | None, vector: np.ndarray) -> None:
+        from .store.health import FileState
+
         with self._db:
-            self.store.cache_query(self._cache_key(text, instruction), vector)
+            # Never a silent write to an index deleted, replaced or made read-only under a long-running process.
+            if self.store.file_state() is FileState.OK:
+                self.store.cache_query(self._cache_key(text, instruction), vector)
 
     # ---- embedding ---------------------------------------------------------------------------------
     def embed(self, text: str | None = None, image: str | None = None, instruction: str | None = None) -> np.ndarray:
@@ -405,7 +509,7 @@ class Session:
         return hits
 
     def details(self, file_id: int) -> Details | None:
-        from .metadata import wall_clock_datetime
+        from .metadata import mtime_wall_clock, wall_clock_datetime
 
         with self._db:
             row = self.store.files_by_id([file_id]).get(file_id)
@@ -415,7 +519,7 @@ class Session:
         if fact is not None and fact.taken is not None:
             taken: datetime | None = wall_clock_datetime(fact.taken)
         else:
-            taken = datetime.fromtimestamp(row.mtime_ns / 1e9) if row.mtime_ns else None
+            taken = wall_clock_datetime(mtime_wall_clock(row.mtime_ns)) if row.mtime_ns else None
         return Details(
             row.id,
             row.path,
@@ -431,6 +535,7 @@ class Session:
     # ---- reporting ---------------------------------------------------------------------------------
     def status(self, failures: int = settings.FAILURES_SHOWN) -> dict[str, Any]:
         """What `umsearch status --json` prints: counts, model, runtime, failures, watcher."""
+        from .library import gone_folders
         from .metadata import geocoder_status
         from .runtime import recorded_runtime
         from .watchstate import read_status
@@ -448,6 +553,7 @@ class Session:
                 "kinds": {kind: counts.kinds.get(kind, 0) for kind in KINDS},
                 "failed": counts.failed,
                 "model": recorded.model_id if recorded else None,
+                "family": recorded.family if recorded else None,
                 "dim": recorded.dim if recorded else None,
                 "image_tokens": [recorded.min_image_tokens, recorded.max_image_tokens] if recorded else None,
                 "quality": runtime.quality,
@@ -457,6 +563,7 @@ class Session:
                 "failures": [{"path": row.path, "reason": row.error} for row in failed_rows],
                 "metadata_missing": self.store.count_missing_metadata(),
                 "backlog": _backlog_report(self.store),
+                "gone": [folder.as_dict() for folder in gone_folders(self.store)],
             }
         report["places"] = geocoder_status() or "on (offline reverse-geocoder: GPS position to city, region, country)"
         watcher = read_status(self.store.path)

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Final
 
 DEFAULT_MODEL: Final = "Alibaba-NLP/gme-Qwen2-VL-2B-Instruct"
+DEFAULT_RERANK_MODEL: Final = "Qwen/Qwen3-VL-Reranker-2B"  # `query --rerank` (any index's family)
+DEFAULT_RERANK_TOP: Final = 30  # candidates `query --rerank` rescores when no number is given
 DEFAULT_LIMIT: Final = 20  # results per query (CLI, TUI and service alike)
 MAX_LIMIT: Final = 4096
 DEFAULT_BATCH_SIZE: Final = 8  # images per model call while indexing
@@ -104,6 +106,10 @@ def default_db_path() -> Path:
 
 def default_model() -> str:
     return os.environ.get("UMSEARCH_MODEL") or DEFAULT_MODEL
+
+
+def default_rerank_model() -> str:
+    return os.environ.get("UMSEARCH_RERANK_MODEL") or DEFAULT_RERANK_MODEL
 
 
 def normalize_model_spec(spec: str) -> str:

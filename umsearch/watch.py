@@ -16,11 +16,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .errors import UmsearchError
+from .errors import DiskFullError, ModelError, UmsearchError
 from .index import Indexer, IndexSummary
-from .planning import check_roots
+from .planning import EMPTY_ROOT_KEPT, check_roots
 from .scan import FoundFile, is_candidate_name, is_excluded, is_hidden, is_within
+from .store import FileRow
+from .store.health import is_read_only
 from .watchstate import WatcherLock
+from .writeguard import WriteGuard
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,7 @@ class WatchOptions:
     rescan_interval: float | None = None  # full reconcile every N seconds (network drives miss events)
     polling: bool = False  # poll the folders instead of kernel events (network drives)
     stop_grace: float = 2.0  # on stop, let the batch in flight finish this long before rolling it back
+    model_retry: float = 60.0  # a model that cannot be loaded is tried again after this long (doubling, to 10 min)
 
 
 @dataclass
@@ -105,9 +109,11 @@ class DirtySet:
 class Stability:
     """Decides whether a file is complete enough to read (thread-safe; events feed it, the loop asks it)."""
 
-    def __init__(self, quiet_period: float) -> None:
+    def __init__(self, quiet_period: float, clock: Callable[[], float] = time.time) -> None:
         self.quiet_period = quiet_period
+        self.clock = clock  # the wall clock, compared with file times (which it may jump away from)
         self._closed: set[str] = set()
+        self._written: set[str] = set()  # an event said these are being written: only our own clock decides
         self._seen: dict[str, tuple[int, int, float]] = {}  # path -> (size, mtime_ns, first seen so)
         self._lock = threading.Lock()
 
@@ -118,11 +124,13 @@ class Stability:
     def writing(self, path: str) -> None:
         with self._lock:
             self._closed.discard(path)
+            self._written.add(path)
 
     def forget(self, paths: Sequence[str]) -> None:
         with self._lock:
             for path in paths:
                 self._closed.discard(path)
+                self._written.discard(path)
                 self._seen.pop(path, None)
 
     def ready(self, item: FoundFile) -> bool:
@@ -131,9 +139,11 @@ class Stability:
         with self._lock:
             if item.path in self._closed:
                 return True
-            if time.time() - item.mtime_ns / 1e9 >= self.quiet_period:
+            # A file nobody was seen writing and whose time is old enough is done (a scan at start-up). One being
+            # written is judged by the monotonic clock alone: a wall clock that jumps forward (NTP, a laptop
+            # waking) would make it look old, and a file time from another machine's clock may be in the future.
+            if item.path not in self._written and self.clock() - item.mtime_ns / 1e9 >= self.quiet_period:
                 return True
-            # The mtime may be in the future (another machine's clock): then our own clock decides.
             now = time.monotonic()
             size, mtime_ns, since = self._seen.get(item.path, (-1, -1, now))
             if (size, mtime_ns) != (item.size, item.mtime_ns):
@@ -182,6 +192,8 @@ class _OverflowSpotter(logging.Handler):
 
 
 _OVERFLOW_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
+GONE_GRACE_SECONDS = 2.0  # a row whose file vanished stays this long: the other half of a move may follow
+PAUSE_CHECK_SECONDS = 1.0  # while indexing is paused, look this often whether it may resume (a stat or two)
 
 
 class Watcher:
@@ -202,7 +214,8 @@ class Watcher:
         on_message: Callable[[str], None] | None = None,
     ) -> None:
         self.indexer = indexer
-        self.roots = tuple(check_roots(roots))
+        # A root the index already holds may be missing (a drive not plugged in yet): watched once it appears.
+        self.roots = tuple(check_roots(roots, known=lambda root: indexer.store.count_below(root) != (0, 0)))
         self.options = options
         self.lock = lock
         self.on_round = on_round
@@ -213,6 +226,14 @@ class Watcher:
         self.caught_up = threading.Event()  # the start-up reconciliation is done and nothing is pending
         self._full_done = False
         self._failures = 0  # consecutive failed reconcile steps, for back-off
+        self._failure_said: str | None = None  # the retry line already said (a streak of failures says it once)
+        self._model_failures = 0  # consecutive failed model loads, for back-off
+        self._model_failure_said: str | None = None
+        self._missing_roots: set[str] = set()  # roots said to be missing (said once, until they return)
+        self._empty_said: set[str] = set()  # empty roots whose photos were kept, said once
+        self._watched: dict[str, tuple[int, int] | None] = {}  # what the observer watches, to notice a remount
+        self._gone_since: dict[int, float] = {}  # row id -> when its file was first seen gone (moves in halves)
+        self.guard = WriteGuard(indexer.store, self._say)
         self._next_observer_check = 0.0
         self._stop = threading.Event()
         self._busy = False
@@ -274,6 +295,9 @@ class Watcher:
             next_rescan = self._next_rescan()
             while not self._stop.is_set():
                 self._keep_observer_alive()
+                if not self._may_write():
+                    self._stop.wait(PAUSE_CHECK_SECONDS)  # events keep collecting; nothing is written meanwhile
+                    continue
                 if next_rescan is not None and time.monotonic() >= next_rescan:
                     self.reconcile_all()
                     next_rescan = self._next_rescan()
@@ -283,7 +307,8 @@ class Watcher:
                     continue
                 if self._full_done and not len(self.dirty):
                     self.caught_up.set()
-                self._report("watching")
+                # "watching" means caught up: `status`, and an `index` run waiting on this watcher, rely on it.
+                self._report("watching" if self.caught_up.is_set() else "catching up")
                 self.dirty.changed.wait(self._wait_time(next_rescan))
         finally:
             self._stop_observer()
@@ -300,33 +325,81 @@ class Watcher:
         interval = self.options.rescan_interval
         return time.monotonic() + interval if interval else None
 
+    def _may_write(self) -> bool:
+        """Whether the index may be written now (a pause resumed means: compare everything again)."""
+        was_paused = self.guard.pause is not None
+        if not self.guard.may_write():
+            self._report(self.guard.activity() or "paused")
+            return False
+        if was_paused:
+            self.reconcile_all()
+        return True
+
+    def _should_hold(self) -> bool:
+        """Checked between batches: stop writing at once when asked to, or when the index file changed."""
+        return self._stop.is_set() or self.guard.held()
+
     def _reconcile(self, paths: list[str], full: bool) -> None:
         paths = self._present_roots_only(paths)
         if not paths:
+            self._full_done = self._full_done or full  # only unmounted roots: nothing to catch up with
             return
         started = time.monotonic()
         self._report("catching up" if not self.caught_up.is_set() else f"indexing {len(paths)} changed paths")
         self._busy = True
         try:
+            if full:
+                self.indexer.store.record_roots(self.roots)  # for `status` (gone roots) and `forget`
             result = self.indexer.sync(
                 paths,
                 self.options.excludes,
                 ready=self.stability.ready,
-                should_stop=self._stop.is_set,
-                claim_moves=not full,  # a whole-roots pass plans every move itself
+                should_stop=self._should_hold,
+                settled=None if full else self._gone_for_good,  # a whole-roots pass plans every move itself
             )
+        except DiskFullError as exc:
+            self.guard.disk_full(exc.saved or 0)  # paused; when it resumes, everything is compared again
+            return
+        except ModelError as exc:
+            # Its files were removed or damaged since the last start (it loads when the first photo needs it):
+            # exiting would only bring a service manager to restart us into the same failure, again and again.
+            self._model_failures += 1
+            delay = min(600.0, self.options.model_retry * 2 ** (self._model_failures - 1))
+            if str(exc) != self._model_failure_said:
+                self.on_message(f"{exc}; new photos wait until it loads (trying again in {delay:g} s, then less often)")
+                self._model_failure_said = str(exc)
+            for path in paths:
+                self.dirty.mark(path, delay=delay, full=full)
+            return
         except UmsearchError:
-            raise  # the model or the index itself is unusable: nothing to retry
+            raise  # the index itself is unusable: nothing to retry
         except Exception as exc:  # e.g. a disk error: keep running, try these paths again a little later
+            if is_read_only(exc):
+                self.guard.read_only()
+                return
             self._failures += 1
             delay = min(60.0, 2.0**self._failures)
-            self.on_message(f"could not update the index ({type(exc).__name__}: {exc}); retrying in {delay:.0f} s")
+            message = f"could not update the index ({type(exc).__name__}: {exc}); retrying"
+            if message != self._failure_said:  # a streak of the same failure is said once
+                self.on_message(f"{message} in {delay:.0f} s (and later, quietly, until it works)")
+                self._failure_said = message
             for path in paths:
                 self.dirty.mark(path, delay=delay, full=full)
             return
         finally:
             self._busy = False
+        if self._failure_said is not None:
+            self.on_message("the index is being updated again")
+        if self._model_failure_said is not None and self.indexer.model_loaded:
+            self.on_message("the model loaded: new photos are indexed again")
+            self._model_failure_said = None
+            self._model_failures = 0
         self._failures = 0
+        self._failure_said = None
+        self.guard.succeeded(result.summary.saved)
+        stale = time.monotonic() - 60 * GONE_GRACE_SECONDS
+        self._gone_since = {row_id: t for row_id, t in self._gone_since.items() if t > stale}  # rows moved meanwhile
+        self._say_kept_empty(result.kept_empty, paths)
         self.rounds += 1
         deferred = set(result.deferred)
         self.stability.forget([p for p in paths if p not in deferred])
@@ -340,16 +413,41 @@ class Watcher:
 
     def _present_roots_only(self, paths: list[str]) -> list[str]:
         """A root that vanished is an unmounted drive, not a deleted library: keep its index untouched."""
-        missing = [root for root in self.roots if not os.path.isdir(root) and not os.path.isfile(root)]
+        missing = {root for root in self.roots if not os.path.isdir(root) and not os.path.isfile(root)}
+        for root in sorted(missing - self._missing_roots):
+            self.on_message(f"{root} is not there (unmounted?); its index is kept as it is")
+        for root in sorted(self._missing_roots - missing):
+            self.on_message(f"{root} is back; comparing it with the index")
+        self._missing_roots = missing
         if not missing:
             return paths
-        for root in missing:
-            self.on_message(f"{root} is not there (unmounted?); its index is kept as it is")
         return [path for path in paths if not any(is_within(path, root) for root in missing)]
+
+    def _gone_for_good(self, row: FileRow) -> bool:
+        """Whether a file gone from disk has been gone long enough to drop its row. A rename or move arrives as one
+        event, but a busy machine can hand the kernel's two halves over apart (watchdog pairs them for 0.5 s):
+        the source alone would look deleted, and the photo would be embedded again under its new name."""
+        now = time.monotonic()
+        first = self._gone_since.setdefault(row.id, now)
+        if now - first < GONE_GRACE_SECONDS:
+            return False
+        del self._gone_since[row.id]
+        return True
+
+    def _say_kept_empty(self, kept: list[str], paths: list[str]) -> None:
+        """Once per folder: an empty root whose photos stay indexed (an unmounted drive's mount point)."""
+        for folder in kept:
+            if folder not in self._empty_said:
+                self.on_message(f"{folder} {EMPTY_ROOT_KEPT}")
+                self._empty_said.add(folder)
+        self._empty_said -= {path for path in paths if path not in kept}
 
     def _report(self, activity: str) -> None:
         if self.lock is not None:
             self.lock.report(activity)
+
+    def _say(self, message: str) -> None:
+        self.on_message(message)  # looked up at each call: a caller may swap on_message while running
 
     # ---- which paths matter --------------------------------------------------------------------
     def wants(self, path: str, *, is_dir: bool) -> bool:
@@ -376,7 +474,20 @@ class Watcher:
                 self.on_message(f"cannot use file system events ({exc.strerror or exc}); polling instead")
         self._observer = self._new_observer(PollingObserver)
 
+    def _watched_identities(self) -> dict[str, tuple[int, int] | None]:
+        """(device, inode) of the folder watched for each root, None while it is missing."""
+        identities: dict[str, tuple[int, int] | None] = {}
+        for root in self.roots:
+            try:
+                info = os.stat(root if os.path.isdir(root) else os.path.dirname(root))
+            except OSError:
+                identities[root] = None
+            else:
+                identities[root] = (info.st_dev, info.st_ino)
+        return identities
+
     def _new_observer(self, kind):
+        self._watched = self._watched_identities()
         observer = kind()
         handler = _EventHandler(self)
         for root in self.roots:
@@ -401,9 +512,14 @@ class Watcher:
         self._next_observer_check = now + 5.0
         emitters = observer.emitters
         present = sum(1 for root in self.roots if os.path.exists(root))
-        if observer.is_alive() and len(emitters) >= present and all(e.is_alive() for e in emitters):
+        alive = observer.is_alive() and len(emitters) >= present and all(e.is_alive() for e in emitters)
+        # A drive unplugged or plugged back: the watched folder is gone, or another one under the same name. The
+        # kernel's watches stay on the old folder and report nothing more, so the observer starts afresh.
+        remounted = self._watched_identities() != self._watched
+        if alive and not remounted:
             return
-        self.on_message("the file system observer stopped; restarting it and reconciling")
+        if not remounted:
+            self.on_message("the file system observer stopped; restarting it and reconciling")
         self._stop_observer()
         try:
             self._start_observer()
@@ -423,40 +539,72 @@ class Watcher:
             log.debug("stopping the observer: %s", exc)
 
 
-def install_stop_signals(watcher: Watcher) -> Callable[[], None]:
-    """SIGINT/SIGTERM stop the watcher: the batch in flight gets `stop_grace` seconds to finish, then it is
-    rolled back (its transaction never commits, so nothing half-written remains); a second signal rolls back
-    at once. Returns a function that restores the previous handlers."""
-    import _thread
-    import signal
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # Ctrl-C, a service manager, a closed terminal
 
-    state: dict[str, threading.Timer | None] = {"timer": None}
 
-    def abort_if_busy() -> None:
-        if watcher.busy:
-            _thread.interrupt_main(signal.SIGINT)  # lands in `handle` below, on the main thread
+class StopSignals:
+    """SIGINT, SIGTERM and SIGHUP stop a watcher cleanly, from the moment they are installed (before the watcher
+    exists: a signal then is remembered and stops it as soon as it is attached).
 
-    def handle(signum, frame) -> None:
-        if watcher.stopping:
+    The batch in flight gets `stop_grace` seconds to finish, then it is rolled back (its transaction never
+    commits, so nothing half-written remains); a second signal rolls back at once.
+    """
+
+    def __init__(self) -> None:
+        import signal
+
+        self.requested = threading.Event()
+        self._watcher: Watcher | None = None
+        self._timer: threading.Timer | None = None
+        self._previous = {}
+        for name in STOP_SIGNALS:
+            number = getattr(signal, name, None)
+            if number is not None:  # no SIGHUP on Windows
+                self._previous[number] = signal.signal(number, self._handle)
+
+    def attach(self, watcher: Watcher) -> None:
+        self._watcher = watcher
+        if self.requested.is_set():
+            watcher.request_stop()
+
+    def _handle(self, signum, frame) -> None:
+        watcher = self._watcher
+        first = not self.requested.is_set()
+        self.requested.set()
+        if watcher is None:
+            return
+        if not first or watcher.stopping:
             if watcher.busy:
                 raise KeyboardInterrupt  # the transaction in flight rolls back
             return
         watcher.request_stop()
-        timer = threading.Timer(watcher.options.stop_grace, abort_if_busy)
-        timer.daemon = True
-        timer.start()
-        state["timer"] = timer
+        self._timer = threading.Timer(watcher.options.stop_grace, self._abort_if_busy)
+        self._timer.daemon = True
+        self._timer.start()
 
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    def _abort_if_busy(self) -> None:
+        import _thread
+        import signal
 
-    def restore() -> None:
-        timer = state["timer"]
-        if timer is not None:
-            timer.cancel()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        watcher = self._watcher
+        if watcher is not None and watcher.busy:
+            _thread.interrupt_main(signal.SIGINT)  # lands in `_handle` above, on the main thread
 
-    return restore
+    def restore(self) -> None:
+        import signal
+
+        if self._timer is not None:
+            self._timer.cancel()
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous = {}
+
+
+def install_stop_signals(watcher: Watcher) -> Callable[[], None]:
+    """StopSignals for a watcher that already exists; returns the function that restores the old handlers."""
+    stopper = StopSignals()
+    stopper.attach(watcher)
+    return stopper.restore
 
 
 NAMED_CHANGES_AFTER_CATCH_UP = 20  # a catch-up that changed more than this says how many, not which

@@ -236,7 +236,6 @@ def start_service(paths: ServicePaths, arguments: Sequence[str], *, timeout: flo
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 close_fds=True,
-                env={**os.environ, "UMSEARCH_SERVICE_CHILD": "1"},
             )
         client = _wait_ready(paths, process, timeout)
     finally:

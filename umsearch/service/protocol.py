@@ -184,12 +184,13 @@ def encode_query(query: SearchQuery) -> dict[str, Any]:
         "limit": query.limit,
         "offset": query.offset,
         "instruction": query.instruction,
+        "rerank": query.rerank,
     }
 
 
 def decode_query(value: Any) -> SearchQuery:
     data = _object(value, "a query")
-    _known(data, ("request", "limit", "offset", "instruction"), "a query")
+    _known(data, ("request", "limit", "offset", "instruction", "rerank"), "a query")
     limit = _int(data, "limit", optional=False, low=1)
     if limit > MAX_LIMIT:  # type: ignore[operator]
         raise ProtocolError(f"'limit' must be at most {MAX_LIMIT}")
@@ -198,7 +199,15 @@ def decode_query(value: Any) -> SearchQuery:
         limit=limit,  # type: ignore[arg-type]
         offset=_int(data, "offset", low=0) or 0,
         instruction=_str(data, "instruction"),
+        rerank=_rerank(data),
     )
+
+
+def _rerank(data: dict[str, Any]) -> int | None:
+    top = _int(data, "rerank", low=1)
+    if top is not None and top > MAX_LIMIT:
+        raise ProtocolError(f"'rerank' must be at most {MAX_LIMIT}")
+    return top
 
 
 # ---- results ---------------------------------------------------------------------------------------
@@ -214,6 +223,7 @@ def encode_hit(hit: Hit) -> dict[str, Any]:
         "kind": hit.kind,
         "time": hit.time,
         "page": hit.page,
+        "rerank": hit.rerank,
     }
 
 
@@ -230,6 +240,7 @@ def decode_hit(value: Any) -> Hit:
         kind=_str(data, "kind") or "photo",
         time=_float(data, "time"),
         page=_int(data, "page", low=1),
+        rerank=_float(data, "rerank"),
     )
 
 

@@ -78,6 +78,7 @@ class Route:
     model: str | None = None  # --model, when given
     runtime: RuntimeRequest = field(default_factory=RuntimeRequest)
     quality: str | None = None
+    rerank_model: str | None = None  # --rerank-model, when given
     server: bool = True
     idle_timeout: float | None = None
     warn: Callable[[str], None] = lambda line: None
@@ -217,6 +218,8 @@ class Route:
             arguments += ["--model", self.model]
         if self.quality is not None:
             arguments += ["--quality", self.quality]
+        if self.rerank_model is not None:
+            arguments += ["--rerank-model", self.rerank_model]
         return arguments
 
     # ---- is the running service the right one? ------------------------------------------------------
@@ -230,6 +233,9 @@ class Route:
             return f"{who} has another index file open than {self.db}"
         if self.model is not None and identity.get("model") != settings.normalize_model_spec(self.model):
             return f"{who} uses model {identity.get('model')}, not {self.model}"
+        reranker = identity.get("rerank_model")
+        if self.rerank_model is not None and reranker != settings.normalize_model_spec(self.rerank_model):
+            return f"{who} reranks with {reranker}, not {self.rerank_model}"
         requested = identity.get("runtime") or {}
         loaded = identity.get("loaded") or {}
         for name in ("device", "quant", "dtype"):

@@ -17,7 +17,6 @@ import asyncio
 import hmac
 import logging
 import os
-import resource
 import secrets
 import socket
 import sys
@@ -38,7 +37,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from .. import __version__
 from ..errors import ModelError, UmsearchError
 from ..runtime import RuntimeRequest
-from ..session import Session, load_for_session
+from ..session import Session, load_for_session, load_reranker_for_session
 from . import protocol
 from .locks import FileLock
 from .paths import ServicePaths, ensure_folders, service_paths, use_tcp, write_private_file
@@ -142,11 +141,10 @@ class ServiceState:
 
     def identity(self) -> dict[str, Any]:
         session = self.session
-        try:
-            info = os.stat(session.db_path)
-            index_id = [info.st_dev, info.st_ino]
-        except OSError:
-            index_id = None
+        # The file this service opened, not whatever the path names now: a client compares the two and so tells
+        # a service that still reads a deleted or replaced index from one that serves the index at the path.
+        opened = session.store.identity
+        index_id = None if opened is None else [opened.device, opened.inode]
         return {
             "service": protocol.SERVICE_NAME,
             "protocol": protocol.PROTOCOL,
@@ -156,6 +154,7 @@ class ServiceState:
             "index_id": index_id,
             "model": session.model_id,
             "model_loaded": session.model_loaded,
+            "rerank_model": session.rerank_model,
             "budget": list(session.budget),
             "index_budget": self._index_budget(),
             "runtime": vars(session.runtime),
@@ -185,6 +184,7 @@ class ServiceState:
             "in_flight": max(0, self.in_flight - 1),  # not counting the status request itself
             "rss_bytes": current_rss(),
             "peak_rss_bytes": peak_rss(),
+            "open_files": open_files(),
             "idle_timeout_s": self.idle_timeout,
             "idle_s": round(self.idle_for(), 3),
             "transport": "tcp" if self.token else "unix",
@@ -202,7 +202,19 @@ def current_rss() -> int | None:
         return peak_rss()
 
 
-def peak_rss() -> int:
+def open_files() -> int | None:
+    """Open file descriptors (a long-running service must not leak them); None where /proc is absent."""
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return None
+
+
+def peak_rss() -> int | None:
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
 
@@ -563,12 +575,12 @@ class ServiceHost:
 
 
 # ---- the two ways a service runs ---------------------------------------------------------------------
-def quiet_loading(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest) -> Any:
+def quiet_loading(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest, dim: int | None = None) -> Any:
     """The model as the service loads it: logged, and any failure one ModelError line for the client."""
     log.warning("loading model %s", model_id)
     started = time.monotonic()
     try:
-        embedder = load_for_session(model_id, budget, runtime)
+        embedder = load_for_session(model_id, budget, runtime, dim)
     except UmsearchError as exc:
         raise ModelError(str(exc)) from None
     except Exception as exc:
@@ -584,6 +596,20 @@ def quiet_loading(model_id: str, budget: tuple[int, int], runtime: RuntimeReques
     return embedder
 
 
+def quiet_reranker_loading(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest) -> Any:
+    """The reranker as the service loads it (a query asked for --rerank): logged, failures one line."""
+    log.warning("loading reranker %s", model_id)
+    started = time.monotonic()
+    try:
+        reranker = load_reranker_for_session(model_id, budget, runtime)
+    except UmsearchError as exc:
+        raise ModelError(str(exc)) from None
+    except Exception as exc:
+        raise ModelError(f"cannot load the reranker {model_id}: {type(exc).__name__}: {exc}") from None
+    log.warning("reranker loaded in %.1f s (%s)", time.monotonic() - started, reranker.info.device)
+    return reranker
+
+
 def setup_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
@@ -592,14 +618,30 @@ def setup_logging() -> None:
     root.setLevel(logging.INFO)
 
 
-def serve(db: Path, *, runtime: RuntimeRequest, model: str | None, quality: str | None, idle_timeout: float) -> None:
+def serve(
+    db: Path,
+    *,
+    runtime: RuntimeRequest,
+    model: str | None,
+    quality: str | None,
+    idle_timeout: float,
+    rerank_model: str | None = None,
+) -> None:
     """`umsearch serve`: answer until SIGTERM/SIGINT/SIGHUP, `server stop` or `idle_timeout` seconds without a
     request (0: never). Returns normally once stopped; the caller exits at once (no torch teardown)."""
     import signal
 
     setup_logging()
     paths = service_paths(db)
-    session = Session.open(paths.db, model=model, runtime=runtime, quality=quality, embedder_factory=quiet_loading)
+    session = Session.open(
+        paths.db,
+        model=model,
+        runtime=runtime,
+        quality=quality,
+        embedder_factory=quiet_loading,
+        reranker_factory=quiet_reranker_loading,
+        rerank_model=rerank_model,
+    )
     stopping = threading.Event()
     reason = {"why": ""}
 
@@ -618,11 +660,23 @@ def serve(db: Path, *, runtime: RuntimeRequest, model: str | None, quality: str 
             stop("the server stopped")
         elif idle_timeout > 0 and state.idle_for() >= idle_timeout:
             stop(f"idle for {idle_timeout:g} s")
+        elif (gone := index_gone(session)) is not None:
+            stop(gone)  # answering from a file nobody can see any more helps no one; a client starts a new service
     log.warning("stopping: %s", reason["why"])
     host.close()
     if state.in_flight == 0:
         session.close()
     log.warning("stopped")
+
+
+def index_gone(session: Session) -> str | None:
+    """Why the service's index file is no longer the one at its path (deleted or replaced), or None."""
+    from ..store.health import FileState, describe_state
+
+    state = session.store.file_state()
+    if state in (FileState.DELETED, FileState.REPLACED):
+        return describe_state(state, session.db_path)
+    return None
 
 
 def host_for_watcher(

@@ -3,8 +3,9 @@
 Modules, each one concern, imported in this order (none imports back up):
 paths (path text codec) and sql (single values) → filtersql (filter labels and SQL) → schema (tables,
 migrations, opening helpers) → base (connection, transactions, meta) → vectors (float + bit vectors, k-NN;
-bitcache: the sign-bit matrix) → files (rows, metadata) → querycache (vectors of past text queries) →
-database (`Store`: open, read-only or not, migrate, bind to a model).
+bitcache: the sign-bit matrix) → files (rows, metadata) → roots (the library's folders) → querycache (vectors of
+past text queries) → database (`Store`: open, read-only or not, migrate, bind to a model). health (a full disk,
+an index file deleted, replaced or read-only) stands apart.
 """
 
 from .database import IndexSettings, Store

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .health import FileState, file_identity, file_state
 from .schema import BIT_TABLE
 
 if TYPE_CHECKING:
@@ -19,6 +20,11 @@ class StoreBase:
         self.path = path
         self.read_only = False  # opened without write permission (Store.open): reads only
         self._in_transaction = False
+        self.identity = file_identity(path)  # the file opened, to notice it deleted or replaced later
+
+    def file_state(self) -> FileState:
+        """Whether the index file is still the one opened and writable (a long-running writer asks first)."""
+        return file_state(self.path, self.identity)
 
     # ---- transactions --------------------------------------------------------------------------
     @contextmanager
@@ -31,13 +37,26 @@ class StoreBase:
         self._in_transaction = True
         try:
             yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        else:
             self.db.execute("COMMIT")
+        except BaseException:
+            self._roll_back()
+            raise
         finally:
             self._in_transaction = False
+
+    def _roll_back(self) -> None:
+        """Undo the open transaction, if SQLite has not already done so.
+
+        A full disk or an I/O error (also during COMMIT) may make SQLite roll back on its own; a second
+        ROLLBACK would then fail and hide the error that matters. A COMMIT that failed without rolling back
+        leaves the transaction open: rolling it back here keeps the connection usable for the next one.
+        """
+        if self.db.getautocommit():
+            return
+        try:
+            self.db.execute("ROLLBACK")
+        except Exception:  # the original error is the one to report
+            pass
 
     @contextmanager
     def read_snapshot(self) -> Iterator[None]:

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import ModelMismatchError, StoreError
-from .files import FileTable
+from ..errors import DiskFullError, ModelMismatchError, StoreError
+from .health import is_disk_full
 from .querycache import QueryCache
+from .roots import RootTable
 from .schema import (
     APPLICATION_ID,
     BUSY_TIMEOUT_MS,
@@ -34,9 +35,10 @@ class IndexSettings:
     dim: int
     min_image_tokens: int
     max_image_tokens: int
+    family: str = "gme"  # the model family (families.py); indexes from before families existed are GME
 
 
-class Store(FileTable, QueryCache):
+class Store(RootTable, QueryCache):
     """One index file: files, their metadata and vectors (the table classes this one inherits say how)."""
 
     # ---- opening -------------------------------------------------------------------------------
@@ -84,6 +86,10 @@ class Store(FileTable, QueryCache):
             raise StoreError(f"cannot open index {path}: {exc}") from None
         except apsw.BusyError:
             raise StoreError(f"index {path} is locked by another process; try again") from None
+        except (apsw.FullError, apsw.IOError) as exc:
+            if is_disk_full(exc, path.parent):
+                raise DiskFullError(str(path.parent)) from None
+            raise
         return store
 
     def _prepare(self) -> None:
@@ -155,11 +161,23 @@ class Store(FileTable, QueryCache):
             dim=int(self.meta("dim") or 0),
             min_image_tokens=int(self.meta("min_image_tokens") or 0),
             max_image_tokens=int(self.meta("max_image_tokens") or 0),
+            family=self.meta("family") or "gme",
         )
 
-    def check_model(self, model_id: str) -> None:
-        """Refuse before loading a model that cannot serve this index (cheap: no torch)."""
+    def check_model(self, model_id: str, family: str | None = None) -> None:
+        """Refuse before loading a model that cannot serve this index (cheap: no torch).
+
+        `family`, when known, makes the refusal of a model of the other family say so.
+        """
         current = self.settings()
+        if current is not None and family is not None and current.family != family:
+            from ..families import family_named
+
+            raise ModelMismatchError(
+                f"index {self.path} holds {family_named(current.family).label} vectors (model "
+                f"'{current.model_id}'); '{model_id}' is a {family_named(family).label} model, whose vectors "
+                f"are not comparable: pass --model {current.model_id}, or --db NEW_FILE for a separate index"
+            )
         if current is not None and current.model_id != model_id:
             raise ModelMismatchError(
                 f"index {self.path} was built with model '{current.model_id}', not '{model_id}': "
@@ -175,7 +193,7 @@ class Store(FileTable, QueryCache):
                     self.set_meta(key, str(value))
                 create_bit_table(self.db, settings.dim)
             return
-        self.check_model(settings.model_id)
+        self.check_model(settings.model_id, settings.family)
         if current.dim != settings.dim:
             raise ModelMismatchError(
                 f"index {self.path} holds {current.dim}-d vectors; model '{settings.model_id}' makes "

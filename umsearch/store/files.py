@@ -122,6 +122,15 @@ class FileTable(VectorTable):
         )
         return [_row(r) for r in rows]
 
+    def ok_files_with_sizes(self, sizes: Iterable[int]) -> list[FileRow]:
+        """Indexed photos of these sizes: where a photo that appears under a new path may have come from."""
+        found: list[FileRow] = []
+        for chunk in chunks(sorted(set(sizes)), 900):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT {_FILE_COLUMNS} FROM files WHERE status = 'ok' AND size IN ({marks})"
+            found.extend(_row(r) for r in self.db.execute(sql, chunk))
+        return found
+
     def recent_files(self, limit: int) -> list[FileRow]:
         """The most recently taken photos (EXIF date, else file time), newest first (the TUI's opening screen)."""
         rows = self.db.execute(

@@ -21,7 +21,7 @@ class QueryCache(StoreBase):
         return None if row is None else np.frombuffer(row[0], dtype=np.float32).copy()
 
     def cache_query(self, key: str, vector: np.ndarray) -> None:
-        """Remember a query's vector; a read-only index simply does not remember (the query still works)."""
+        """Remember a query's vector; an index that cannot be written simply does not remember (the query works)."""
         import apsw
         import numpy as np
 
@@ -41,5 +41,5 @@ class QueryCache(StoreBase):
                     "LIMIT -1 OFFSET ?)",
                     (QUERY_CACHE_ROWS,),
                 )
-        except (apsw.ReadOnlyError, apsw.CantOpenError, apsw.BusyError):
-            pass
+        except (apsw.ReadOnlyError, apsw.CantOpenError, apsw.BusyError, apsw.FullError, apsw.IOError):
+            pass  # a read-only index, a busy writer or a full disk: the answer is still right, just not kept

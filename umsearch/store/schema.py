@@ -204,12 +204,22 @@ def m005_media_segments_and_kinds(db: apsw.Connection) -> None:
 _FORMAT_BY_EXT = {"png": "PNG", "gif": "GIF", "bmp": "BMP", "webp": "WEBP", "tif": "TIFF", "tiff": "TIFF"}
 
 
+def m006_library_roots(db: apsw.Connection) -> None:
+    """The folders the user indexes or watches (roots.py): `status` names those that are gone, `forget` drops
+    them; an index on size finds where a photo that reappears elsewhere (a library moved to another disk) was."""
+    # device: the file system the root was on when last seen with files (an unmounted drive's mount point is an
+    # empty folder on another device: its photos are kept, not taken for deleted).
+    db.execute("CREATE TABLE roots (path TEXT PRIMARY KEY, added_at REAL NOT NULL, device INTEGER)")
+    db.execute("CREATE INDEX files_size ON files(size)")
+
+
 MIGRATIONS: list[Callable[[apsw.Connection], None]] = [
     m001_create_tables,
     m002_photo_metadata,
     m003_binary_index,
     m004_query_cache,
     m005_media_segments_and_kinds,
+    m006_library_roots,
 ]
 
 

@@ -32,8 +32,9 @@ from .widgets.results import ResultList, ResultRow
 
 if TYPE_CHECKING:
     from ..embed import Embedder
+    from ..rerank import Qwen3Reranker
     from ..runtime import RuntimeRequest
-    from ..session import EmbedderFactory
+    from ..session import EmbedderFactory, RerankerFactory
 
 DEBOUNCE_S = 0.4
 STATUS_REFRESH_S = 3.0
@@ -45,7 +46,8 @@ def status_text(info: StatusInfo, model_state: str) -> str:
         photos += f" ({info.failed} failed)"
     model = f"model {info.model or '?'}" + (f" ({model_state})" if model_state else "")
     watcher = f"watcher: {info.watcher}" if info.watcher else "watcher: off"
-    return f" {photos} · {model} · {watcher}"
+    rerank = f" · rerank top {info.rerank}" if info.rerank else ""
+    return f" {photos} · {model}{rerank} · {watcher}"
 
 
 class UmsearchApp(App[None]):
@@ -58,6 +60,7 @@ class UmsearchApp(App[None]):
         Binding("y", "copy_path", "Copy path"),
         Binding("escape", "go_back", "Back"),
         Binding("q", "quit", "Quit"),
+        Binding("ctrl+r", "toggle_rerank", "Rerank", show=False),
     ]
 
     def __init__(
@@ -320,6 +323,20 @@ class UmsearchApp(App[None]):
     def selected(self) -> Result | None:
         return self.query_one("#results", ResultList).selected
 
+    def action_toggle_rerank(self) -> None:
+        """Rescore the best matches with the reranker (or stop), and search again."""
+        if self.service is None:
+            return
+        on = self.service.toggle_rerank()
+        self.refresh_status()
+        text = self.query_one("#query", Input).value
+        if text.strip() or self.like is not None:
+            self.search(text, self.like)
+        top = self.service.rerank_top
+        self.show_message(
+            f"reranking the best {top} matches (one model pass per photo: slow on a CPU)" if on else "reranking off"
+        )
+
     def action_focus_search(self) -> None:
         self.query_one("#query", Input).focus()
 
@@ -387,6 +404,8 @@ def make_app(
     opener: Callable[..., None] = open_in_viewer,
     runtime: RuntimeRequest | None = None,
     server: bool = False,
+    rerank_model: str | None = None,
+    reranker_factory: RerankerFactory | None = None,
 ) -> UmsearchApp:
     """Open the index's session and build the app; a problem (no index, wrong model) is shown inside the app.
 
@@ -395,7 +414,14 @@ def make_app(
     from ..session import Session
 
     try:
-        session = Session.open(db, model=model, runtime=runtime, embedder_factory=embedder_factory or _quiet_model_load)
+        session = Session.open(
+            db,
+            model=model,
+            runtime=runtime,
+            embedder_factory=embedder_factory or _quiet_model_load,
+            reranker_factory=reranker_factory or _quiet_reranker_load,
+            rerank_model=rerank_model,
+        )
     except UmsearchError as exc:
         return UmsearchApp(None, problem=str(exc), image_mode=image_mode, opener=opener)
     try:
@@ -409,17 +435,35 @@ def make_app(
 
     route = Route(
         db=session.db_path,
-        open_session=lambda: Session.open(session.db_path, model=model, runtime=runtime),
+        open_session=lambda: Session.open(
+            session.db_path,
+            model=model,
+            runtime=runtime,
+            reranker_factory=reranker_factory or _quiet_reranker_load,
+            rerank_model=rerank_model,
+        ),
         model=model,
         runtime=session.runtime,
+        rerank_model=rerank_model,
     )
     return UmsearchApp(SearchService(ServiceBackend(session, route)), image_mode=image_mode, opener=opener)
 
 
-def _quiet_model_load(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest) -> Embedder:
+def _quiet_model_load(
+    model_id: str, budget: tuple[int, int], runtime: RuntimeRequest, dim: int | None = None
+) -> Embedder:
     from transformers.utils import logging as hf_logging
 
     from ..session import load_for_session
 
     hf_logging.disable_progress_bar()  # a progress bar on stderr would scribble over the screen
-    return load_for_session(model_id, budget, runtime)
+    return load_for_session(model_id, budget, runtime, dim)
+
+
+def _quiet_reranker_load(model_id: str, budget: tuple[int, int], runtime: RuntimeRequest) -> Qwen3Reranker:
+    from transformers.utils import logging as hf_logging
+
+    from ..session import load_reranker_for_session
+
+    hf_logging.disable_progress_bar()
+    return load_reranker_for_session(model_id, budget, runtime)

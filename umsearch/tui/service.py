@@ -15,7 +15,7 @@ from ..errors import UmsearchError
 from ..filters import Filters
 from ..querylang import Term, parse_search_text
 from ..session import SearchQuery, Session, Superseded
-from ..settings import DEFAULT_LIMIT
+from ..settings import DEFAULT_LIMIT, DEFAULT_RERANK_TOP
 
 if TYPE_CHECKING:
     from ..service.route import ServiceBackend
@@ -70,6 +70,7 @@ class StatusInfo:
     failed: int
     model: str | None
     watcher: str | None  # what the running watcher is doing, None when none runs
+    rerank: int | None = None  # how many top matches the reranker rescores, None when it is off
 
 
 BACKGROUND_THREAD = "umsearch-background"
@@ -154,10 +155,18 @@ class SearchService:
     call from worker threads.
     """
 
-    def __init__(self, session: Session | ServiceBackend, *, limit: int = DEFAULT_LIMIT) -> None:
+    def __init__(
+        self, session: Session | ServiceBackend, *, limit: int = DEFAULT_LIMIT, rerank_top: int = DEFAULT_RERANK_TOP
+    ) -> None:
         self.session = session
         self.limit = limit
         self.last_notice: str | None = None  # the latest search's one-line notice (a description cut short)
+        self.rerank_top = rerank_top
+        self.rerank_on = False  # toggled in the TUI (ctrl+r): the best `rerank_top` matches are rescored
+
+    def toggle_rerank(self) -> bool:
+        self.rerank_on = not self.rerank_on
+        return self.rerank_on
 
     def close(self) -> None:
         self.session.close()
@@ -205,11 +214,16 @@ class SearchService:
             filters = replace(filters, exclude_ids=filters.exclude_ids | {like_file_id})
         request = replace(request, positives=tuple(positives), filters=filters)
         limit = request.limit or self.limit
-        result = self.session.search(SearchQuery(request, limit=limit), cancelled=cancelled)
+        rerank = self.rerank_top if self.rerank_on and request.sort == "score" else None
+        result = self.session.search(SearchQuery(request, limit=limit, rerank=rerank), cancelled=cancelled)
         if cancelled():
             raise Superseded
         self.last_notice = result.notice  # read by the app with these results (one search shown at a time)
-        return [Result(hit.file_id, hit.path, hit.score, hit.kind, hit.time, hit.page) for hit in result.hits]
+        # A reranked hit shows the reranker's probability: its order is the reranker's.
+        return [
+            Result(h.file_id, h.path, h.rerank if h.rerank is not None else h.score, h.kind, h.time, h.page)
+            for h in result.hits
+        ]
 
     def recent(self, limit: int = RECENT_LIMIT) -> list[Result]:
         """The newest photos: what the TUI shows before anything is typed."""
@@ -230,4 +244,5 @@ class SearchService:
             report["failed"],
             short_model_name(report["model"] or self.session.model_id),
             watcher["activity"] if watcher else None,
+            self.rerank_top if self.rerank_on else None,
         )

@@ -12,7 +12,7 @@ import json
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 PAGE_SIZE = 48  # tiles per page: a whole number of rows for 2, 3, 4, 6 and 8 columns
 MAX_PAGE = 200
 MAX_RESULTS = 4096
+FIRST_WINDOW = 200  # results ranked at the first page of a query; doubled as the user scrolls past them
 MAX_ID = 2**62  # larger numbers are no index id (and would overflow SQLite's integers)
 WINDOW_TTL_S = 120.0  # how long a query's ranked list is reused for its further pages
 SWEEP_EVERY_S = 600.0
@@ -180,12 +181,20 @@ class Gallery:
             window = self._windows.get(query)
         if window is not None and (window.complete or len(window.hits) >= wanted):
             return window
-        size = min(MAX_RESULTS, max(200, 2 * wanted, 2 * len(window.hits) if window else 0))
+        size = min(MAX_RESULTS, max(FIRST_WINDOW, 2 * wanted, 2 * len(window.hits) if window else 0))
         upload_path = self.uploads.path(query.upload) if query.upload else None
         request = to_request(self.session, query, upload_path)
         result = self.session.search(SearchQuery(request, limit=min(size, request.limit or size)))
         complete = len(result.hits) < size or size >= MAX_RESULTS or request.limit is not None
-        window = _Window(result.hits, complete, result.notice, result.searched)
+        hits = result.hits
+        if window is not None:
+            # A longer ranking rescores a longer shortlist, so its order may differ slightly from the shorter
+            # one's: keep what the page already shows as it was, and only append, so scrolling never skips
+            # or repeats a photo.
+            shown = {hit.file_id for hit in window.hits}
+            hits = window.hits + [hit for hit in hits if hit.file_id not in shown]
+            hits = [replace(hit, rank=i + 1) for i, hit in enumerate(hits)]
+        window = _Window(hits, complete, result.notice, result.searched)
         with self._windows_lock:
             if len(self._windows) > 32:
                 self._windows.pop(next(iter(self._windows)))

@@ -13,7 +13,15 @@ const fmt = new Intl.NumberFormat();
 const PAGE = 48;
 
 async function getJSON(url, options) {
-  const response = await fetch(url, { credentials: "same-origin", ...options });
+  let response;
+  try {
+    response = await fetch(url, { credentials: "same-origin", ...options });
+  } catch (err) {
+    throw new Error("The gallery is not answering: it stops with its umsearch service. Run 'umsearch web' again.");
+  }
+  if (response.status === 403 && !(response.headers.get("content-type") || "").includes("json")) {
+    throw new Error("This gallery was restarted: open the new URL that 'umsearch web' prints.");
+  }
   let body = null;
   try { body = await response.json(); } catch (e) { body = null; }
   if (!response.ok) throw new Error((body && body.error) || `${response.status} ${response.statusText}`);
@@ -504,7 +512,8 @@ const dupes = {
         const figure = el("figure");
         const tile = makeTile(item, i);
         tile.addEventListener("click", () => lightbox.show(items, i));
-        const caption = el("figcaption", null, group.paths[i]);
+        const caption = el("figcaption", null, group.names[i]);
+        caption.title = group.paths[i];
         figure.append(tile, caption);
         row.append(figure);
       });
