@@ -19,14 +19,18 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_embedder(tiny_model_dir: Path) -> GmeEmbedder:
     """The tiny model loaded in float32 on the CPU, so results do not depend on the test machine's GPU."""
-    return load_embedder(str(tiny_model_dir), device="cpu", quant="none")
+    return load_embedder(str(tiny_model_dir), device="cpu", quant="none", dtype="float32")
 
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No test touches the real user data folder or the network: a private home and an offline hub. No test
-    starts a background service unless it asks for one (tests/test_service.py), so none is left running."""
+    starts a background service unless it asks for one (tests/test_service.py), so none is left running.
+    Commands compute in float32 without quantisation unless a test says otherwise: the CPU default depends on
+    the machine's vector units (bfloat16 or int8), and tests compare with the float32 reference."""
     home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("UMSEARCH_DTYPE", "float32")
+    monkeypatch.setenv("UMSEARCH_QUANT", "none")
     monkeypatch.setenv("UMSEARCH_SERVER", "off")
     monkeypatch.delenv("UMSEARCH_IDLE_TIMEOUT", raising=False)
     monkeypatch.delenv("UMSEARCH_SERVICE_TRANSPORT", raising=False)

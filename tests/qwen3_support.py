@@ -22,7 +22,7 @@ def tiny_qwen3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_qwen3(tiny_qwen3_dir: Path) -> Qwen3VLEmbedder:
     """The tiny Qwen3-VL-Embedding model in float32 on the CPU, at the reference image budget."""
-    return load_embedder(str(tiny_qwen3_dir), device="cpu", quant="none")  # type: ignore[return-value]
+    return load_embedder(str(tiny_qwen3_dir), device="cpu", quant="none", dtype="float32")  # type: ignore[return-value]
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,10 @@ def service_env(home: Path, db: Path, **extra: str) -> dict[str, str]:
         HF_HUB_OFFLINE="1",
         HF_HOME=str(home / "hf"),
         UMSEARCH_IDLE_TIMEOUT="300",  # a service a test forgot would still go away on its own
+        # float32 and no quantisation, as the in-process reference (tiny_embedder): the CPU default depends on
+        # the machine's vector units, and the results are compared to 1e-6.
+        UMSEARCH_QUANT="none",
+        UMSEARCH_DTYPE="float32",
     )
     env.update(extra)
     return env

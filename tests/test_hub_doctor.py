@@ -142,15 +142,16 @@ def test_doctor_explains_this_machine(tiny_model_dir: Path, tmp_path: Path) -> N
     found = statuses(report)
     from umsearch.embed import cpu_has_native_bf16
 
-    expected = ["python", "torch", "gpu", "bitsandbytes", "runtime", "sqlite", "formats", "model", "index"]
-    if cpu_has_native_bf16():  # a hint that --dtype bfloat16 would be faster here
-        expected.insert(5, "cpu-bf16")
+    expected = ["python", "torch", "gpu", "cpu", "bitsandbytes", "runtime", "sqlite", "formats", "model", "index"]
     assert list(found) == expected
-    assert found["python"] == found["torch"] == found["sqlite"] == found["model"] == "ok"
+    assert found["python"] == found["torch"] == found["sqlite"] == found["model"] == found["cpu"] == "ok"
     assert found["index"] == "note"  # no index yet: how to make one
-    assert report.runtime == {"device": "cpu", "dtype": "float32", "quant": "none"}
+    dtype = "bfloat16" if cpu_has_native_bf16() else "float32"  # the CPU default where it is native
+    assert report.runtime == {"device": "cpu", "dtype": dtype, "quant": "none"}
     details = {check.name: check.detail for check in report.checks}
     assert "sqlite-vec v" in details["sqlite"] and "apsw" in details["sqlite"]
+    # What this CPU gets: its vector units, the path, and a layer timed now in each precision.
+    assert "on the CPU umsearch runs" in details["cpu"] and "bfloat16" in details["cpu"]
     if pytest.importorskip("bitsandbytes"):
         assert found["bitsandbytes"] == "ok" and "4-bit NF4 matmul works" in details["bitsandbytes"]
 
@@ -225,6 +226,8 @@ def test_index_records_the_runtime_and_query_warns_about_other_settings(tiny_mod
             "cpu",
             "--quant",
             "none",
+            "--dtype",
+            "float32",
             "--json",
         ],
     )

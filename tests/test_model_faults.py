@@ -39,7 +39,7 @@ def damage(model: Path, how: str) -> str:
         return f"cannot load the model in {model}: "
     if how == "config corrupt":
         (model / "config.json").write_text('{"model_type": ')
-        return f"in {model}: "
+        return f"cannot read {model / 'config.json'}: "  # read first, to tell the model family
     if how == "tokenizer deleted":
         (model / "tokenizer.json").unlink()
         (model / "vocab.json").unlink()
@@ -59,7 +59,12 @@ def test_a_damaged_model_at_the_next_start_is_one_line_and_the_index_is_untouche
     shutil.copytree(tiny_model_dir, model)
     write_photo(photos / "a.jpg", seed=1)
     embedder = load_embedder(
-        str(model), device="cpu", quant="none", min_image_tokens=MIN_TOKENS, max_image_tokens=MAX_TOKENS
+        str(model),
+        device="cpu",
+        quant="none",
+        dtype="float32",
+        min_image_tokens=MIN_TOKENS,
+        max_image_tokens=MAX_TOKENS,
     )
     with Store.open(db) as store:
         Indexer(store, lambda: embedder, max_pixels=MAX_PIXELS).index([str(photos)])
@@ -84,7 +89,12 @@ def test_model_files_removed_while_the_model_is_loaded_change_nothing(tmp_path, 
     shutil.copytree(tiny_model_dir, model)
     write_photo(photos / "a.jpg", seed=1)
     embedder = load_embedder(
-        str(model), device="cpu", quant="none", min_image_tokens=MIN_TOKENS, max_image_tokens=MAX_TOKENS
+        str(model),
+        device="cpu",
+        quant="none",
+        dtype="float32",
+        min_image_tokens=MIN_TOKENS,
+        max_image_tokens=MAX_TOKENS,
     )
     with Store.open(db) as store:
         Indexer(store, lambda: embedder, max_pixels=MAX_PIXELS).index([str(photos)])
@@ -117,7 +127,12 @@ def test_a_watcher_whose_model_cannot_load_waits_says_so_once_and_resumes_when_i
     def load():
         loads.append(1)
         return load_embedder(
-            str(model), device="cpu", quant="none", min_image_tokens=MIN_TOKENS, max_image_tokens=MAX_TOKENS
+            str(model),
+            device="cpu",
+            quant="none",
+            dtype="float32",
+            min_image_tokens=MIN_TOKENS,
+            max_image_tokens=MAX_TOKENS,
         )
 
     with Store.open(db) as store:

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from umsearch.cli import EXIT_ERROR, app, with_optional_values
 from umsearch.families import GME, QWEN3_VL, family_of_dir, family_of_spec
+from umsearch.runtime import RuntimeRequest, auto_quality, runs_on
 from umsearch.store import Store
 
 from .photos import write_photo
@@ -48,10 +49,12 @@ def test_the_family_comes_from_config_json(tiny_qwen3_dir: Path, tiny_model_dir:
     assert family_of_spec("Alibaba-NLP/gme-Qwen2-VL-2B-Instruct") is GME
 
 
-def test_status_reports_the_family_dimension_and_reference_budget(qwen3_index: Path, tiny_qwen3_dir: Path) -> None:
+def test_status_reports_the_family_dimension_and_budget(qwen3_index: Path, tiny_qwen3_dir: Path) -> None:
     report = json.loads(umsearch("status", "--db", qwen3_index, "--json").stdout)
     assert (report["family"], report["dim"], report["model"]) == ("qwen3-vl", 64, str(tiny_qwen3_dir))
-    assert report["image_tokens"] == [4, 1800] and report["quality"] == "best"
+    # --quality auto: the family's own preset for the device it ran on (on a CPU, Qwen3-VL's fast).
+    preset = auto_quality(runs_on(RuntimeRequest()))
+    assert report["image_tokens"] == list(QWEN3_VL.budget(preset)) and report["quality"] == preset
     text = umsearch("status", "--db", qwen3_index).stdout
     assert "Qwen3-VL-Embedding, 64-d" in text
 

@@ -30,7 +30,12 @@ def app(qwen3_library: Path, tiny_qwen3_dir: Path, tiny_reranker_dir: Path) -> U
     def reranker(model_id: str, budget: tuple[int, int], runtime: object):
         assert model_id == str(tiny_reranker_dir)
         return load_reranker(
-            model_id, device="cpu", quant="none", min_image_tokens=budget[0], max_image_tokens=budget[1]
+            model_id,
+            device="cpu",
+            quant="none",
+            dtype="float32",
+            min_image_tokens=budget[0],
+            max_image_tokens=budget[1],
         )
 
     return make_app(

@@ -382,7 +382,9 @@ def test_a_long_video_keeps_the_reference_64_frames(tiny_qwen3: Qwen3VLEmbedder)
 def test_matches_the_reference_followed_by_a_smaller_image_budget(
     tiny_qwen3_dir: Path, hf_model: Qwen3VLForConditionalGeneration
 ) -> None:
-    embedder = load_embedder(str(tiny_qwen3_dir), device="cpu", quant="none", min_image_tokens=16, max_image_tokens=64)
+    embedder = load_embedder(
+        str(tiny_qwen3_dir), device="cpu", quant="none", dtype="float32", min_image_tokens=16, max_image_tokens=64
+    )
     items = [
         (None, make_image(900, 500, 17), None, INDEX_INSTRUCTION),  # 1800-token cap, then 64
         (None, make_image(40, 40, 18), None, INDEX_INSTRUCTION),  # up to 16 tokens
@@ -520,7 +522,7 @@ def test_plain_embed_inputs_work_too(tiny_qwen3: Qwen3VLEmbedder) -> None:
 def test_a_shorter_dimension_is_the_truncated_full_vector_renormalised(
     tiny_qwen3_dir: Path, tiny_qwen3: Qwen3VLEmbedder
 ) -> None:
-    short = load_embedder(str(tiny_qwen3_dir), device="cpu", quant="none", dim=32)
+    short = load_embedder(str(tiny_qwen3_dir), device="cpu", quant="none", dtype="float32", dim=32)
     assert short.info.dim == 32
     items = [
         Qwen3Input(text="snow"),
@@ -537,7 +539,7 @@ def test_a_shorter_dimension_is_the_truncated_full_vector_renormalised(
 @pytest.mark.parametrize("dim", [0, 65, -3])
 def test_an_impossible_dimension_is_refused(tiny_qwen3_dir: Path, dim: int) -> None:
     with pytest.raises(UmsearchError, match="--dim"):
-        load_embedder(str(tiny_qwen3_dir), device="cpu", quant="none", dim=dim)
+        load_embedder(str(tiny_qwen3_dir), device="cpu", quant="none", dtype="float32", dim=dim)
 
 
 # --- Prompt construction -----------------------------------------------------------------------------

@@ -111,7 +111,7 @@ def lm(tiny_reranker_dir: Path) -> Qwen3VLForConditionalGeneration:
 
 @pytest.fixture(scope="module")
 def reranker(tiny_reranker_dir: Path) -> Qwen3Reranker:
-    return load_reranker(str(tiny_reranker_dir), device="cpu", quant="none")
+    return load_reranker(str(tiny_reranker_dir), device="cpu", quant="none", dtype="float32")
 
 
 DOCUMENTS = [
@@ -152,7 +152,7 @@ def test_a_custom_instruction_is_used(
 def test_a_long_pair_is_cut_keeping_special_tokens_and_the_tail(
     tiny_reranker_dir: Path, lm: Qwen3VLForConditionalGeneration
 ) -> None:
-    short = load_reranker(str(tiny_reranker_dir), device="cpu", quant="none", max_length=120)
+    short = load_reranker(str(tiny_reranker_dir), device="cpu", quant="none", dtype="float32", max_length=120)
     query, docs = RerankItem(text="snow " * 150), [RerankItem(text="mountains " * 100, image=make_image(64, 64, 6))]
     expected, expected_ids = reference_scores(tiny_reranker_dir, lm, query, docs, max_length=120)
     ids = short.prepare(query, docs[0])["input_ids"][0].tolist()
@@ -164,7 +164,7 @@ def test_a_long_pair_is_cut_keeping_special_tokens_and_the_tail(
 
 def test_a_tied_output_head_is_read_from_the_input_embedding(tiny_qwen3_dir: Path) -> None:
     # The Embedding-2B layout (tied, no lm_head in the checkpoint) loaded as a reranker.
-    tied = load_reranker(str(tiny_qwen3_dir), device="cpu", quant="none")
+    tied = load_reranker(str(tiny_qwen3_dir), device="cpu", quant="none", dtype="float32")
     lm_tied = Qwen3VLForConditionalGeneration.from_pretrained(tiny_qwen3_dir, dtype=torch.float32).eval()
     assert lm_tied.config.tie_word_embeddings
     expected, _ = reference_scores(tiny_qwen3_dir, lm_tied, QUERIES["text"], DOCUMENTS[:2])

@@ -34,13 +34,23 @@ from .photos import write_photo
 
 @pytest.fixture
 def platform(monkeypatch: pytest.MonkeyPatch):
-    """Pretend to be a machine: platform(cuda=..., bf16=..., mps=..., bnb=...)."""
+    """Pretend to be a machine: platform(cuda=..., bf16=..., mps=..., bnb=..., cpu_bf16=..., cpu_int8=...)."""
 
-    def pretend(*, cuda: bool = False, bf16: bool = False, mps: bool = False, bnb: bool = True) -> None:
+    def pretend(
+        *,
+        cuda: bool = False,
+        bf16: bool = False,
+        mps: bool = False,
+        bnb: bool = True,
+        cpu_bf16: bool = False,
+        cpu_int8: bool = True,
+    ) -> None:
         monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
         monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
         monkeypatch.setattr(embed, "_bitsandbytes_usable", lambda: bnb)
+        monkeypatch.setattr(embed, "cpu_has_native_bf16", lambda: cpu_bf16)
+        monkeypatch.setattr(embed, "cpu_int8_usable", lambda: cpu_int8)
 
     return pretend
 
@@ -52,10 +62,13 @@ def platform(monkeypatch: pytest.MonkeyPatch):
         (dict(cuda=True, bf16=False), ("cuda", "float16", "nf4")),  # Turing / Pascal consumer cards
         (dict(cuda=True, bf16=True, bnb=False), ("cuda", "bfloat16", "none")),  # no bitsandbytes: still runs
         (dict(mps=True), ("mps", "float16", "none")),  # Apple silicon
-        (dict(), ("cpu", "float32", "none")),  # bf16 is slower than fp32 on most CPUs
+        # CPUs: bf16 where the CPU computes it natively, else PyTorch's dynamic int8 decoder around float32.
+        (dict(), ("cpu", "float32", "int8-dynamic")),
+        (dict(cpu_bf16=True), ("cpu", "bfloat16", "none")),  # AVX512-BF16 / AMX
+        (dict(cpu_int8=False), ("cpu", "float32", "none")),  # a PyTorch without the int8 kernels
         (dict(cuda=True, mps=True, bf16=True), ("cuda", "bfloat16", "nf4")),  # CUDA wins
     ],
-    ids=["cuda-bf16", "cuda-fp16", "cuda-no-bnb", "mps", "cpu", "cuda-before-mps"],
+    ids=["cuda-bf16", "cuda-fp16", "cuda-no-bnb", "mps", "cpu", "cpu-bf16", "cpu-no-int8", "cuda-before-mps"],
 )
 def test_auto_picks_the_best_runtime_per_platform(platform, machine: dict, expected: tuple) -> None:
     platform(**machine)
@@ -64,7 +77,8 @@ def test_auto_picks_the_best_runtime_per_platform(platform, machine: dict, expec
 
 def test_explicit_choices_override_auto(platform) -> None:
     platform(cuda=True, bf16=True)
-    assert embed.choose_runtime("cpu", "auto") == ("cpu", "float32", "none")
+    assert embed.choose_runtime("cpu", "auto") == ("cpu", "float32", "int8-dynamic")
+    assert embed.choose_runtime("cpu", "none") == ("cpu", "float32", "none")
     assert embed.choose_runtime("cuda", "none") == ("cuda", "bfloat16", "none")
     # bitsandbytes' int8 matmul computes in float16.
     assert embed.choose_runtime("cuda", "int8") == ("cuda", "float16", "int8")
@@ -87,7 +101,7 @@ def test_bfloat16_on_cpu_gives_vectors_close_to_float32(tiny_model_dir: Path, ti
     from .photos import picture
 
     half = load_embedder(str(tiny_model_dir), device="cpu", quant="none", dtype="bfloat16")
-    assert (half.info.dtype, next(half.model.parameters()).dtype) == ("bfloat16", torch.bfloat16)
+    assert (half.info.dtype, half.decoder.layers[0].mlp.up_proj.weight.dtype) == ("bfloat16", torch.bfloat16)
     inputs = [embed.EmbedInput(text="a red bike by a lake"), embed.EmbedInput(image=picture(3, (200, 150)))]
     similarity = np.sum(half.embed(inputs) * tiny_embedder.embed(inputs), axis=1)
     assert np.all(similarity > 0.98), similarity
@@ -143,16 +157,17 @@ def test_lm_head_is_in_the_checkpoint_but_never_loaded(wide_model_dir: Path) -> 
 
     names = json.loads((wide_model_dir / "model.safetensors.index.json").read_text())["weight_map"]
     assert "lm_head.weight" in names
-    wide = load_embedder(str(wide_model_dir), device="cpu", quant="none")
-    # Qwen2VLModel (vision tower + decoder) has no lm_head: 1 GB of the 7B never reaches memory.
-    assert not hasattr(wide.model, "lm_head")
-    assert not any(name.startswith("lm_head") for name, _ in wide.model.named_parameters())
+    wide = load_embedder(str(wide_model_dir), device="cpu", quant="none", dtype="float32")
+    # The decoder and the vision tower have no lm_head: 1 GB of the 7B never reaches memory.
+    for part in (wide.decoder, wide.visual):
+        assert not hasattr(part, "lm_head")
+        assert not any(name.startswith("lm_head") for name, _ in part.named_parameters())
 
 
 def test_dimension_comes_from_the_config_and_indexes_never_mix(
     wide_model_dir: Path, tiny_model_dir: Path, tiny_embedder: GmeEmbedder, tmp_path: Path
 ) -> None:
-    wide = load_embedder(str(wide_model_dir), device="cpu", quant="none")
+    wide = load_embedder(str(wide_model_dir), device="cpu", quant="none", dtype="float32")
     assert wide.info.dim == 96 and wide.embed_query("a dog").shape == (96,)
     assert tiny_embedder.info.dim == 64
     with Store.open(tmp_path / "small.db") as store:

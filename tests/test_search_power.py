@@ -195,7 +195,21 @@ def library(tmp_path_factory, tiny_model_dir):
     picture(40, (160, 120)).save(root / "misc" / "re-encoded.jpg", quality=60)
     picture(41, (160, 120)).save(root / "misc" / "other.png")
     db = root.parent / f"{root.name}.db"
-    result = runner.invoke(app, ["index", str(root), "--db", str(db), "--model", str(tiny_model_dir)])
+    # As tiny_embedder, which the tests compare with: its budget (a new index on a CPU would get fast) and float32
+    # (a module fixture runs before the per-test environment that pins it).
+    args = [
+        "--db",
+        str(db),
+        "--model",
+        str(tiny_model_dir),
+        "--quality",
+        "best",
+        "--dtype",
+        "float32",
+        "--quant",
+        "none",
+    ]
+    result = runner.invoke(app, ["index", str(root), *args])
     assert result.exit_code == 0, result.output
     return root, db
 

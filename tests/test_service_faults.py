@@ -106,10 +106,13 @@ def test_model_files_removed_under_a_running_service_and_damaged_at_its_next_sta
     env = service_env(db.parent, processes.index(db))
     before = query(env, "a photo")
     pid = processes.service_pid(db)
+    # Both parts loaded: a text query loads the decoder, the first image the vision tower (load less).
+    similar = umsearch(env, "similar", "--json", str(write_photo(db.parent / "q.png", seed=9)))
+    assert similar.returncode == 0, similar.stderr
     shutil.rmtree(model)  # the weights are in the service's memory already
     assert query(env, "a photo") == before
     assert query(env, "something never asked before")  # needs the model: still answered from memory
-    similar = umsearch(env, "similar", "--json", str(write_photo(db.parent / "q.png", seed=9)))
+    similar = umsearch(env, "similar", "--json", str(write_photo(db.parent / "q2.png", seed=8)))
     assert similar.returncode == 0, similar.stderr  # an image through the vision tower, also from memory
     assert processes.service_pid(db) == pid
     stop = umsearch(env, "server", "stop")

@@ -187,6 +187,7 @@ def test_the_tui_command_builds_the_app_from_its_options(monkeypatch, tmp_path: 
         return Recorder()
 
     monkeypatch.setattr(tui_app, "make_app", fake_make_app)
+    monkeypatch.delenv("UMSEARCH_DTYPE")  # what the command line alone gives (conftest pins float32)
     args = [
         "tui",
         "--db",

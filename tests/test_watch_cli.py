@@ -153,7 +153,12 @@ def test_sigterm_with_a_batch_in_flight_exits_promptly_and_loses_nothing(tmp_pat
     indexed_at_stop = len(index_state(db, photos))
     # The next run picks up exactly what was left.
     embedder = load_embedder(
-        str(tiny_model_dir), device="cpu", quant="none", min_image_tokens=MIN_TOKENS, max_image_tokens=MAX_TOKENS
+        str(tiny_model_dir),
+        device="cpu",
+        quant="none",
+        dtype="float32",
+        min_image_tokens=MIN_TOKENS,
+        max_image_tokens=MAX_TOKENS,
     )
     with Store.open(db) as store:
         summary = Indexer(store, lambda: embedder, max_pixels=MAX_PIXELS, batch_size=32).index([str(photos)])

@@ -21,7 +21,9 @@ pytestmark = [pytest.mark.timeout(180), pytest.mark.filterwarnings("ignore:Callb
 
 @pytest.fixture(scope="module")
 def small_embedder(tiny_model_dir):
-    return load_embedder(str(tiny_model_dir), device="cpu", quant="none", min_image_tokens=4, max_image_tokens=16)
+    return load_embedder(
+        str(tiny_model_dir), device="cpu", quant="none", dtype="float32", min_image_tokens=4, max_image_tokens=16
+    )
 
 
 def frame_times(db: Path, path: Path) -> list[float]:

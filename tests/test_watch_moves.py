@@ -26,7 +26,12 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def small_embedder(tiny_model_dir):
     return load_embedder(
-        str(tiny_model_dir), device="cpu", quant="none", min_image_tokens=MIN_TOKENS, max_image_tokens=MAX_TOKENS
+        str(tiny_model_dir),
+        device="cpu",
+        quant="none",
+        dtype="float32",
+        min_image_tokens=MIN_TOKENS,
+        max_image_tokens=MAX_TOKENS,
     )
 
 

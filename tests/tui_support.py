@@ -30,7 +30,13 @@ def write_photos(folder: Path) -> list[Path]:
 
 def embedder_factory(model_id: str, budget: tuple[int, int], runtime: object = None, dim: int | None = None):
     return load_embedder(
-        model_id, device="cpu", quant="none", min_image_tokens=budget[0], max_image_tokens=budget[1], dim=dim
+        model_id,
+        device="cpu",
+        quant="none",
+        dtype="float32",
+        min_image_tokens=budget[0],
+        max_image_tokens=budget[1],
+        dim=dim,
     )
 
 

@@ -20,7 +20,8 @@ from .runtime import RuntimeRequest
 if TYPE_CHECKING:
     from .embed import Embedder
     from .families import Family
-    from .index import IndexSummary
+    from .index import Indexer, IndexSummary
+    from .pace import Pace
     from .rerank import Qwen3Reranker
     from .service.route import Route
     from .session import SearchResult, Session
@@ -85,7 +86,8 @@ QuantOption = Annotated[
     typer.Option(
         "--quant",
         envvar="UMSEARCH_QUANT",
-        help="auto, nf4, int8 or none (auto: 4-bit NF4 on CUDA, full precision elsewhere).",
+        help="auto, nf4, int8, int8-dynamic or none (auto: 4-bit NF4 on CUDA, PyTorch's dynamic int8 text "
+        "decoder on CPUs, none on Apple MPS).",
     ),
 ]
 DtypeOption = Annotated[
@@ -93,7 +95,8 @@ DtypeOption = Annotated[
     typer.Option(
         "--dtype",
         envvar="UMSEARCH_DTYPE",
-        help="auto, float32, bfloat16 or float16 compute (auto: bf16/fp16 on GPUs, float32 on CPUs).",
+        help="auto, float32, bfloat16 or float16 compute (auto: bf16/fp16 on GPUs; on CPUs bf16 where the CPU "
+        "has it natively, else float32).",
     ),
 ]
 DimOption = Annotated[
@@ -141,7 +144,9 @@ QualityOption = Annotated[
         "--quality",
         help="Image detail: "
         + ", ".join(f"{name} ({low}-{high} visual tokens)" for name, (low, high) in settings.QUALITY_PRESETS.items())
-        + f" for GME; Qwen3-VL's best is its reference 4-1800 [default: the index's, else {settings.DEFAULT_QUALITY}].",
+        + " for GME; Qwen3-VL's best is its reference 4-1800; or auto [default: the index's; a new index: auto = "
+        + ", ".join(f"{preset} on {device}" for device, preset in settings.AUTO_QUALITY.items())
+        + "].",
         show_default=False,
     ),
 ]
@@ -209,28 +214,54 @@ def model_family(store: Store, model_id: str) -> Family:
     return family_named(recorded.family) if recorded else family_of_spec(model_id)
 
 
-def token_budget(
+def index_settings(
     store: Store,
+    model: str | None,
     min_tokens: int | None,
     max_tokens: int | None,
-    quality: str | None = None,
-    family: Family | None = None,
-) -> tuple[int, int]:
-    from .runtime import resolve_budget
-
-    return resolve_budget(store.settings(), quality, min_tokens, max_tokens, family)
-
-
-def index_settings(
-    store: Store, model: str | None, min_tokens: int | None, max_tokens: int | None, quality: str | None
+    quality: str | None,
+    runtime: RuntimeRequest | None = None,
 ) -> tuple[str, tuple[int, int]]:
-    """The model and image budget an index or watch run will use, refused early when the index disagrees."""
-    from .runtime import check_index_budget
+    """The model and image budget an index or watch run will use, refused early when the index disagrees.
+
+    A new index without --quality (or with auto) gets the preset of the device `runtime` runs on."""
+    from .runtime import check_index_budget, resolve_budget, runs_on
 
     model_id = chosen_model(store, model)
-    budget = token_budget(store, min_tokens, max_tokens, quality, model_family(store, model_id))
-    check_index_budget(store.settings(), budget, str(store.path))
+    recorded = store.settings()
+    device = None
+    if recorded is None and quality in (None, "auto") and runtime is not None:
+        device = runs_on(runtime)
+    family = model_family(store, model_id)
+    budget = resolve_budget(recorded, quality, min_tokens, max_tokens, family, device=device)
+    check_index_budget(recorded, budget, str(store.path))
     return model_id, budget
+
+
+def first_run_notice(
+    indexer: Indexer, budget: tuple[int, int], quality: str | None, family: Family
+) -> Callable[[Pace], None]:
+    """What a first run says once its pace is measured: quality and cost, and on a terminal, if the run will
+    take hours, how to make it cheaper."""
+    from . import present
+    from .pace import RunFacts, first_run_lines
+    from .runtime import quality_name
+
+    def say(pace: Pace) -> None:
+        per_photo = pace.per_photo()
+        if per_photo is None:
+            return
+        facts = RunFacts(
+            device=indexer.embedder.info.device,
+            quality=quality_name(*budget, family),
+            auto_quality=quality in (None, "auto"),
+            to_do=max(0, pace.total - pace.done),
+            model=family.label,
+        )
+        for line in first_run_lines(facts, per_photo, interactive=present.err.is_terminal):
+            present.err.print(line, markup=False)
+
+    return say
 
 
 def vector_length(store: Store, family: Family, dim: int | None) -> int | None:
@@ -554,9 +585,10 @@ def index(
     from .planning import check_roots
     from .watchstate import INDEX, IndexLock, WriterGone, acquire_waiting
 
-    RuntimeRequest(device, quant, dtype)  # a typo fails now, not after the scan
+    runtime = RuntimeRequest(device, quant, dtype)  # a typo fails now, not after the scan
     with open_store(db, create=True) as store:
-        model_id, budget = index_settings(store, model, min_image_tokens, max_image_tokens, quality)
+        first_run = store.settings() is None
+        model_id, budget = index_settings(store, model, min_image_tokens, max_image_tokens, quality, runtime)
         family = model_family(store, model_id)
         length = vector_length(store, family, dim)
         roots = check_roots([str(p) for p in paths])
@@ -571,15 +603,18 @@ def index(
             return
         with lock:
             lock.report("indexing")
+            progress = present.BarProgress()
             indexer = Indexer(
                 store,
-                lambda: load_model(model_id, budget, RuntimeRequest(device, quant, dtype), length, spinner=False),
+                lambda: load_model(model_id, budget, runtime, length, spinner=False),
                 max_pixels=max_pixels(budget),
                 batch_size=batch_size,
-                progress=present.BarProgress(),
+                progress=progress,
                 image_budget=budget,
                 family=family,
             )
+            if first_run:
+                progress.on_estimate = first_run_notice(indexer, budget, quality, family)
             summary = indexer.index(
                 roots,
                 exclude or (),
@@ -733,6 +768,9 @@ def status(
     present.out.print(
         f"photos    {report['indexed']} indexed, {report['failed']} failed" + (f" ({kinds})" if kinds else "")
     )
+    if report.get("backlog"):
+        pending, state = report["backlog"]["pending"], report["backlog"]["state"]
+        present.out.print(f"backlog   {pending:,} photos still to embed ({state}, pid {report['backlog']['pid']})")
     if report["model"]:
         from .families import family_named
 
@@ -893,13 +931,34 @@ def watch(
         bool,
         typer.Option("--no-server", help="Only watch: do not also answer queries (also UMSEARCH_SERVER=off)."),
     ] = False,
+    on_battery: Annotated[
+        str,
+        typer.Option(
+            "--on-battery",
+            envvar="UMSEARCH_ON_BATTERY",
+            help="pause: hold embedding while the machine runs on battery (queries are still answered); "
+            "run: keep going.",
+        ),
+    ] = "pause",
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            envvar="UMSEARCH_THREADS",
+            help="Cores the model may use [default: half of them, so the machine stays responsive].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Catch up, then keep the index in step as photos arrive, change, move and disappear (Ctrl-C stops).
 
     The watcher is the index's service too: query, similar, embed and tui are answered by this process, with
-    the same model (one copy in memory); a query waits at most for the batch being embedded."""
+    the same model (one copy in memory); a query waits at most for the batch being embedded. It runs politely:
+    low CPU and disk priority, half the cores, and no embedding on battery power (queries still answered)."""
     from . import present
     from .index import Indexer
+    from .manners import ON_BATTERY_CHOICES, PowerGate, be_polite
     from .service.route import server_wanted
     from .session import Session
     from .watch import StopSignals, Watcher, WatchOptions, describe_changes
@@ -909,8 +968,19 @@ def watch(
     stopper = StopSignals()
     try:
         runtime = RuntimeRequest(device, quant, dtype)  # a typo fails now, not when the first photo arrives
+        if on_battery not in ON_BATTERY_CHOICES:
+            raise UmsearchError(f"unknown --on-battery '{on_battery}' (expected {' or '.join(ON_BATTERY_CHOICES)})")
+        manners = be_polite(threads)  # before torch loads, so its thread pools start capped
+
+        def power_changed(message: str) -> None:
+            present.err.print(message, markup=False)
+            if watcher.lock is not None:
+                resumed = "catching up" if not watcher.caught_up.is_set() else "indexing new photos"
+                watcher.lock.report("paused on battery" if power.paused else resumed)
+
+        power = PowerGate(on_battery, on_change=power_changed)
         with open_store(db, create=True) as store:
-            model_id, budget = index_settings(store, model, min_image_tokens, max_image_tokens, quality)
+            model_id, budget = index_settings(store, model, min_image_tokens, max_image_tokens, quality, runtime)
             family = model_family(store, model_id)
             length = vector_length(store, family, dim)
 
@@ -939,6 +1009,7 @@ def watch(
                     batch_size=batch_size,
                     image_budget=budget,
                     model_turn=session.gate.batch,
+                    power=power,
                     family=family,
                 )
                 options = WatchOptions(
@@ -977,7 +1048,11 @@ def watch(
                             from .service.server import host_for_watcher
 
                             host = host_for_watcher(session, watcher.request_stop, warn=present.warn)
-                        present.err.print(f"watching {', '.join(watcher.roots)} (Ctrl-C stops)", markup=False)
+                        present.err.print(
+                            f"watching {', '.join(watcher.roots)} (Ctrl-C stops; {manners.describe()}; "
+                            f"on battery: {on_battery})",
+                            markup=False,
+                        )
                         watcher.run()
                 finally:
                     lock.release()
@@ -1014,10 +1089,14 @@ def serve(
 
     It keeps the index open and the model loaded (at the first query that needs it) and answers query, similar,
     embed and tui on a Unix socket beside the index, until SIGTERM, 'umsearch server stop' or the idle timeout."""
+    from .manners import be_polite
     from .service.route import idle_timeout as chosen_idle_timeout
     from .service.server import serve as run_service
 
     runtime = RuntimeRequest(device, quant, dtype)
+    # A background process: the user's foreground work goes first. Every core stays available, though: what
+    # the service does (a query) is something the user is waiting for.
+    be_polite(cap_threads=False)
     run_service(
         db or settings.default_db_path(),
         runtime=runtime,

@@ -9,20 +9,28 @@ Qwen2-VL preprocessor config and chat template.
 
 The tokenizer is always tiny (a few hundred entries trained on a built-in corpus);
 for "2b"/"7b" the config keeps the real vocab size and the special-token ids point
-into the tiny range, which the embedding table covers.  "2b"/"7b" weights are
-written in bfloat16 to halve the disk space (about 4.4 GB and 16.6 GB; the real
-2B repo ships float32) and are tiled from one random pool so that writing is
-disk-bound rather than RNG-bound: good for timing, meaningless as a model.
+into the tiny range, which the embedding table covers.  Weights are tiled from one
+random pool so that writing is disk-bound rather than RNG-bound: good for timing,
+meaningless as a model.  By default "2b" and "7b" are written in bfloat16 (about
+4.4 GB and 16.6 GB); ``dtype="float32"`` writes them as the real 2B repo ships its
+files (8.85 GB for the 2B), which is what load time and memory must be measured on.
+
+From the shell::
+
+    python -m umsearch.devmodel --size 2b --dtype float32 /work/models/gme-2b-f32
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 SIZES = ("tiny", "2b", "7b")
+DTYPES = ("float32", "bfloat16", "float16")
 
 # Qwen2 / Qwen2-VL added tokens, in the order (and hence relative ids) of the real tokenizer.
 SPECIAL_TOKENS = (
@@ -152,14 +160,22 @@ _SHARD_BYTES = {"2b": 4 * 2**30, "7b": 4 * 2**30}
 _POOL_SIZE = 1 << 22
 
 
-def build_model_dir(path: Path, size: str = "tiny", seed: int = 0) -> Path:
-    """Write a complete random-weight gme-Qwen2-VL model directory at `path` and return it."""
+def build_model_dir(path: Path, size: str = "tiny", seed: int = 0, dtype: str | None = None) -> Path:
+    """Write a complete random-weight gme-Qwen2-VL model directory at `path` and return it.
+
+    `dtype` is the precision of the weight files (and the config's torch_dtype); None keeps the size's
+    default (float32 for "tiny", bfloat16 for "2b" and "7b").
+    """
     if size not in SIZES:
         raise ValueError(f"unknown dev model size {size!r} (expected one of {', '.join(SIZES)})")
+    if dtype is not None and dtype not in DTYPES:
+        raise ValueError(f"unknown dev model dtype {dtype!r} (expected one of {', '.join(DTYPES)})")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     special_ids = _write_tokenizer(path)
     arch = dict(_ARCH[size])
+    if dtype is not None:
+        arch["dtype"] = dtype
     if arch["vocab_size"] is None:
         arch["vocab_size"] = max(special_ids.values()) + 1
     _write_json(path / "config.json", _config(arch, special_ids))
@@ -427,3 +443,79 @@ def _fill(shape: tuple[int, ...], kind: str, pool: Any, gen: Any, dtype: Any) ->
     # produces input-dependent (not all-alike) embeddings.
     std = 0.1 if kind == "b" else 1.0 / math.sqrt(math.prod(shape[1:]) if len(shape) > 1 else 1)
     return (values[:numel] * std).reshape(shape).contiguous()
+
+
+def weights_size(size: str, dtype: str | None = None) -> int:
+    """Bytes of weight files `build_model_dir(size=size, dtype=dtype)` writes (for the disk-space check)."""
+    import math
+
+    arch = dict(_ARCH[size])
+    if arch["vocab_size"] is None:
+        arch["vocab_size"] = len(SPECIAL_TOKENS) + 512  # an upper bound for the tiny tokenizer
+    itemsize = 4 if (dtype or arch["dtype"]) == "float32" else 2
+    return sum(math.prod(shape) for _, shape, _ in _tensor_specs(arch)) * itemsize
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m umsearch.devmodel",
+        description=(
+            "Write a random-weight GME (gme-Qwen2-VL) model folder in the real Hugging Face layout: the real "
+            "architecture and checkpoint names, a tiny tokenizer. For tests and benchmarks that need no "
+            "download; the vectors mean nothing."
+        ),
+        epilog=(
+            "Examples: python -m umsearch.devmodel /tmp/tiny-gme   |   "
+            "python -m umsearch.devmodel --size 2b --dtype float32 /work/models/gme-2b-f32 "
+            "(8.85 GB, float32 files as the real 2B repo ships them)"
+        ),
+    )
+    parser.add_argument("output", type=Path, help="folder to write (created; existing weight files are replaced)")
+    parser.add_argument(
+        "--size", choices=SIZES, default="tiny", help="tiny (64-d, for tests), 2b or 7b (real configs); default tiny"
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default=None,
+        help="precision of the weight files; default float32 for tiny, bfloat16 for 2b and 7b "
+        "(the real 2B checkpoint is float32)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same weights")
+    args = parser.parse_args(argv)
+
+    import shutil
+    import time
+
+    need = weights_size(args.size, args.dtype)
+    free = shutil.disk_usage(_existing_parent(args.output)).free
+    if need > free:
+        print(f"error: {args.output}: {_human(need)} needed, {_human(free)} free", file=sys.stderr)
+        return 1
+    started = time.perf_counter()
+    try:
+        build_model_dir(args.output, args.size, seed=args.seed, dtype=args.dtype)
+    except OSError as exc:
+        print(f"error: {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    dtype = args.dtype or _ARCH[args.size]["dtype"]
+    print(
+        f"wrote {args.size} GME model ({dtype}, {_human(need)} of weights, seed {args.seed}) "
+        f"to {args.output} in {time.perf_counter() - started:.0f} s"
+    )
+    return 0
+
+
+def _human(nbytes: int) -> str:
+    return f"{nbytes / 1e9:.2f} GB" if nbytes >= 1e8 else f"{nbytes / 1e6:.1f} MB"
+
+
+def _existing_parent(path: Path) -> Path:
+    path = path.resolve()
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())

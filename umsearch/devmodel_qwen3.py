@@ -436,12 +436,25 @@ def main(argv: list[str] | None = None) -> None:
     """python -m umsearch.devmodel_qwen3 DIR [--size 2b] [--dtype float32] [--reranker]"""
     import argparse
 
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("path", type=Path)
-    parser.add_argument("--size", choices=SIZES, default="tiny")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default=None)
-    parser.add_argument("--reranker", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
+    parser = argparse.ArgumentParser(
+        prog="python -m umsearch.devmodel_qwen3",
+        description=(
+            "Write a random-weight Qwen3-VL-Embedding (or -Reranker) model folder in the real Hugging Face layout, "
+            "for tests and benchmarks that need no download; the vectors mean nothing."
+        ),
+    )
+    parser.add_argument("path", type=Path, help="folder to write")
+    parser.add_argument(
+        "--size", choices=SIZES, default="tiny", help="tiny (for tests), 2b or 8b (real configs); default tiny"
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16"),
+        default=None,
+        help="precision of the weight files; default float32 for tiny, bfloat16 for 2b and 8b",
+    )
+    parser.add_argument("--reranker", action="store_true", help="a Qwen3-VL-Reranker (its own output head)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same weights")
     args = parser.parse_args(argv)
     build_qwen3_model_dir(args.path, args.size, args.seed, dtype=args.dtype, reranker=args.reranker)
     print(json.dumps({"path": str(args.path), "size": args.size}))

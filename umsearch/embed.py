@@ -21,6 +21,9 @@ from .modelfiles import first_line, resolve_model
 from .runtime import RuntimeRequest
 from .settings import DEFAULT_BATCH_SIZE
 
+# bitsandbytes' quantisations; "int8-dynamic" is PyTorch's own CPU int8 (weights.quantize_int8).
+BNB_QUANTS = ("nf4", "int8")
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
@@ -44,7 +47,7 @@ class EmbedderInfo:
     max_image_tokens: int
     device: str  # "cpu", "cuda", "mps"
     dtype: str  # "float32", "float16", "bfloat16"
-    quant: str  # "none", "nf4", "int8"
+    quant: str  # "none", "nf4", "int8" (bitsandbytes), "int8-dynamic" (PyTorch, CPU)
     family: str = "gme"  # "gme" or "qwen3-vl" (families.py)
 
 
@@ -80,8 +83,10 @@ class Embedder(Protocol):
 def choose_runtime(device: str, quant: str, dtype: str = "auto") -> tuple[str, str, str]:
     """Resolve "auto" choices to (device, dtype name, quant) for this machine.
 
-    `dtype` is the compute (and unquantised weight) precision; "auto" keeps float32 on CPUs, where it
-    reproduces the reference vectors exactly (see cpu_has_native_bf16 for when bfloat16 pays off).
+    `dtype` is the compute (and unquantised weight) precision. On CPUs "auto" is the fastest path whose
+    vectors stay close to float32 ones (cosine 0.99 or more for every input on the full-size 2B, see
+    BENCHMARKS.md): bfloat16 where the CPU multiplies it natively (AVX512-BF16, AMX; cosine 0.9998), else the
+    text decoder in PyTorch's dynamic int8 (cosine 0.991) with the rest in float32.
     """
     import torch
 
@@ -99,11 +104,20 @@ def choose_runtime(device: str, quant: str, dtype: str = "auto") -> tuple[str, s
         raise UmsearchError("device 'mps' was requested but Apple MPS is not available to PyTorch")
 
     if quant == "auto":
-        quant = "nf4" if device == "cuda" and _bitsandbytes_usable() else "none"
-    if quant != "none" and device == "mps":
+        if device == "cuda":
+            quant = "nf4" if _bitsandbytes_usable() else "none"
+        else:
+            # Where bfloat16 is native it is as fast, loads faster (nothing to quantise) and stays closer.
+            native = device == "cpu" and cpu_has_native_bf16()
+            quant = "int8-dynamic" if device == "cpu" and not native and cpu_int8_usable() else "none"
+    elif quant == "int8-dynamic" and device == "cpu" and not cpu_int8_usable():
+        raise UmsearchError("this PyTorch has no dynamic int8 kernels for this CPU: use --quant none")
+    if quant in BNB_QUANTS and device == "mps":
         raise UmsearchError(
             f"quantization '{quant}' needs bitsandbytes, which does not run on Apple MPS: use --quant none"
         )
+    if quant == "int8-dynamic" and device != "cpu":
+        raise UmsearchError("quantization 'int8-dynamic' is PyTorch's CPU int8: use it with --device cpu")
 
     if dtype != "auto":
         if device == "cuda" and quant == "int8" and dtype != "float16":
@@ -117,9 +131,18 @@ def choose_runtime(device: str, quant: str, dtype: str = "auto") -> tuple[str, s
         dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
     elif device == "mps":
         dtype = "float16"
+    elif quant in BNB_QUANTS:
+        dtype = "float32"  # bitsandbytes' CPU kernels are tested and measured in float32
     else:
-        dtype = "float32"
+        dtype = "bfloat16" if cpu_has_native_bf16() else "float32"
     return device, dtype, quant
+
+
+def cpu_int8_usable() -> bool:
+    """Whether PyTorch's dynamic int8 runs here (fbgemm/oneDNN on x86, qnnpack on ARM)."""
+    from .weights import int8_available
+
+    return int8_available()
 
 
 def cpu_has_native_bf16() -> bool:
@@ -187,17 +210,42 @@ def load_embedder(
     )
 
 
-def load_pretrained(model_class: Any, path: Path, device: str, dtype: str, quant: str, unquantized: list[str]) -> Any:
+def load_pretrained(
+    model_class: Any,
+    path: Path,
+    device: str,
+    dtype: str,
+    quant: str,
+    unquantized: list[str],
+    *,
+    config: Any = None,
+    key_mapping: dict[str, str] | None = None,
+) -> Any:
     """`model_class.from_pretrained(path)` on the chosen runtime, bitsandbytes-quantised except `unquantized`
-    modules, with one-line errors and a check that no weight tensor is missing."""
+    modules, with one-line errors and a check that no weight tensor is missing.
+
+    `config` and `key_mapping` load one part of a checkpoint (a decoder, a vision tower) into its own class:
+    tensors the mapping does not bring to the class's names are left on disk. On the CPU without bitsandbytes
+    the weights come in the files' own precision, memory-mapped rather than copied; the family converts them
+    afterwards with weights.to_dtype (one tensor at a time, never two copies of the model).
+    """
     import torch
     from transformers.utils import logging as hf_logging
 
+    from .weights import checkpoint_dtype
+
     # umsearch shows its own "loading model" status; transformers' per-tensor bar would be noise.
     hf_logging.disable_progress_bar()
+    bitsandbytes = quant in BNB_QUANTS
+    if device == "cpu" and not bitsandbytes:
+        dtype = checkpoint_dtype(path) or dtype
     torch_dtype = getattr(torch, dtype)
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "device_map": device}
-    if quant != "none":
+    if config is not None:
+        kwargs["config"] = config
+    if key_mapping is not None:
+        kwargs["key_mapping"] = key_mapping
+    if bitsandbytes:
         if not _bitsandbytes_usable():
             raise ModelError(
                 f"quantization '{quant}' needs the bitsandbytes and accelerate packages: "
@@ -208,12 +256,12 @@ def load_pretrained(model_class: Any, path: Path, device: str, dtype: str, quant
     if quant == "int8" and dtype != "float16":
         # bitsandbytes logs a warning on every int8 matmul whose input is not float16 (CPU runs float32).
         logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
-    # The base model (vision tower + text decoder) is all an embedder uses. Loading it from the
-    # *ForConditionalGeneration checkpoint never materialises lm_head (1 GB for 7B in bf16, and
+    # The base model (vision tower + text decoder), or one of them, is all an embedder uses. Loading it
+    # from the *ForConditionalGeneration checkpoint never materialises lm_head (1 GB for 7B in bf16, and
     # possibly absent from the checkpoint, which the full class would then random-initialise).
-    # transformers' load report would flag that skipped lm_head as UNEXPECTED; the missing-key check
-    # below replaces it. A filter, not a level change: transformers runs extra checks (with their
-    # own warnings) when that logger's level is raised.
+    # transformers' load report would flag that skipped lm_head (and the other part's tensors) as
+    # UNEXPECTED; the missing-key check below replaces it. A filter, not a level change: transformers
+    # runs extra checks (with their own warnings) when that logger's level is raised.
     report_logger = logging.getLogger("transformers.modeling_utils")
     report_filter = _WarningsOff()
     report_logger.addFilter(report_filter)

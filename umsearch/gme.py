@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .embed import EmbedderInfo, EmbedInput, load_pretrained
+from .embed import BNB_QUANTS, EmbedderInfo, EmbedInput, load_pretrained
 from .errors import ModelError
 from .modelfiles import first_line
 from .settings import DEFAULT_BATCH_SIZE, PIXELS_PER_TOKEN
@@ -53,9 +54,11 @@ _MAX_RATIO = 200
 # Taken from the model's preprocessor_config.json; the pixel limits come from the token limits instead.
 _PROCESSOR_SETTINGS = ("patch_size", "temporal_patch_size", "merge_size", "image_mean", "image_std")
 
-# Kept in full precision under bitsandbytes: the vision tower, blocks and merger. Patterns match
-# Qwen2VLModel's module names from the start ("visual.blocks.0.attn.qkv").
-_UNQUANTIZED_MODULES = ["visual"]
+# Checkpoint names, legacy ("model.layers.0...", "visual.blocks...": the hub's GME repos) and transformers 5
+# ("model.language_model.layers...", "model.visual.blocks..."), mapped onto each part's own module names: a
+# text query needs only the decoder (1.5 B of the 2B's 2.2 B parameters), so the parts load separately.
+_DECODER_KEYS = {r"^(?:model\.)?(?:language_model\.)?(layers|embed_tokens|norm)\.": r"\1."}
+_VISION_KEYS = {r"^(?:model\.)?visual\.": ""}
 
 
 def default_instruction(has_text: bool, has_image: bool) -> str:
@@ -78,21 +81,90 @@ def load(
     max_image_tokens: int,
     max_length: int = 1800,
 ) -> GmeEmbedder:
-    """A GME embedder from a checked model folder, on the runtime `embed.choose_runtime` picked."""
-    from transformers import Qwen2VLModel
+    """A GME embedder from a checked model folder, on the runtime `embed.choose_runtime` picked.
 
+    Only the text decoder is loaded now; the vision tower loads with the first image (a text query never
+    needs it).
+    """
     tokenizer, image_processor = _load_processors(path, min_image_tokens, max_image_tokens)
-    hf_model = load_pretrained(Qwen2VLModel, path, device, dtype, quant, _UNQUANTIZED_MODULES)
+    config = _load_config(path)
+    decoder = _load_decoder(path, config, device, dtype, quant)
     info = EmbedderInfo(
         model_id=model_id,
-        dim=int(hf_model.config.text_config.hidden_size),
+        dim=int(config.text_config.hidden_size),
         min_image_tokens=min_image_tokens,
         max_image_tokens=max_image_tokens,
         device=device,
         dtype=dtype,
         quant=quant,
     )
-    return GmeEmbedder(hf_model, tokenizer, image_processor, info, max_length=max_length)
+    return GmeEmbedder(
+        decoder,
+        tokenizer,
+        image_processor,
+        info,
+        image_token_id=int(config.image_token_id),
+        load_visual=lambda: _load_visual(path, config, device, dtype),
+        max_length=max_length,
+    )
+
+
+def _load_config(path: Path) -> Any:
+    from transformers import Qwen2VLConfig
+
+    try:
+        return Qwen2VLConfig.from_pretrained(path)
+    except Exception as exc:  # corrupt or foreign files: one line for the user, not a traceback
+        raise ModelError(f"cannot load the model configuration in {path}: {first_line(exc)}") from None
+
+
+def _load_decoder(path: Path, config: Any, device: str, dtype: str, quant: str) -> Any:
+    """The text decoder alone (Qwen2VLTextModel): never the language-model head, never the vision tower."""
+    import torch
+    from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLTextModel
+
+    from .weights import quantize_int8, to_dtype
+
+    decoder = load_pretrained(
+        Qwen2VLTextModel, path, device, dtype, quant, [], config=config.text_config, key_mapping=_DECODER_KEYS
+    )
+    if device == "cpu" and quant not in BNB_QUANTS:
+        # Loaded memory-mapped in the files' precision. The token table stays so: a query touches a few
+        # dozen of its 151,936 rows, and forward() casts them (the values a converted table would hold).
+        if quant == "int8-dynamic":
+            to_dtype(decoder, torch.float32, skip=("embed_tokens.",))
+            quantize_int8(decoder)
+        else:
+            to_dtype(decoder, getattr(torch, dtype), skip=("embed_tokens.",))
+    return decoder
+
+
+def _load_visual(path: Path, config: Any, device: str, dtype: str) -> Any:
+    """The vision tower, never quantised (quantising Qwen2-VL-2B's vision tower is known to break it)."""
+    import torch
+    from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VisionTransformerPretrainedModel
+
+    from .weights import to_dtype
+
+    if not path.is_dir():
+        # Loaded at the first image, possibly long after the text decoder (a service, a watcher): the folder
+        # may have been removed since. Said as such, not as transformers' guess that it is a hub id.
+        raise ModelError(
+            f"model directory {path} does not exist (removed since the model was loaded; images need its files)"
+        )
+    visual = load_pretrained(
+        Qwen2VisionTransformerPretrainedModel,
+        path,
+        device,
+        dtype,
+        "none",
+        [],
+        config=config.vision_config,
+        key_mapping=_VISION_KEYS,
+    )
+    if device == "cpu":
+        to_dtype(visual, getattr(torch, dtype))
+    return visual
 
 
 def _load_processors(path: Path, min_image_tokens: int, max_image_tokens: int) -> tuple[Any, Any]:
@@ -191,17 +263,32 @@ class GmeEmbedder:
     """Embeds text, images and image+text pairs into one unit-length vector space."""
 
     def __init__(
-        self, model: Any, tokenizer: Any, image_processor: Any, info: EmbedderInfo, *, max_length: int = 1800
+        self,
+        decoder: Any,
+        tokenizer: Any,
+        image_processor: Any,
+        info: EmbedderInfo,
+        *,
+        image_token_id: int,
+        load_visual: Callable[[], Any],
+        max_length: int = 1800,
     ) -> None:
-        """`model` is a loaded Qwen2VLModel; `image_processor` a Qwen2VLImageProcessorPil sized for `info`."""
+        """`decoder` is a loaded Qwen2VLTextModel; `load_visual` loads the vision tower (called once, on the
+        first image); `image_processor` is a Qwen2VLImageProcessorPil sized for `info`."""
+        import torch
+
         self.info = info
         self.max_length = max_length
-        self.model = model
+        self.decoder = decoder
         self.tokenizer = tokenizer
         self.image_processor = image_processor
-        self._decoder = model.language_model
-        self._visual = model.visual
-        self._device = model.device
+        self.image_token_id = image_token_id
+        self._load_visual = load_visual
+        self._visual: Any = None
+        self._visual_lock = threading.Lock()
+        self._device = decoder.device
+        # The decoder's compute precision; its token table may stay in the files' precision (_load_decoder).
+        self._dtype = torch.float32 if info.quant == "int8-dynamic" else decoder.norm.weight.dtype
         self._merge_length = self.image_processor.merge_size**2
         self._special = {
             name: self._special_id(name)
@@ -214,14 +301,27 @@ class GmeEmbedder:
                 "<|image_pad|>",
             )
         }
-        if self._special["<|image_pad|>"] != model.config.image_token_id:
+        if self._special["<|image_pad|>"] != image_token_id:
             raise ModelError(
                 f"model {info.model_id} is inconsistent: the tokenizer's <|image_pad|> id "
-                f"{self._special['<|image_pad|>']} differs from config image_token_id {model.config.image_token_id}"
+                f"{self._special['<|image_pad|>']} differs from config image_token_id {image_token_id}"
             )
         self._newline = self._plain("\n")
         self._user = self._plain("user\n")
         self._assistant = self._plain("assistant\n")
+
+    @property
+    def visual(self) -> Any:
+        """The vision tower, loaded on first use (a text query never needs it)."""
+        if self._visual is None:
+            with self._visual_lock:
+                if self._visual is None:
+                    self._visual = self._load_visual()
+        return self._visual
+
+    @property
+    def visual_loaded(self) -> bool:
+        return self._visual is not None
 
     def embed(self, inputs: Sequence[EmbedInput], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """(N, dim) float32 unit vectors, one per input, in order."""
@@ -344,19 +444,20 @@ class GmeEmbedder:
 
         input_ids = batch["input_ids"].to(self._device)
         attention_mask = batch["attention_mask"].to(self._device)
-        embeds = self._decoder.get_input_embeddings()(input_ids)
+        embeds = self.decoder.get_input_embeddings()(input_ids).to(self._dtype)
         if "pixel_values" in batch:
-            vision = self._visual(
-                batch["pixel_values"].to(self._device, self._visual.dtype),
+            visual = self.visual
+            vision = visual(
+                batch["pixel_values"].to(self._device, visual.dtype),
                 grid_thw=batch["image_grid_thw"].to(self._device),
             )
             # transformers 5 returns BaseModelOutputWithPooling (merged patches in pooler_output); 4.x a tensor.
             image_embeds = getattr(vision, "pooler_output", vision)
-            embeds[input_ids == self.model.config.image_token_id] = image_embeds.to(embeds.dtype)
+            embeds[input_ids == self.image_token_id] = image_embeds.to(embeds.dtype)
         rows, length = input_ids.shape
         # Plain text positions on all three M-RoPE axes, as the reference's decoder-only call gets.
         positions = torch.arange(length, device=self._device).view(1, 1, -1).expand(3, rows, -1)
-        hidden = self._decoder(
+        hidden = self.decoder(
             inputs_embeds=embeds, attention_mask=attention_mask, position_ids=positions, use_cache=False
         ).last_hidden_state
         last = attention_mask.sum(dim=1) - 1

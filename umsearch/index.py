@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import settings
+from . import backlog, settings
 from .embed import is_out_of_memory, release_accelerator_memory
 from .errors import DiskFullError, ImageLoadError, UmsearchError
 from .families import GME, Family, family_named
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from .embed import Embedder
+    from .manners import PowerGate
     from .video import SamplingPolicy
 
 COUNTERS = ("added", "updated", "moved", "removed", "unchanged", "failed")
@@ -186,6 +187,7 @@ class Indexer:
         video_policy: SamplingPolicy | None = None,
         pages_per_document: int | None = None,
         model_turn: Callable[[], AbstractContextManager[object]] | None = None,
+        power: PowerGate | None = None,
         family: Family | None = None,
     ) -> None:
         """`image_budget` (min, max visual tokens, the embedder's) lets loader threads do the model's
@@ -194,8 +196,9 @@ class Indexer:
         batches (default 4 batches). `video_policy` chooses the frames of a video (default: scene cuts,
         at most `settings.max_frames()`), `pages_per_document` the pages of a PDF (`settings.max_pages()`).
         `model_turn` is entered around each model call when the model is shared (the watcher's service
-        passes `Session.gate.batch`: a query goes before the next batch). `family` is the model family whose
-        resizing the loader threads do (default: the index's, else GME); a model of another family is refused."""
+        passes `Session.gate.batch`: a query goes before the next batch). `power` holds embedding while on
+        battery (background runs: the watcher, the service). `family` is the model family whose resizing the
+        loader threads do (default: the index's, else GME); a model of another family is refused."""
         self.store = store
         self._embedder_factory = embedder_factory
         self._embedder: Embedder | None = None
@@ -215,6 +218,11 @@ class Indexer:
         self.video_policy = video_policy
         self.pages_per_document = pages_per_document or max_pages()
         self._model_turn = model_turn or contextlib.nullcontext
+        self.power = power
+        # The run's backlog (backlog.py): jobs planned, and how many have been dealt with so far.
+        self._planned = 0
+        self._done = 0
+        self._should_stop: Callable[[], bool] = lambda: False
 
     @property
     def model_loaded(self) -> bool:
@@ -268,9 +276,10 @@ class Indexer:
             self.store.record_roots(roots)
             self._apply_moves_and_removals(plan, summary)
             try:
-                self.process(plan.jobs, summary)
+                with self._backlog(len(plan.jobs)):
+                    self.process(plan.jobs, summary)
                 self.fill_missing_metadata()
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, StopRequested):
                 summary.interrupted = True
         return summary
 
@@ -286,6 +295,44 @@ class Indexer:
             if is_disk_full(exc, folder):
                 raise DiskFullError(str(folder), summary.saved) from None
             raise
+
+    @contextmanager
+    def _backlog(self, planned: int) -> Iterator[None]:
+        """Record the run's backlog in the index while it lasts (a query says what it did not search yet)."""
+        self._planned, self._done = planned, 0
+        if planned:
+            with self.store.transaction():
+                backlog.record(self.store, planned)
+        try:
+            yield
+        except BaseException:
+            # The error that ended the run is the one to report: a full disk or a read-only index also stops
+            # the clearing, and the record left behind is a stale one (its process gone) that readers ignore.
+            self._planned = self._done = 0
+            if planned:
+                with contextlib.suppress(Exception), self.store.transaction():
+                    backlog.clear(self.store)
+            raise
+        self._planned = self._done = 0
+        if planned:
+            with self.store.transaction():
+                backlog.clear(self.store)
+
+    def _advance(self, count: int = 1) -> None:
+        self._done += count
+        self.progress.advance(count)
+
+    def _wait_for_power(self) -> None:
+        """Before each batch: on battery, hold until the charger is back (recorded, so queries can say so)."""
+        gate = self.power
+        if gate is None or not gate.must_wait():
+            return
+        with self.store.transaction():
+            backlog.record(self.store, self._planned - self._done, backlog.PAUSED)
+        if not gate.wait_for_mains(self._should_stop):
+            raise StopRequested
+        with self.store.transaction():
+            backlog.record(self.store, self._planned - self._done)
 
     def fill_missing_metadata(self) -> int:
         """Read EXIF for indexed photos that lack it (indexes from before metadata, copies): no re-embedding."""
@@ -334,7 +381,7 @@ class Indexer:
             window: list[Loaded] = []
             for loaded in self._load_ahead(jobs):
                 if self._resolve_without_model(loaded, summary):
-                    self.progress.advance()
+                    self._advance()
                     continue
                 window.append(loaded)
                 if sum(len(w.parts) for w in window) >= self.window:
@@ -358,6 +405,7 @@ class Indexer:
         batches = [units[i : i + self.batch_size] for i in range(0, len(units), self.batch_size)]
         waiting = {id(loaded): len(loaded.parts) for loaded in window}
         vectors: dict[int, list[np.ndarray | Rejected | None]] = {id(w): [None] * len(w.parts) for w in window}
+        self._wait_for_power()  # before the model loads: loading is heavy work too
         embedder = self.embedder
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="umsearch-prepare") as helper:
             upcoming: Future[Any] | None = helper.submit(self._prepare, embedder, batches[0])
@@ -368,6 +416,7 @@ class Indexer:
                     # Submitted only once the previous preparation is done: one tokenizer user at a time.
                     prepared.exception()
                     upcoming = helper.submit(self._prepare, embedder, batches[i + 1])
+                self._wait_for_power()
                 results = self._embed_batch(batch, prepared=prepared, settle=upcoming)
                 complete: list[Loaded] = []
                 for unit, vector in zip(batch, results, strict=True):
@@ -393,6 +442,8 @@ class Indexer:
         # Counted once committed: a batch that never lands (a full disk, a stop) was not saved.
         tally = IndexSummary(changes=[] if summary.changes is not None else None)
         with self.store.transaction():
+            if self._planned:
+                backlog.record(self.store, self._planned - self._done - len(complete))
             for loaded in complete:
                 found, image = loaded.job.found, loaded.decoded
                 results = vectors.pop(id(loaded))
@@ -425,7 +476,7 @@ class Indexer:
                 )
                 self._count_stored(loaded, tally)
         summary.add(tally)
-        self.progress.advance(len(complete))
+        self._advance(len(complete))
 
     def _clip_vectors(
         self, complete: list[Loaded], vectors: dict[int, list[np.ndarray | Rejected | None]]
@@ -706,17 +757,29 @@ class Indexer:
             self._apply_moves_and_removals(plan, result.summary)
             jobs = plan.jobs
             step = self.batch_size * 4  # a few batches per call: read-ahead stays useful, stops stay prompt
-            for start in range(0, len(jobs), step):
-                if should_stop is not None and should_stop():
-                    result.deferred.extend(job.found.path for job in jobs[start:])
-                    result.summary.interrupted = True
-                    break
-                self.process(jobs[start : start + step], result.summary)
+            self._should_stop = should_stop or (lambda: False)
+            try:
+                with self._backlog(len(jobs)):
+                    for start in range(0, len(jobs), step):
+                        try:
+                            if self._should_stop():
+                                raise StopRequested
+                            self.process(jobs[start : start + step], result.summary)
+                        except StopRequested:  # asked to stop, or to stop waiting for the charger
+                            result.deferred.extend(job.found.path for job in jobs[start:])
+                            result.summary.interrupted = True
+                            break
+            finally:
+                self._should_stop = lambda: False
         return result
 
 
 def _unit_tokens(unit: _Unit) -> int:
     return unit.part.tokens
+
+
+class StopRequested(Exception):
+    """A stop was asked for while the run waited (for the charger, say): the rest is left for later."""
 
 
 @dataclass

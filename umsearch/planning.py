@@ -113,7 +113,18 @@ def plan_changes(store: Store, roots: Sequence[str], found: Iterable[FoundFile])
         else:
             moved_ids.add(source.id)
             plan.moves.append((source, item))
+    plan.jobs = newest_first(plan.jobs)
     return plan
+
+
+def newest_first(jobs: list[Job]) -> list[Job]:
+    """Jobs by file time, newest first, so a long first run makes the last months searchable first.
+
+    The file time stands in for the date taken: it is known from the scan, while EXIF is read only when a
+    photo is decoded (sorting by it would read every file twice). Cameras and phones write photos when they
+    are taken, and copies usually keep the time. Ties keep the scan's (folder) order.
+    """
+    return sorted(jobs, key=lambda job: -job.found.mtime_ns)
 
 
 def _gone_elsewhere(store: Store, roots: Sequence[str], sizes: set[int]) -> dict[int, list[FileRow]]:

@@ -7,7 +7,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -32,6 +32,7 @@ from .settings import FAILURES_SHOWN
 
 if TYPE_CHECKING:
     from .index import IndexSummary
+    from .pace import Pace
     from .search import Hit
 
 # emoji=False: rich would turn `:smile:` in a file name or a query into 😄. Paths and user text print as given.
@@ -167,9 +168,16 @@ def _duration(seconds: float) -> str:
 
 
 class BarProgress:
-    """The indexing progress bar (rate and ETA) on stderr; silent when stderr is not a terminal."""
+    """The indexing progress bar (rate and ETA) on stderr; silent when stderr is not a terminal.
 
-    def __init__(self, description: str = "embedding") -> None:
+    `on_estimate` is called once, with the run's measured `Pace`, as soon as it has an estimate (the CLI then
+    says what a first run will cost)."""
+
+    def __init__(self, description: str = "embedding", on_estimate: Callable[[Pace], None] | None = None) -> None:
+        from .pace import Pace
+
+        self.pace = Pace()
+        self.on_estimate = on_estimate
         self._progress = Progress(
             TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(),
@@ -185,15 +193,22 @@ class BarProgress:
         self._task: TaskID | None = None
 
     def start(self, total: int) -> None:
+        self.pace.start(total)
         self._progress.start()
         self._task = self._progress.add_task(self._description, total=total, rate_origin=(time.monotonic(), 0.0))
 
     def advance(self, count: int = 1) -> None:
+        self.pace.advance(count)
         if self._task is not None:
             self._progress.advance(self._task, count)
+        if self.on_estimate is not None and self.pace.per_photo() is not None:
+            callback, self.on_estimate = self.on_estimate, None
+            callback(self.pace)
 
     def note(self, text: str | None) -> None:
         """Say what the bar waits for (e.g. "loading model"); None: work again, and measure the rate from now."""
+        if text is None:
+            self.pace.restart()  # the model is ready: what came before says nothing about the pace
         if self._task is None:
             return
         if text is not None:

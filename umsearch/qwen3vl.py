@@ -383,9 +383,23 @@ def image_processor(settings: dict[str, Any]) -> Any:
 
 def load_qwen3_model(path: Path, device: str, dtype: str, quant: str) -> Any:
     """Qwen3VLModel (vision tower + text decoder, no output head) from a Qwen3-VL checkpoint."""
+    import torch
     from transformers import Qwen3VLModel
 
-    return load_pretrained(Qwen3VLModel, path, device, dtype, quant, _UNQUANTIZED_MODULES)
+    from .embed import BNB_QUANTS
+    from .weights import quantize_int8, to_dtype
+
+    model = load_pretrained(Qwen3VLModel, path, device, dtype, quant, _UNQUANTIZED_MODULES)
+    if device == "cpu" and quant not in BNB_QUANTS:
+        # Loaded memory-mapped in the files' precision (embed.load_pretrained): converted here tensor by tensor.
+        # PyTorch's int8 layers take float32 activations, so with them everything around computes in float32;
+        # the vision tower is never quantised (as with bitsandbytes).
+        if quant == "int8-dynamic":
+            to_dtype(model, torch.float32)
+            quantize_int8(model.language_model)
+        else:
+            to_dtype(model, getattr(torch, dtype))
+    return model
 
 
 def special_token_ids(tokenizer: Any, names: Sequence[str]) -> dict[str, int]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from .errors import UmsearchError
 from .families import GME, Family, family_named
-from .settings import DEFAULT_QUALITY, DEVICE_CHOICES, DTYPE_CHOICES, QUANT_CHOICES
+from .settings import AUTO_QUALITY, DEFAULT_QUALITY, DEVICE_CHOICES, DTYPE_CHOICES, QUANT_CHOICES
 from .settings import QUALITY_PRESETS as QUALITY_PRESETS  # re-exported: GME's presets, read by tests and benchmarks
 
 if TYPE_CHECKING:
@@ -54,24 +54,40 @@ def resolve_budget(
     min_tokens: int | None = None,
     max_tokens: int | None = None,
     family: Family | None = None,
+    *,
+    device: str | None = None,
 ) -> tuple[int, int]:
     """The image budget for a run: explicit token limits over --quality over the index's own over the default.
 
-    Token limits given by hand refine a preset (or the index's budget), so `--quality fast
-    --max-image-tokens 320` means 128-320. Presets are the family's: the index's, else `family`, else GME's.
+    `quality` None or "auto" keeps the index's budget; for a new index it is the device's preset
+    (AUTO_QUALITY) when `device` is given, else the reference default. Token limits given by hand refine a
+    preset (or the index's budget), so `--quality fast --max-image-tokens 320` means 128-320. Presets are
+    the family's: the index's, else `family`, else GME's.
     """
     if family is None:
         family = family_named(settings.family) if settings is not None else GME
-    if quality is not None:
+    if quality is not None and quality != "auto":
         low, high = quality_budget(quality, family)
     elif settings is not None:
         low, high = settings.min_image_tokens, settings.max_image_tokens
     else:
-        low, high = quality_budget(DEFAULT_QUALITY, family)
+        low, high = quality_budget(auto_quality(device) if device else DEFAULT_QUALITY, family)
     low, high = min_tokens or low, max_tokens or high
     if low > high:
         raise UmsearchError(f"the smallest image budget ({low} tokens) is larger than the largest ({high})")
     return low, high
+
+
+def auto_quality(device: str) -> str:
+    """The preset `--quality auto` gives a new index on this device ("cpu", "cuda", "mps")."""
+    return AUTO_QUALITY.get(device, DEFAULT_QUALITY)
+
+
+def runs_on(request: RuntimeRequest) -> str:
+    """The device a model would run on for this request (imports torch to look)."""
+    from .embed import choose_runtime
+
+    return choose_runtime(request.device, request.quant, request.dtype)[0]
 
 
 def check_index_budget(settings: IndexSettings | None, budget: tuple[int, int], where: str) -> None:

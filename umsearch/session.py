@@ -296,14 +296,21 @@ class Session:
                 sort=request.sort,
             )
             searched = self.store.counts().indexed
-            notice = self._settings_notice(request)
-        notice = "; ".join(note for note in (notice, self._truncation_notice(request, query.instruction)) if note)
+            notices = [self._backlog_notice(searched), self._settings_notice(request)]
+        notices.append(self._truncation_notice(request, query.instruction))
         if query.rerank:
             if not allow_model:
                 raise NeedsModel("reranking needs the reranker model")
             hits = self.rerank(request, hits, query.rerank, cancelled)
         page = [replace(hit, rank=query.offset + i + 1) for i, hit in enumerate(hits[query.offset : wanted])]
-        return SearchResult(page, searched, notice or None)
+        return SearchResult(page, searched, "; ".join(n for n in notices if n) or None)
+
+    def _backlog_notice(self, searched: int) -> str | None:
+        """While a run is still embedding (another process, or this one's watcher), how much was searched."""
+        from . import backlog
+
+        entry = backlog.read(self.store)
+        return entry.notice(searched) if entry is not None else None
 
     def _truncation_notice(self, request: SearchRequest, instruction: str | None) -> str | None:
         """One line when a term's text is longer than the model reads (a long description is cut)."""
@@ -542,6 +549,7 @@ class Session:
                 "quant": runtime.quant,
                 "failures": [{"path": row.path, "reason": row.error} for row in failed_rows],
                 "metadata_missing": self.store.count_missing_metadata(),
+                "backlog": _backlog_report(self.store),
                 "gone": [folder.as_dict() for folder in gone_folders(self.store)],
             }
         report["places"] = geocoder_status() or "on (offline reverse-geocoder: GPS position to city, region, country)"
@@ -564,6 +572,13 @@ class Session:
             indexed = self.store.counts().indexed
         if indexed == 0:
             raise StoreError(f"index {self.store.path} has no photos yet: run 'umsearch index FOLDER' first")
+
+
+def _backlog_report(store: Store) -> dict[str, Any] | None:
+    from . import backlog
+
+    entry = backlog.read(store)
+    return None if entry is None else {"pending": entry.pending, "state": entry.state, "pid": entry.pid}
 
 
 def embed_input(

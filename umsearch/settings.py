@@ -33,7 +33,13 @@ QUALITY_PRESETS: Final[dict[str, tuple[int, int]]] = {
     "balanced": (256, 576),
     "best": (256, 1280),
 }
-DEFAULT_QUALITY: Final = "best"
+DEFAULT_QUALITY: Final = "best"  # the reference budget: what a budget means when no device or index says
+# What `--quality auto` (the default) gives a new index on each device. A 2-core CPU embeds a photo in about
+# 4 s at fast and 25 s at balanced (bfloat16; best: minutes, its attention over 5,000 patches is slow on CPUs),
+# so a CPU gets fast; Apple GPUs are several times faster than CPUs but well short of CUDA cards (balanced,
+# from FLOP counts: no Mac was measured); CUDA GPUs take GME's reference budget. See BENCHMARKS.md.
+AUTO_QUALITY: Final[dict[str, str]] = {"cuda": "best", "mps": "balanced", "cpu": "fast"}
+QUALITY_CHOICES: Final = ("auto", *QUALITY_PRESETS)
 DEFAULT_MIN_IMAGE_TOKENS, DEFAULT_MAX_IMAGE_TOKENS = QUALITY_PRESETS[DEFAULT_QUALITY]
 
 # Screenshots and documents hold text, which needs more pixels than a scene: they get twice the visual
@@ -46,7 +52,7 @@ DEFAULT_MAX_FRAMES: Final = 32
 DEFAULT_MAX_PAGES: Final = 10
 
 DEVICE_CHOICES: Final = ("auto", "cpu", "cuda", "mps")
-QUANT_CHOICES: Final = ("auto", "nf4", "int8", "none")
+QUANT_CHOICES: Final = ("auto", "nf4", "int8", "int8-dynamic", "none")
 DTYPE_CHOICES: Final = ("auto", "float32", "bfloat16", "float16")
 
 

@@ -262,6 +262,8 @@ class Watcher:
     def request_stop(self) -> None:
         self._stop.set()
         self.dirty.changed.set()
+        if self.indexer.power is not None:
+            self.indexer.power.wake()  # a battery pause ends now, not at its next look at the power state
 
     @property
     def stopping(self) -> bool:
