@@ -49,6 +49,9 @@ class Timeline:
         self.done += count
         self.marks.append((time.monotonic() - self.started, self.done))
 
+    def note(self, text: str | None) -> None:
+        pass
+
     def finish(self) -> None:
         pass
 
