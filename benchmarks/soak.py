@@ -1,10 +1,11 @@
 """Soak: `umsearch watch` (the watcher, which is the index's service too) runs while a churn generator changes the
 library at a steady rate and clients query it in parallel. Bounded in time.
 
-    flock /tmp/umsearch-heavy.lock env PYTHONPATH=. python benchmarks/soak.py --minutes 30 --json soak.json
+    PYTHONPATH=. python benchmarks/soak.py --minutes 32 --json soak.json   # light (the tiny model): no heavy lock
     PYTHONPATH=. python benchmarks/soak.py --minutes 1 --photos 40 --rate 3 --clients 2 --sample 2   # short
 
-Reports, over time (one row per --sample seconds): the watcher process's RSS, open file descriptors and threads;
+Reports, over time (one row per --sample seconds): the watcher process's RSS, open file descriptors and threads,
+and the same of this process (whose threads are the clients);
 query latency p50/p95 of the queries that finished in that interval; changes applied by the watcher so far.
 At the end, once the churn has stopped and the watcher has caught up: the index compared exactly with the
 folders (every photo on disk indexed with its size, time and content hash, nothing else in the index, every
@@ -392,6 +393,8 @@ def sample_loop(watcher: subprocess.Popen, db: Path, soak: Soak, stop: threading
             {
                 "t_s": round(now, 1),
                 **process_figures(watcher.pid),
+                # The clients are this process's threads: its own figures catch a client that leaks sockets.
+                **{"client_" + k: v for k, v in process_figures(os.getpid()).items()},
                 "indexed": indexed,
                 "changes": changes,
                 "queries": len(latencies),
@@ -528,10 +531,11 @@ def print_report(report: dict) -> None:
     print(
         f"initial catch-up {report.get('catch_up_s')} s; churn {report['churn_total']} changes in {report['minutes']} min"
     )
-    print("   t_s  rss_MiB  fds  threads  indexed  changes  queries  p50_ms  p95_ms")
+    print("   t_s  rss_MiB  fds  threads  client_rss  client_fds  indexed  changes  queries  p50_ms  p95_ms")
     for s in report["samples"]:
         print(
-            f"{s['t_s']:6.0f}  {s['rss_mib'] or 0:7.1f}  {s['fds'] or 0:3d}  {s['threads'] or 0:7d}  {s['indexed']:7d}"
+            f"{s['t_s']:6.0f}  {s['rss_mib'] or 0:7.1f}  {s['fds'] or 0:3d}  {s['threads'] or 0:7d}"
+            f"  {s.get('client_rss_mib') or 0:10.1f}  {s.get('client_fds') or 0:10d}  {s['indexed']:7d}"
             f"  {s['changes']:7d}  {s['queries']:7d}  {s['p50_ms'] or 0:6.1f}  {s['p95_ms'] or 0:6.1f}"
         )
     final = report["final"]

@@ -81,3 +81,32 @@ def test_a_stop_signal_at_any_point_exits_0_with_a_consistent_index(tmp_path, ti
     assert summary["removed"] == 0 and summary["failed"] == 0
     assert index_state(db, photos) == folder_state(photos)
     assert_consistent(db)
+
+
+def test_a_stop_interrupt_that_lands_in_a_finaliser_is_retried_not_printed(monkeypatch) -> None:
+    """Python only reports an exception raised inside `__del__`: the rollback must still happen, quietly."""
+    from umsearch.watch import StopSignals
+
+    reported: list[type] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: reported.append(unraisable.exc_type))
+    previous = sys.unraisablehook
+    stopper = StopSignals()
+    retried = []
+    monkeypatch.setattr(stopper, "_abort_if_busy", lambda: retried.append(True))
+    try:
+
+        class Finalised:
+            def __del__(self) -> None:
+                raise KeyboardInterrupt  # as our signal handler would, had the signal landed here
+
+        stopper.requested.set()
+        Finalised()  # collected at once: the interrupt is "unraisable"
+        wait_for(lambda: bool(retried), 5, "the interrupt to be retried")
+        assert reported == []  # no traceback printed
+
+        stopper.requested.clear()  # not a stop of ours: reported as before
+        Finalised()
+        assert reported == [KeyboardInterrupt]
+    finally:
+        stopper.restore()
+    assert sys.unraisablehook is previous

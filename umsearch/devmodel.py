@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -198,42 +198,14 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def _write_tokenizer(path: Path) -> dict[str, int]:
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import AddedToken
 
-    tok = Tokenizer(models.BPE())
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(_QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=512,
-        min_frequency=2,
-        show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(_CORPUS.splitlines(), trainer=trainer)
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
-    tok.save(str(path / "tokenizer.json"))
+    def add(tok: Any) -> None:
+        tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
 
-    # vocab.json + merges.txt, as the hub repo also ships them (slow-tokenizer layout).
-    tok.model.save(str(path))
-
+    tok = train_qwen2_tokenizer(path, _CORPUS.splitlines(), 512, add)
     special_ids = {t: _known_id(tok.token_to_id(t), t) for t in SPECIAL_TOKENS}
-    added = {
-        str(i): {
-            "content": t,
-            "lstrip": False,
-            "normalized": False,
-            "rstrip": False,
-            "single_word": False,
-            "special": True,
-        }
-        for t, i in special_ids.items()
-    }
+    added = added_tokens_decoder(special_ids, lambda token: True)
     _write_json(
         path / "tokenizer_config.json",
         {
@@ -275,6 +247,49 @@ def _write_tokenizer(path: Path) -> dict[str, int]:
         },
     )
     return special_ids
+
+
+def train_qwen2_tokenizer(path: Path, lines: list[str], vocab_size: int, add_tokens: Callable[[Any], None]) -> Any:
+    """A small byte-level BPE with Qwen2's pre-tokenizer, trained on `lines`, its own tokens added by
+    `add_tokens`; saved as tokenizer.json plus vocab.json and merges.txt (the slow-tokenizer layout the hub
+    repos also ship). Returns the `tokenizers.Tokenizer`."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(_QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(lines, trainer=trainer)
+    add_tokens(tok)
+    tok.save(str(path / "tokenizer.json"))
+    tok.model.save(str(path))
+    return tok
+
+
+def added_tokens_decoder(ids: dict[str, int], special: Callable[[str], bool]) -> dict[str, dict[str, Any]]:
+    """tokenizer_config.json's `added_tokens_decoder` for tokens with these ids."""
+    return {
+        str(i): {
+            "content": t,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": special(t),
+        }
+        for t, i in ids.items()
+    }
 
 
 def _known_id(token_id: int | None, token: str) -> int:
@@ -386,15 +401,20 @@ def _tensor_specs(arch: dict[str, Any]) -> Iterator[_Spec]:
 
 
 def _write_weights(path: Path, arch: dict[str, Any], seed: int, shard_bytes: int | None) -> None:
+    write_weights(path, list(_tensor_specs(arch)), seed, arch["dtype"], shard_bytes)
+
+
+def write_weights(path: Path, specs: list[_Spec], seed: int, dtype_name: str, shard_bytes: int | None) -> None:
+    """Random tensors for `specs` in sharded safetensors with their index, as the hub repos ship them (both
+    model families' dev builders write through here)."""
     import math
 
     import torch
     from safetensors.torch import save_file
 
-    dtype = getattr(torch, arch["dtype"])
+    dtype = getattr(torch, dtype_name)
     gen = torch.Generator().manual_seed(seed)
     pool = torch.randn(_POOL_SIZE, generator=gen).to(dtype)
-    specs = list(_tensor_specs(arch))
     itemsize = torch.empty((), dtype=dtype).element_size()
     total = sum(math.prod(shape) for _, shape, _ in specs) * itemsize
     # Always at least two shards: the hub repos are sharded and loading must go through the index.

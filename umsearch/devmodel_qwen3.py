@@ -23,12 +23,11 @@ full-precision files, which is what a CPU computes in, so load times and memory 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .devmodel import _CORPUS, _QWEN2_PRETOKENIZE_REGEX, _fill, _known_id, _write_json
+from .devmodel import _CORPUS, _known_id, _write_json, added_tokens_decoder, train_qwen2_tokenizer, write_weights
 
 SIZES = ("tiny", "2b", "8b")
 
@@ -217,45 +216,22 @@ def build_qwen3_model_dir(
             "pad_token_id": ids["<|endoftext|>"],
         },
     )
-    _write_weights(path, arch, seed, dtype, None if size == "tiny" else _SHARD_BYTES)
+    write_weights(path, list(_tensor_specs(arch)), seed, dtype, None if size == "tiny" else _SHARD_BYTES)
     return path
 
 
 def _write_tokenizer(path: Path) -> dict[str, int]:
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import AddedToken
 
-    tok = Tokenizer(models.BPE())
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(_QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=640, min_frequency=2, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tok.train_from_iterator((_CORPUS + _EXTRA_CORPUS).splitlines(), trainer=trainer)
-    tok.add_tokens([AddedToken(t, special=t not in _NOT_SPECIAL, normalized=False) for t in ADDED_TOKENS])
-    tok.save(str(path / "tokenizer.json"))
-    tok.model.save(str(path))  # vocab.json + merges.txt, as the hub repos also ship them
+    def add(tok: Any) -> None:
+        tok.add_tokens([AddedToken(t, special=t not in _NOT_SPECIAL, normalized=False) for t in ADDED_TOKENS])
 
+    tok = train_qwen2_tokenizer(path, (_CORPUS + _EXTRA_CORPUS).splitlines(), 640, add)
     ids = {t: _known_id(tok.token_to_id(t), t) for t in ADDED_TOKENS}
     for word in ("yes", "no", "assistant"):
         if tok.token_to_id(word) is None:
             raise RuntimeError(f"the dev tokenizer has no single token for {word!r}")
-    added = {
-        str(i): {
-            "content": t,
-            "lstrip": False,
-            "normalized": False,
-            "rstrip": False,
-            "single_word": False,
-            "special": t not in _NOT_SPECIAL,
-        }
-        for t, i in ids.items()
-    }
+    added = added_tokens_decoder(ids, lambda token: token not in _NOT_SPECIAL)
     _write_json(
         path / "tokenizer_config.json",
         {
@@ -392,44 +368,6 @@ def _tensor_specs(arch: dict[str, Any]) -> Iterator[_Spec]:
     yield t + "norm.weight", (h,), "one"
     if not arch["tie_word_embeddings"]:
         yield "lm_head.weight", (arch["vocab_size"], h), "w"
-
-
-def _write_weights(path: Path, arch: dict[str, Any], seed: int, dtype_name: str, shard_bytes: int | None) -> None:
-    import torch
-    from safetensors.torch import save_file
-
-    dtype = getattr(torch, dtype_name)
-    gen = torch.Generator().manual_seed(seed)
-    pool = torch.randn(1 << 22, generator=gen).to(dtype)
-    specs = list(_tensor_specs(arch))
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    total = sum(math.prod(shape) for _, shape, _ in specs) * itemsize
-    # Always at least two shards: the hub repos are sharded and loading must go through the index.
-    limit = shard_bytes if shard_bytes is not None else total // 2 + 1
-
-    shards: list[list[_Spec]] = [[]]
-    used = 0
-    for spec in specs:
-        nbytes = math.prod(spec[1]) * itemsize
-        if shards[-1] and used + nbytes > limit:
-            shards.append([])
-            used = 0
-        shards[-1].append(spec)
-        used += nbytes
-
-    for stale in path.glob("*.safetensors"):  # from an earlier build of another size
-        stale.unlink()
-    weight_map: dict[str, str] = {}
-    for n, shard in enumerate(shards, start=1):
-        name = f"model-{n:05d}-of-{len(shards):05d}.safetensors"
-        tensors = {key: _fill(shape, kind, pool, gen, dtype) for key, shape, kind in shard}
-        save_file(tensors, str(path / name), metadata={"format": "pt"})
-        weight_map.update(dict.fromkeys(tensors, name))
-        del tensors
-    _write_json(
-        path / "model.safetensors.index.json",
-        {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))},
-    )
 
 
 def main(argv: list[str] | None = None) -> None:

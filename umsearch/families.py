@@ -93,7 +93,9 @@ def family_of_dir(path: Path) -> Family:
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot read config.json in {path}: {exc}") from None  # "in MODEL: why", as loads say
+        raise ModelError(
+            f"cannot read {path / 'config.json'}: {exc}"
+        ) from None  # names the file, as a user would open it
     model_type = config.get("model_type") if isinstance(config, dict) else None
     family = _MODEL_TYPES.get(str(model_type))
     if family is None:

@@ -21,7 +21,6 @@ Importing this module is cheap: torch and transformers load only when a model is
 from __future__ import annotations
 
 import json
-import math
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from .embed import BNB_QUANTS, EmbedderInfo, EmbedInput, load_pretrained
 from .errors import ModelError
 from .modelfiles import first_line
+from .qwenresize import into_pixel_range
 from .settings import DEFAULT_BATCH_SIZE, PIXELS_PER_TOKEN
 
 if TYPE_CHECKING:
@@ -226,31 +226,13 @@ def _processor_resize(height: int, width: int, min_image_tokens: int, max_image_
     factor = _RESIZE_FACTOR
     min_pixels, max_pixels = min_image_tokens * PIXELS_PER_TOKEN, max_image_tokens * PIXELS_PER_TOKEN
     rounded = round(height / factor) * factor, round(width / factor) * factor
-    return _into_pixel_range(height, width, rounded, min_pixels, max_pixels)
-
-
-def _into_pixel_range(
-    height: int, width: int, rounded: tuple[int, int], min_pixels: int, max_pixels: int
-) -> tuple[int, int]:
-    """Qwen2-VL's rescale step: keep the aspect ratio, land on multiples of 28 within the pixel range."""
-    factor = _RESIZE_FACTOR
-    h_bar, w_bar = rounded
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt((height * width) / max_pixels)
-        # max(): the reference floors a hair-thin panorama to 0 and then divides by it.
-        h_bar = max(factor, math.floor(height / beta / factor) * factor)
-        w_bar = max(factor, math.floor(width / beta / factor) * factor)
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h_bar = math.ceil(height * beta / factor) * factor
-        w_bar = math.ceil(width * beta / factor) * factor
-    return h_bar, w_bar
+    return into_pixel_range(height, width, rounded, min_pixels, max_pixels, factor)
 
 
 def _smart_resize(height: int, width: int) -> tuple[int, int]:
     factor = _RESIZE_FACTOR
     rounded = max(factor, round(height / factor) * factor), max(factor, round(width / factor) * factor)
-    h_bar, w_bar = _into_pixel_range(height, width, rounded, _PRE_MIN_PIXELS, _PRE_MAX_PIXELS)
+    h_bar, w_bar = into_pixel_range(height, width, rounded, _PRE_MIN_PIXELS, _PRE_MAX_PIXELS, factor)
     if max(h_bar, w_bar) / min(h_bar, w_bar) > _MAX_RATIO:
         if h_bar > w_bar:
             h_bar = w_bar * _MAX_RATIO

@@ -34,7 +34,6 @@ Importing this module is cheap: torch and transformers load only when a model is
 from __future__ import annotations
 
 import json
-import math
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from .embed import EmbedderInfo, load_pretrained
 from .errors import ModelError, UmsearchError
 from .modelfiles import first_line
+from .qwenresize import into_pixel_range
 
 if TYPE_CHECKING:
     import numpy as np
@@ -155,18 +155,8 @@ def smart_resize(height: int, width: int, min_pixels: float, max_pixels: float) 
         else:
             width = height * _MAX_RATIO
     factor = _FACTOR
-    h_bar = max(factor, round(height / factor) * factor)
-    w_bar = max(factor, round(width / factor) * factor)
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt((height * width) / max_pixels)
-        # max(): a hair-thin image would floor to 0.
-        h_bar = max(factor, math.floor(height / beta / factor) * factor)
-        w_bar = max(factor, math.floor(width / beta / factor) * factor)
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h_bar = math.ceil(height * beta / factor) * factor
-        w_bar = math.ceil(width * beta / factor) * factor
-    return h_bar, w_bar
+    rounded = max(factor, round(height / factor) * factor), max(factor, round(width / factor) * factor)
+    return into_pixel_range(height, width, rounded, min_pixels, max_pixels, factor)
 
 
 def _budget_size(height: int, width: int, min_tokens: int, max_tokens: int) -> tuple[int, int]:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import DiskFullError, ModelError, UmsearchError
 from .index import Indexer, IndexSummary
@@ -561,6 +563,8 @@ class StopSignals:
             number = getattr(signal, name, None)
             if number is not None:  # no SIGHUP on Windows
                 self._previous[number] = signal.signal(number, self._handle)
+        self._previous_hook = sys.unraisablehook
+        sys.unraisablehook = self._unraisable
 
     def attach(self, watcher: Watcher) -> None:
         self._watcher = watcher
@@ -582,6 +586,16 @@ class StopSignals:
         self._timer.daemon = True
         self._timer.start()
 
+    def _unraisable(self, unraisable: Any) -> None:
+        """Our KeyboardInterrupt can land inside a finaliser (`__del__`), where Python only prints it: the stop
+        stays requested, so interrupt the batch again a moment later instead of printing a traceback."""
+        if unraisable.exc_type is KeyboardInterrupt and self.requested.is_set():
+            retry = threading.Timer(0.05, self._abort_if_busy)
+            retry.daemon = True
+            retry.start()
+            return
+        self._previous_hook(unraisable)
+
     def _abort_if_busy(self) -> None:
         import _thread
         import signal
@@ -598,6 +612,8 @@ class StopSignals:
         for number, handler in self._previous.items():
             signal.signal(number, handler)
         self._previous = {}
+        if sys.unraisablehook == self._unraisable:
+            sys.unraisablehook = self._previous_hook
 
 
 def install_stop_signals(watcher: Watcher) -> Callable[[], None]:
