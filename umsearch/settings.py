@@ -35,7 +35,7 @@ QUALITY_PRESETS: Final[dict[str, tuple[int, int]]] = {
 }
 DEFAULT_QUALITY: Final = "best"  # the reference budget: what a budget means when no device or index says
 # What `--quality auto` (the default) gives a new index on each device. A 2-core CPU embeds a photo in about
-# 8 s at fast, 12 s at balanced and 48 s at best (bfloat16; float32 3-5x slower; best's attention over 5,000
+# 4 s at fast, 13 s at balanced and 48 s at best (bfloat16; float32 2-5x slower; best's attention over 5,000
 # patches is slow on CPUs), so a CPU gets fast; Apple GPUs are several times faster than CPUs but well short of CUDA cards (balanced,
 # from FLOP counts: no Mac was measured); CUDA GPUs take GME's reference budget. See BENCHMARKS.md.
 AUTO_QUALITY: Final[dict[str, str]] = {"cuda": "best", "mps": "balanced", "cpu": "fast"}
