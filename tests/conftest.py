@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from tests.qwen3_support import tiny_qwen3, tiny_qwen3_dir, tiny_reranker_dir  # noqa: F401  (shared fixtures)
+from tests.watch_support import MAX_TOKENS, MIN_TOKENS
 from umsearch.devmodel import build_model_dir
 from umsearch.embed import load_embedder
 from umsearch.gme import GmeEmbedder
@@ -20,6 +21,19 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_embedder(tiny_model_dir: Path) -> GmeEmbedder:
     """The tiny model loaded in float32 on the CPU, so results do not depend on the test machine's GPU."""
     return load_embedder(str(tiny_model_dir), device="cpu", quant="none", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def small_embedder(tiny_model_dir: Path) -> GmeEmbedder:
+    """The tiny model at a small image budget (watch_support.MIN_TOKENS..MAX_TOKENS): the watcher and fault tests embed many photos."""
+    return load_embedder(
+        str(tiny_model_dir),
+        device="cpu",
+        quant="none",
+        dtype="float32",
+        min_image_tokens=MIN_TOKENS,
+        max_image_tokens=MAX_TOKENS,
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -13,27 +13,14 @@ from pathlib import Path
 import pytest
 
 from tests.photos import write_photo
-from tests.watch_support import MAX_PIXELS, MAX_TOKENS, MIN_TOKENS, CountingEmbedder, wait_for
+from tests.watch_support import MAX_PIXELS, CountingEmbedder, wait_for
 from umsearch import backlog
-from umsearch.embed import load_embedder
 from umsearch.index import Indexer
 from umsearch.manners import PowerGate
 from umsearch.store import Store
 
 pytestmark = pytest.mark.timeout(180)
 DAY_NS = 86_400 * 10**9
-
-
-@pytest.fixture(scope="module")
-def small_embedder(tiny_model_dir):
-    return load_embedder(
-        str(tiny_model_dir),
-        device="cpu",
-        quant="none",
-        dtype="float32",
-        min_image_tokens=MIN_TOKENS,
-        max_image_tokens=MAX_TOKENS,
-    )
 
 
 def dated_photos(root: Path, count: int) -> dict[str, int]:

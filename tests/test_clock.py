@@ -13,8 +13,7 @@ import pytest
 from tests.fault_support import small_disk
 from tests.photos import write_photo
 from tests.search_support import write_exif_photo
-from tests.watch_support import MAX_PIXELS, MAX_TOKENS, MIN_TOKENS
-from umsearch.embed import load_embedder
+from tests.watch_support import MAX_PIXELS
 from umsearch.filters import build_filters
 from umsearch.index import Indexer
 from umsearch.metadata import mtime_wall_clock, wall_clock_datetime, wall_clock_seconds
@@ -29,18 +28,6 @@ pytestmark = pytest.mark.slow  # indexes real photos with the model: see CONTRIB
 DAY = 86400
 NS = 10**9
 LAST_NS = 2**63 - 1
-
-
-@pytest.fixture(scope="module")
-def small_embedder(tiny_model_dir):
-    return load_embedder(
-        str(tiny_model_dir),
-        device="cpu",
-        quant="none",
-        dtype="float32",
-        min_image_tokens=MIN_TOKENS,
-        max_image_tokens=MAX_TOKENS,
-    )
 
 
 def set_mtime(path: Path, seconds: int) -> None:

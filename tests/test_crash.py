@@ -56,14 +56,22 @@ def _rows(db: Path, table: str = "files") -> int:
         return -1  # not created yet, or mid-migration
 
 
-def _kill_when(proc: subprocess.Popen, db: Path, rows_at_least: int, deadline_s: float = 60) -> bool:
-    """SIGKILL once the index has that many rows (plus a random moment); True if it was still running."""
+def _kill_when(
+    proc: subprocess.Popen,
+    db: Path,
+    rows_at_least: int,
+    *,
+    table: str = "files",
+    jitter_s: float = 0.3,
+    poll_s: float = 0.02,
+    deadline_s: float = 60,
+) -> bool:
+    """SIGKILL once `table` has that many rows (plus a random moment up to `jitter_s`); True if it was still
+    running."""
     end = time.monotonic() + deadline_s
-    while proc.poll() is None and time.monotonic() < end:
-        if db.exists() and _rows(db) >= rows_at_least:
-            break
-        time.sleep(0.02)
-    time.sleep(random.uniform(0, 0.3))  # land anywhere: mid-batch, mid-commit, mid-load
+    while proc.poll() is None and time.monotonic() < end and _rows(db, table) < rows_at_least:
+        time.sleep(poll_s)
+    time.sleep(random.uniform(0, jitter_s))  # land anywhere: mid-batch, mid-commit, mid-load
     alive = proc.poll() is None
     if alive:
         proc.send_signal(signal.SIGKILL)

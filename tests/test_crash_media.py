@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import random
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from umsearch.store import Store
 from umsearch.store.segments import file_id_of
 
 from .media_support import Scene, write_pdf, write_video
-from .test_crash import ROOT, _rows, _start_index
+from .test_crash import ROOT, _kill_when, _start_index
 
 pytest.importorskip("av")
 pytest.importorskip("pypdfium2")
@@ -57,19 +55,6 @@ def bit_rows(db: Path) -> set[int]:
         return set(store._bit_matrix().ids.tolist())
 
 
-def _kill_at_frames(proc: subprocess.Popen, db: Path, frames: int, deadline_s: float = 120) -> bool:
-    """SIGKILL as soon as that many frames are stored (polled closely: a fast machine embeds a tiny model's frame
-    in milliseconds); True if it was still running."""
-    end = time.monotonic() + deadline_s
-    while proc.poll() is None and time.monotonic() < end and _rows(db, "embeddings") < frames:
-        time.sleep(0.005)
-    alive = proc.poll() is None
-    if alive:
-        proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    return alive
-
-
 @pytest.mark.timeout(600)
 def test_kill_9_while_indexing_videos_leaves_whole_videos_or_none(tmp_path, tiny_model_dir):
     random.seed(11)
@@ -83,7 +68,9 @@ def test_kill_9_while_indexing_videos_leaves_whole_videos_or_none(tmp_path, tiny
     for round_ in range(KILLS):
         proc = _start_index(db, tiny_model_dir, folder)  # batch size 2: each video spans two batches
         # 23 frames and pages in all: kill after 3..18 of them, whatever the machine's speed
-        killed += _kill_at_frames(proc, db, 3 + 4 * round_ + random.randint(0, 3))
+        # polled closely and killed at once: a fast machine embeds a tiny model's frame in milliseconds
+        frames = 3 + 4 * round_ + random.randint(0, 3)
+        killed += _kill_when(proc, db, frames, table="embeddings", jitter_s=0, poll_s=0.005, deadline_s=120)
         if db.exists():
             partial.append(len(consistent(db)))
     assert killed >= KILLS // 2

@@ -25,8 +25,7 @@ from tests.fault_support import (
     small_disk,
 )
 from tests.photos import write_photo
-from tests.watch_support import MAX_PIXELS, MAX_TOKENS, MIN_TOKENS, folder_state, index_state, wait_for, wait_in_step
-from umsearch.embed import load_embedder
+from tests.watch_support import MAX_PIXELS, folder_state, index_state, wait_for, wait_in_step
 from umsearch.errors import DiskFullError
 from umsearch.index import Indexer
 from umsearch.store import Store
@@ -38,18 +37,6 @@ FULL_LINE = re.compile(
     r"^error: the disk holding the index \((?P<folder>.+)\) is full; (?P<saved>\d+) photos? (?:was|were) saved; "
     r"free space and run again$"
 )
-
-
-@pytest.fixture(scope="module")
-def small_embedder(tiny_model_dir):
-    return load_embedder(
-        str(tiny_model_dir),
-        device="cpu",
-        quant="none",
-        dtype="float32",
-        min_image_tokens=MIN_TOKENS,
-        max_image_tokens=MAX_TOKENS,
-    )
 
 
 def make_photos(root: Path, count: int, start: int = 0) -> None:

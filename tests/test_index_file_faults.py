@@ -14,8 +14,7 @@ import pytest
 
 from tests.fault_support import assert_consistent, budget_args, error_lines, start, stop_process, wait_for_holder
 from tests.photos import write_photo
-from tests.watch_support import MAX_PIXELS, MAX_TOKENS, MIN_TOKENS, index_state, relative, wait_for, wait_in_step
-from umsearch.embed import load_embedder
+from tests.watch_support import MAX_PIXELS, index_state, relative, wait_for, wait_in_step
 from umsearch.errors import IndexGoneError
 from umsearch.index import Indexer
 from umsearch.store import Store
@@ -26,18 +25,6 @@ pytestmark = [
     pytest.mark.timeout(240),
     pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning"),
 ]
-
-
-@pytest.fixture(scope="module")
-def small_embedder(tiny_model_dir):
-    return load_embedder(
-        str(tiny_model_dir),
-        device="cpu",
-        quant="none",
-        dtype="float32",
-        min_image_tokens=MIN_TOKENS,
-        max_image_tokens=MAX_TOKENS,
-    )
 
 
 class Running:

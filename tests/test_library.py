@@ -17,8 +17,6 @@ from tests.fault_support import assert_consistent, command, environment, error_l
 from tests.photos import write_photo
 from tests.watch_support import (
     MAX_PIXELS,
-    MAX_TOKENS,
-    MIN_TOKENS,
     CountingEmbedder,
     folder_state,
     index_state,
@@ -27,7 +25,6 @@ from tests.watch_support import (
     wait_for,
     wait_in_step,
 )
-from umsearch.embed import load_embedder
 from umsearch.index import Indexer
 from umsearch.library import gone_folders
 from umsearch.store import Store
@@ -38,18 +35,6 @@ pytestmark = [
     pytest.mark.timeout(300),
     pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning"),
 ]
-
-
-@pytest.fixture(scope="module")
-def small_embedder(tiny_model_dir):
-    return load_embedder(
-        str(tiny_model_dir),
-        device="cpu",
-        quant="none",
-        dtype="float32",
-        min_image_tokens=MIN_TOKENS,
-        max_image_tokens=MAX_TOKENS,
-    )
 
 
 def make_library(root: Path, count: int = 6, first_seed: int = 0, *, broken: bool = True) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,11 +51,8 @@ def damage(model: Path, how: str) -> str:
     raise ValueError(how)
 
 
-DAMAGES = ["shard deleted", "shard truncated", "config corrupt", "tokenizer deleted", "folder deleted"]
-
-
-@pytest.mark.parametrize("how", DAMAGES)
-def test_a_damaged_model_at_the_next_start_is_one_line_and_the_index_is_untouched(tmp_path, tiny_model_dir, how):
+def index_one_photo_with_a_copy_of(tiny_model_dir: Path, tmp_path: Path) -> tuple[Path, Path, Path, Any]:
+    """A copy of the tiny model (to damage), and an index of one photo made with it; the loaded embedder."""
     model, photos, db = tmp_path / "model", tmp_path / "photos", tmp_path / "index.db"
     shutil.copytree(tiny_model_dir, model)
     write_photo(photos / "a.jpg", seed=1)
@@ -68,6 +66,15 @@ def test_a_damaged_model_at_the_next_start_is_one_line_and_the_index_is_untouche
     )
     with Store.open(db) as store:
         Indexer(store, lambda: embedder, max_pixels=MAX_PIXELS).index([str(photos)])
+    return model, photos, db, embedder
+
+
+DAMAGES = ["shard deleted", "shard truncated", "config corrupt", "tokenizer deleted", "folder deleted"]
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_a_damaged_model_at_the_next_start_is_one_line_and_the_index_is_untouched(tmp_path, tiny_model_dir, how):
+    model, photos, db, embedder = index_one_photo_with_a_copy_of(tiny_model_dir, tmp_path)
     expected = damage(model, how)
     write_photo(photos / "b.jpg", seed=2)  # something to embed: the model must load
     commands = [("index", str(photos))]
@@ -85,19 +92,7 @@ def test_a_damaged_model_at_the_next_start_is_one_line_and_the_index_is_untouche
 
 
 def test_model_files_removed_while_the_model_is_loaded_change_nothing(tmp_path, tiny_model_dir):
-    model, photos, db = tmp_path / "model", tmp_path / "photos", tmp_path / "index.db"
-    shutil.copytree(tiny_model_dir, model)
-    write_photo(photos / "a.jpg", seed=1)
-    embedder = load_embedder(
-        str(model),
-        device="cpu",
-        quant="none",
-        dtype="float32",
-        min_image_tokens=MIN_TOKENS,
-        max_image_tokens=MAX_TOKENS,
-    )
-    with Store.open(db) as store:
-        Indexer(store, lambda: embedder, max_pixels=MAX_PIXELS).index([str(photos)])
+    model, photos, db, embedder = index_one_photo_with_a_copy_of(tiny_model_dir, tmp_path)
     with Session(Store.open(db), embedder_factory=lambda *args: embedder) as session:
         first = session.search(SearchQuery(SearchRequest(positives=(Term(text="a red bike"),))))
         shutil.rmtree(model)  # an upgrade, a cache clean-up, a disk error: the weights are already in memory

@@ -19,8 +19,6 @@ import pytest
 from tests.photos import picture, write_photo
 from tests.watch_support import (
     MAX_PIXELS,
-    MAX_TOKENS,
-    MIN_TOKENS,
     CountingEmbedder,
     folder_state,
     index_state,
@@ -29,7 +27,6 @@ from tests.watch_support import (
     wait_for,
     wait_in_step,
 )
-from umsearch.embed import load_embedder
 from umsearch.errors import UmsearchError
 from umsearch.index import Indexer
 from umsearch.store import Store
@@ -42,18 +39,6 @@ pytestmark = [
     # watchdog re-registers a new subfolder's watch and says so; harmless.
     pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning"),
 ]
-
-
-@pytest.fixture(scope="module")
-def small_embedder(tiny_model_dir):
-    return load_embedder(
-        str(tiny_model_dir),
-        device="cpu",
-        quant="none",
-        dtype="float32",
-        min_image_tokens=MIN_TOKENS,
-        max_image_tokens=MAX_TOKENS,
-    )
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import pytest
 
 from tests.test_watch import Running
 from tests.watch_support import relative, wait_for, wait_in_step
-from umsearch.embed import load_embedder
 from umsearch.store import Store
 
 from .media_support import Scene, write_pdf, write_video
@@ -17,13 +16,6 @@ from .media_support import Scene, write_pdf, write_video
 pytest.importorskip("av")
 pytest.importorskip("pypdfium2")
 pytestmark = [pytest.mark.timeout(180), pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")]
-
-
-@pytest.fixture(scope="module")
-def small_embedder(tiny_model_dir):
-    return load_embedder(
-        str(tiny_model_dir), device="cpu", quant="none", dtype="float32", min_image_tokens=4, max_image_tokens=16
-    )
 
 
 def frame_times(db: Path, path: Path) -> list[float]:

@@ -10,8 +10,7 @@ import time
 import pytest
 
 from tests.photos import write_photo
-from tests.watch_support import MAX_PIXELS, MAX_TOKENS, MIN_TOKENS, CountingEmbedder, row_ids, wait_for, wait_in_step
-from umsearch.embed import load_embedder
+from tests.watch_support import MAX_PIXELS, CountingEmbedder, row_ids, wait_for, wait_in_step
 from umsearch.index import Indexer
 from umsearch.store import Store
 from umsearch.watch import GONE_GRACE_SECONDS, Watcher, WatchOptions
@@ -21,18 +20,6 @@ pytestmark = [
     pytest.mark.timeout(120),
     pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning"),
 ]
-
-
-@pytest.fixture(scope="module")
-def small_embedder(tiny_model_dir):
-    return load_embedder(
-        str(tiny_model_dir),
-        device="cpu",
-        quant="none",
-        dtype="float32",
-        min_image_tokens=MIN_TOKENS,
-        max_image_tokens=MAX_TOKENS,
-    )
 
 
 def test_sync_keeps_a_vanished_row_until_it_is_settled_so_the_second_half_of_a_move_finds_it(tmp_path, small_embedder):

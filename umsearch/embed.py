@@ -10,7 +10,7 @@ Importing this module is cheap: torch and transformers load only when a model is
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -307,6 +307,29 @@ def _bnb_config(quant: str, compute_dtype: torch.dtype, unquantized: list[str]) 
             llm_int8_skip_modules=unquantized,
         )
     return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=unquantized)
+
+
+def embed_in_batches(
+    inputs: Sequence[Any],
+    batch_size: int,
+    dim: int,
+    prepare: Callable[[Sequence[Any]], Any],
+    forward: Callable[[Any], Any],
+) -> np.ndarray:
+    """(N, dim) float32 vectors for `inputs`: a family's `prepare` and `forward` over batches of `batch_size`,
+    without autograd (both families embed this way)."""
+    import numpy as np
+    import torch
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if not inputs:
+        return np.zeros((0, dim), dtype=np.float32)
+    chunks = []
+    with torch.inference_mode():
+        for start in range(0, len(inputs), batch_size):
+            chunks.append(forward(prepare(inputs[start : start + batch_size])).cpu().numpy())
+    return np.concatenate(chunks).astype(np.float32, copy=False)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .embed import BNB_QUANTS, EmbedderInfo, EmbedInput, load_pretrained
+from .embed import BNB_QUANTS, EmbedderInfo, EmbedInput, embed_in_batches, load_pretrained
 from .errors import ModelError
 from .modelfiles import first_line
 from .qwenresize import into_pixel_range
@@ -307,22 +307,10 @@ class GmeEmbedder:
 
     def embed(self, inputs: Sequence[EmbedInput], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """(N, dim) float32 unit vectors, one per input, in order."""
-        import numpy as np
-        import torch
-
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         for item in inputs:
             if not item.text and item.image is None:
                 raise ValueError("an EmbedInput needs text, an image, or both")
-        if not inputs:
-            return np.zeros((0, self.info.dim), dtype=np.float32)
-        chunks = []
-        with torch.inference_mode():
-            for start in range(0, len(inputs), batch_size):
-                batch = self.prepare(inputs[start : start + batch_size])
-                chunks.append(self.forward(batch).cpu().numpy())
-        return np.concatenate(chunks).astype(np.float32, copy=False)
+        return embed_in_batches(inputs, batch_size, self.info.dim, self.prepare, self.forward)
 
     def embed_images(self, images: Sequence[Image.Image], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """Index vectors for images (always INDEX_INSTRUCTION)."""
